@@ -1,1 +1,33 @@
-int main(){}
+// meshid: one binary, one subcommand per job.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/context.h"
+
+int main(int argc, char** argv) {
+  meshid::SystemClock clock;
+  meshid::cli::Context ctx{.clock = clock};
+
+  CLI::App app{"meshid: SPIFFE identities for a service mesh, issued and rotated"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("meshid ") + MESHID_VERSION);
+  meshid::cli::addCaCommands(app, ctx);
+  meshid::cli::addCertCommands(app, ctx);
+  meshid::cli::addCsrCommands(app, ctx);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return meshid::cli::kExitUsage;
+  }
+  return ctx.exit_code;
+}

@@ -14,7 +14,16 @@ std::string ago(SystemTime then, SystemTime now) {
   return formatDuration(std::chrono::duration_cast<Seconds>(now - then));
 }
 
-Error explainVerifyFailure(X509_STORE_CTX* ctx, SystemTime at) {
+bool namesATrustedRoot(const X509* cert, const std::vector<X509Ptr>& roots) {
+  for (const auto& r : roots) {
+    if (X509_NAME_cmp(X509_get_issuer_name(cert), X509_get_subject_name(r.get())) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+Error explainVerifyFailure(X509_STORE_CTX* ctx, const std::vector<X509Ptr>& roots, SystemTime at) {
   int err = X509_STORE_CTX_get_error(ctx);
   int depth = X509_STORE_CTX_get_error_depth(ctx);
   X509* cert = X509_STORE_CTX_get_current_cert(ctx);
@@ -31,10 +40,18 @@ Error explainVerifyFailure(X509_STORE_CTX* ctx, SystemTime at) {
       break;
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-      message = fmt::format(
-          "unknown issuer: no certificate in the chain or the trusted roots issued {} (its issuer "
-          "is \"{}\"): an intermediate is missing, or the chain belongs to another root",
-          who, cert ? issuerString(cert) : "?");
+      if (cert != nullptr && namesATrustedRoot(cert, roots)) {
+        // The usual case after `ca init` ran twice: same names, other keys.
+        message = fmt::format(
+            "unknown issuer: {} names the trusted root \"{}\" as its issuer, but was not signed "
+            "by that root's key: the chain belongs to another root with the same name",
+            who, issuerString(cert));
+      } else {
+        message = fmt::format(
+            "unknown issuer: no certificate in the chain or the trusted roots issued {} (its "
+            "issuer is \"{}\"): an intermediate is missing, or the chain belongs to another root",
+            who, cert ? issuerString(cert) : "?");
+      }
       break;
     case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
     case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
@@ -132,7 +149,7 @@ Result<VerifiedChain> verifyChain(const X509* leaf, const std::vector<X509Ptr>& 
   }
   X509_STORE_CTX_set_time(ctx.get(), 0, std::chrono::system_clock::to_time_t(options.at));
   if (X509_verify_cert(ctx.get()) != 1) {
-    return explainVerifyFailure(ctx.get(), options.at);
+    return explainVerifyFailure(ctx.get(), roots, options.at);
   }
   VerifiedChain out;
   X509StackPtr chain(X509_STORE_CTX_get1_chain(ctx.get()));

@@ -1,0 +1,58 @@
+# meshid's front door. On a fresh Debian 12 machine:
+#   make demo   # installs dependencies, builds, runs the demo
+#   make test   # installs dependencies, builds, runs every test
+BUILD_DIR     ?= build
+BUILD_TYPE    ?= RelWithDebInfo
+SANITIZE_DIR  ?= build-sanitize
+JOBS          ?= 2
+FUZZ_SECONDS  ?= 10
+
+CMAKE_FLAGS := -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
+
+.PHONY: all deps configure build test demo sanitize-test fuzz ci format format-check clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD_DIR)/build.ninja:
+	cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS)
+
+configure: $(BUILD_DIR)/build.ninja
+
+build: deps configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
+
+demo: build
+	@scripts/demo.sh $(BUILD_DIR)/meshid
+
+# The unit and integration tests again, built with clang + ASan/UBSan; the
+# same build holds the libFuzzer targets.
+$(SANITIZE_DIR)/build.ninja:
+	CC=clang CXX=clang++ cmake -S . -B $(SANITIZE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+	  -DMESHID_SANITIZE=ON -DMESHID_FUZZ=ON
+
+sanitize-test: deps $(SANITIZE_DIR)/build.ninja
+	cmake --build $(SANITIZE_DIR) -j $(JOBS)
+	cd $(SANITIZE_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) --timeout 300
+
+fuzz: deps $(SANITIZE_DIR)/build.ninja
+	cmake --build $(SANITIZE_DIR) -j $(JOBS)
+	scripts/fuzz.sh $(SANITIZE_DIR) $(FUZZ_SECONDS)
+
+ci:
+	.ci/run
+
+format:
+	clang-format -i $$(git ls-files '*.h' '*.cc')
+
+format-check:
+	clang-format --dry-run -Werror $$(git ls-files '*.h' '*.cc')
+
+clean:
+	rm -rf $(BUILD_DIR) $(SANITIZE_DIR)

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every libFuzzer target for N seconds from seeds made by meshid and
+# openssl. A crash leaves its input in the printed artifact path and fails.
+set -euo pipefail
+BUILD=${1:-build-sanitize}
+SECS=${2:-10}
+WORK=$(mktemp -d /tmp/meshid-fuzz.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+M="$BUILD/meshid"
+
+seeds() { mkdir -p "$WORK/$1"; echo "$WORK/$1"; }
+S=$(seeds spiffe); printf 'spiffe://example.org/ns/default/sa/web' > "$S/a"; printf 'spiffe://td' > "$S/b"
+printf 'spiffe://Example.org/a//b' > "$S/c"
+S=$(seeds time); printf '1h30m' > "$S/a"; printf '2026-11-25T09:06:24Z' > "$S/b"; printf '2026-11-25T09:06:24.5+02:00' > "$S/c"
+"$M" ca init --trust-domain example.org --out "$WORK/ca" >/dev/null
+"$M" cert issue --ca "$WORK/ca" --spiffe-id spiffe://example.org/ns/a/sa/b --out "$WORK/leaf" --key-type rsa-2048 >/dev/null
+S=$(seeds certs); cp "$WORK/leaf/cert-chain.pem" "$S/chain.pem"
+openssl x509 -in "$WORK/leaf/cert-chain.pem" -outform DER -out "$S/leaf.der"
+openssl x509 -in "$WORK/ca/ca-cert.pem" -outform DER -out "$S/ca.der"
+S=$(seeds csr)
+"$M" csr create --spiffe-id spiffe://example.org/ns/a/sa/b --key-out "$WORK/k.pem" --out "$S/ec.pem"
+openssl req -in "$S/ec.pem" -outform DER -out "$S/ec.der"
+openssl req -new -newkey rsa:2048 -nodes -keyout /dev/null -subj / \
+  -addext "subjectAltName=critical,URI:spiffe://example.org/x,DNS:x" -outform DER -out "$S/rsa.der" 2>/dev/null
+S=$(seeds keys); cp "$WORK/k.pem" "$S/ec.pem"; cp "$WORK/leaf/key.pem" "$S/rsa.pem"
+MESHID_KEY_PASSPHRASE=fuzz "$M" csr create --spiffe-id spiffe://example.org/x --key-out "$S/enc.pem" >/dev/null
+
+run() {
+  local target=$1 corpus=$2
+  echo "--- $target (${SECS}s)"
+  "$BUILD/tests/fuzz/$target" -max_total_time="$SECS" -rss_limit_mb=2048 -max_len=8192 \
+    -artifact_prefix="$BUILD/fuzz-artifact-$target-" -print_final_stats=1 "$corpus" 2>&1 |
+    grep -E 'stat::number_of_executed_units|ERROR|SUMMARY|artifact' || true
+  return "${PIPESTATUS[0]}"
+}
+failed=0
+run fuzz_spiffe_id "$WORK/spiffe" || failed=1
+run fuzz_time_text "$WORK/time" || failed=1
+run fuzz_certificates "$WORK/certs" || failed=1
+run fuzz_csr "$WORK/csr" || failed=1
+run fuzz_private_key "$WORK/keys" || failed=1
+if ((failed)); then echo "fuzz: a target failed"; exit 1; fi
+echo "fuzz: all targets ran clean"

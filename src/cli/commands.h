@@ -1,0 +1,15 @@
+#pragma once
+
+namespace CLI {
+class App;
+}
+
+namespace meshid::cli {
+
+struct Context;
+
+void addCaCommands(CLI::App& app, Context& ctx);
+void addCertCommands(CLI::App& app, Context& ctx);
+void addCsrCommands(CLI::App& app, Context& ctx);
+
+}  // namespace meshid::cli
