@@ -28,10 +28,15 @@ MESHID_KEY_PASSPHRASE=fuzz "$M" csr create --spiffe-id spiffe://example.org/x --
 run() {
   local target=$1 corpus=$2
   echo "--- $target (${SECS}s)"
+  local rc=0
   "$BUILD/tests/fuzz/$target" -max_total_time="$SECS" -rss_limit_mb=2048 -max_len=8192 \
-    -artifact_prefix="$BUILD/fuzz-artifact-$target-" -print_final_stats=1 "$corpus" 2>&1 |
-    grep -E 'stat::number_of_executed_units|ERROR|SUMMARY|artifact' || true
-  return "${PIPESTATUS[0]}"
+    -artifact_prefix="$BUILD/fuzz-artifact-$target-" -print_final_stats=1 "$corpus" \
+    > "$WORK/$target.log" 2>&1 || rc=$?
+  grep -E 'stat::number_of_executed_units|ERROR|SUMMARY|artifact|#[0-9]+ +DONE' "$WORK/$target.log" || true
+  if ((rc != 0)); then
+    echo "$target FAILED (rc $rc); last lines of its log:"; tail -30 "$WORK/$target.log"
+  fi
+  return "$rc"
 }
 failed=0
 run fuzz_spiffe_id "$WORK/spiffe" || failed=1

@@ -125,6 +125,10 @@ Result<std::chrono::system_clock::time_point> parseRfc3339(std::string_view text
       text[16] != ':' || !digits(17, 2, tm.tm_sec)) {
     return bad();
   }
+  // system_clock counts nanoseconds in 64 bits: it ends in 2262.
+  if (year < 1970 || year > 2200) {
+    return Error::outOfRange(fmt::format("time \"{}\" is outside 1970..2200", text));
+  }
   if (mon < 1 || mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
       tm.tm_min > 59 || tm.tm_sec > 60) {
     return bad();
