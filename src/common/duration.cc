@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdint>
 #include <ctime>
@@ -17,10 +18,9 @@ bool readNumber(std::string_view text, size_t& pos, int64_t& out) {
   size_t start = pos;
   int64_t v = 0;
   while (pos < text.size() && std::isdigit(static_cast<unsigned char>(text[pos]))) {
-    v = v * 10 + (text[pos] - '0');
-    if (v > kMaxDurationSeconds) {
-      return false;
-    }
+    // Saturate rather than fail: the caller reports any number past the cap as
+    // out of range, whatever its unit.
+    v = std::min(v * 10 + (text[pos] - '0'), kMaxDurationSeconds + 1);
     ++pos;
   }
   out = v;
@@ -131,6 +131,12 @@ Result<std::chrono::system_clock::time_point> parseRfc3339(std::string_view text
   }
   if (mon < 1 || mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
       tm.tm_min > 59 || tm.tm_sec > 60) {
+    return bad();
+  }
+  // timegm would roll "02-30" over into March: refuse days the month lacks.
+  constexpr int kDaysInMonth[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  if (tm.tm_mday > kDaysInMonth[mon - 1] || (mon == 2 && !leap && tm.tm_mday > 28)) {
     return bad();
   }
   tm.tm_year = year - 1900;

@@ -40,6 +40,19 @@ std::string ecGroupName(const EVP_PKEY* key) {
   return std::string(name, len);
 }
 
+// OpenSSL names an explicit-parameter key after the named curve its parameters
+// match, so only the encoding tells it apart.
+bool hasExplicitCurve(const EVP_PKEY* key) {
+  char encoding[32] = {0};
+  size_t len = 0;
+  if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_EC_ENCODING, encoding, sizeof encoding,
+                                     &len) != 1) {
+    drainOpensslErrors();
+    return false;
+  }
+  return std::string_view(encoding, len) == OSSL_PKEY_EC_ENCODING_EXPLICIT;
+}
+
 // Returns -1 (refuse) when no passphrase was given, so OpenSSL never falls back
 // to prompting on a terminal.
 int passphraseCallback(char* buf, int size, int /*rwflag*/, void* user) {
@@ -113,14 +126,14 @@ Result<void> checkKeyStrength(const EVP_PKEY* key) {
     }
     case EVP_PKEY_EC: {
       std::string group = ecGroupName(key);
-      if (group == "prime256v1" || group == "P-256" || group == "secp384r1" || group == "P-384" ||
-          group == "secp521r1" || group == "P-521") {
-        return okResult();
-      }
-      if (group.empty()) {
+      if (group.empty() || hasExplicitCurve(key)) {
         return Error::invalidArgument(
             "EC key with explicit curve parameters is not accepted: use a named curve (P-256, "
             "P-384 or P-521)");
+      }
+      if (group == "prime256v1" || group == "P-256" || group == "secp384r1" || group == "P-384" ||
+          group == "secp521r1" || group == "P-521") {
+        return okResult();
       }
       return Error::invalidArgument(
           fmt::format("EC key on curve {} is not accepted: use P-256, P-384 or P-521", group));

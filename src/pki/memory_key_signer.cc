@@ -16,7 +16,12 @@ Result<std::unique_ptr<MemoryKeySigner>> MemoryKeySigner::create(EvpPkeyPtr priv
   EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, private_key.get(), nullptr));
   if (!ctx || EVP_PKEY_private_check(ctx.get()) != 1) {
     drainOpensslErrors();
-    if (EVP_PKEY_get_base_id(private_key.get()) != EVP_PKEY_ED25519) {
+    // Ed25519 is not judged by private_check; it still needs its private half.
+    size_t len = 0;
+    bool ed25519_private = EVP_PKEY_get_base_id(private_key.get()) == EVP_PKEY_ED25519 &&
+                           EVP_PKEY_get_raw_private_key(private_key.get(), nullptr, &len) == 1;
+    if (!ed25519_private) {
+      drainOpensslErrors();
       return Error::invalidArgument("signing key has no private part");
     }
   }

@@ -157,6 +157,10 @@ Result<SpiffeId> SpiffeId::forServiceAccount(const TrustDomain& td, std::string_
   if (ns.empty() || sa.empty()) {
     return Error::invalidArgument("namespace and service account must not be empty");
   }
+  // A '/' would make a part several path segments: another identity's shape.
+  if (ns.find('/') != std::string_view::npos || sa.find('/') != std::string_view::npos) {
+    return Error::invalidArgument("namespace and service account must not contain '/'");
+  }
   return parse(fmt::format("spiffe://{}/ns/{}/sa/{}", td.name(), ns, sa));
 }
 
