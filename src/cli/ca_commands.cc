@@ -105,33 +105,11 @@ Result<void> runInit(Context& ctx, const InitOptions& o) {
     return Error::alreadyExists(
         fmt::format("{} already exists (use --force to replace it)", root_key_path.string()));
   }
-  SystemTime now = ctx.clock.now();
-
-  MESHID_ASSIGN_OR_RETURN(pki::EvpPkeyPtr root_key, pki::generateKey(key_type));
-  MESHID_ASSIGN_OR_RETURN(pki::EvpPkeyPtr int_key, pki::generateKey(key_type));
-  MESHID_ASSIGN_OR_RETURN(auto root_signer,
-                          pki::MemoryKeySigner::create(pki::shareKey(root_key.get())));
-  pki::CaCertificateRequest root_req{.public_key = root_key.get(),
-                                     .trust_domain = td,
-                                     .common_name = "meshid Root CA",
-                                     .lifetime = root_ttl,
-                                     .now = now,
-                                     .path_length = std::nullopt};
-  MESHID_ASSIGN_OR_RETURN(pki::X509Ptr root, pki::issueRootCertificate(root_req, *root_signer));
-  pki::CaCertificateRequest int_req{.public_key = int_key.get(),
-                                    .trust_domain = td,
-                                    .common_name = "meshid Intermediate CA",
-                                    .lifetime = int_ttl,
-                                    .now = now,
-                                    .path_length = 0};
-  MESHID_ASSIGN_OR_RETURN(pki::X509Ptr inter,
-                          pki::issueIntermediateCertificate(int_req, root.get(), *root_signer));
-
-  pki::CaMaterial ca;
-  ca.signing_cert = pki::shareX509(inter.get());
-  ca.signing_key = std::move(int_key);
-  ca.chain.push_back(std::move(inter));
-  ca.roots.push_back(pki::shareX509(root.get()));
+  MESHID_ASSIGN_OR_RETURN(pki::NewCa created,
+                          pki::createCa(td, key_type, root_ttl, int_ttl, ctx.clock.now()));
+  const pki::CaMaterial& ca = created.ca;
+  pki::EvpPkeyPtr& root_key = created.root_key;
+  X509* root = ca.roots.front().get();
   MESHID_RETURN_IF_ERROR(pki::writeIstioCacerts(out, ca, o.force));
 
   std::error_code ec;
@@ -142,7 +120,7 @@ Result<void> runInit(Context& ctx, const InitOptions& o) {
   }
   MESHID_RETURN_IF_ERROR(writePrivateKeyFile(root_key_path, root_key.get()));
   MESHID_RETURN_IF_ERROR(writeFileAtomic(root_key_path.parent_path() / "root-cert.pem",
-                                         pki::certificateToPem(root.get()), kPublicFileMode));
+                                         pki::certificateToPem(root), kPublicFileMode));
   printCa(ctx, ca, out,
           fmt::format("created a CA for trust domain {} in {} (Istio cacerts layout)", td.name(),
                       out.string()),

@@ -7,7 +7,9 @@
 #include "common/file_util.h"
 #include "pki/certificate.h"
 #include "pki/chain.h"
+#include "pki/issuance.h"
 #include "pki/key.h"
+#include "pki/memory_key_signer.h"
 
 namespace meshid::pki {
 namespace {
@@ -108,6 +110,35 @@ Result<CaMaterial> loadCaDirectory(const fs::path& dir, SystemTime now) {
                                                  verified.error().message));
   }
   return ca;
+}
+
+Result<NewCa> createCa(const TrustDomain& trust_domain, KeyType key_type, Seconds root_ttl,
+                       Seconds intermediate_ttl, SystemTime now) {
+  MESHID_ASSIGN_OR_RETURN(EvpPkeyPtr root_key, generateKey(key_type));
+  MESHID_ASSIGN_OR_RETURN(EvpPkeyPtr int_key, generateKey(key_type));
+  MESHID_ASSIGN_OR_RETURN(auto root_signer, MemoryKeySigner::create(shareKey(root_key.get())));
+  CaCertificateRequest root_req{.public_key = root_key.get(),
+                                .trust_domain = trust_domain,
+                                .common_name = "meshid Root CA",
+                                .lifetime = root_ttl,
+                                .now = now,
+                                .path_length = std::nullopt};
+  MESHID_ASSIGN_OR_RETURN(X509Ptr root, issueRootCertificate(root_req, *root_signer));
+  CaCertificateRequest int_req{.public_key = int_key.get(),
+                               .trust_domain = trust_domain,
+                               .common_name = "meshid Intermediate CA",
+                               .lifetime = intermediate_ttl,
+                               .now = now,
+                               .path_length = 0};
+  MESHID_ASSIGN_OR_RETURN(X509Ptr inter,
+                          issueIntermediateCertificate(int_req, root.get(), *root_signer));
+  NewCa out;
+  out.ca.signing_cert = shareX509(inter.get());
+  out.ca.signing_key = std::move(int_key);
+  out.ca.chain.push_back(std::move(inter));
+  out.ca.roots.push_back(std::move(root));
+  out.root_key = std::move(root_key);
+  return out;
 }
 
 Result<void> writeIstioCacerts(const fs::path& dir, const CaMaterial& ca, bool overwrite) {

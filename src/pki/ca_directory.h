@@ -7,7 +7,9 @@
 
 #include "common/clock.h"
 #include "common/result.h"
+#include "pki/key.h"
 #include "pki/ossl.h"
+#include "pki/spiffe_id.h"
 
 namespace meshid::pki {
 
@@ -41,6 +43,16 @@ struct CaMaterial {
 // Kubernetes' `..data` symlinks like any path. The layout is detected by which
 // files exist.
 Result<CaMaterial> loadCaDirectory(const std::filesystem::path& dir, SystemTime now);
+
+struct NewCa {
+  CaMaterial ca;        // the intermediate signs; the root is ca.roots[0]
+  EvpPkeyPtr root_key;  // keep offline: it is not part of cacerts
+};
+
+// A fresh root ("meshid Root CA", no path length) and an intermediate under it
+// ("meshid Intermediate CA", path length 0), both for trust_domain.
+Result<NewCa> createCa(const TrustDomain& trust_domain, KeyType key_type, Seconds root_ttl,
+                       Seconds intermediate_ttl, SystemTime now);
 
 // Writes the Istio cacerts layout: ca-cert.pem, ca-key.pem (0600),
 // cert-chain.pem (chain + roots) and root-cert.pem. Refuses (ALREADY_EXISTS)

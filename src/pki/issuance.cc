@@ -60,14 +60,39 @@ Result<void> addBasicConstraints(X509* cert, bool ca, std::optional<int> path_le
   return addExtension(cert, NID_basic_constraints, bc.get(), true);
 }
 
-Result<void> addUriSan(X509* cert, const std::string& uri, bool critical) {
-  GeneralNamesPtr names(GENERAL_NAMES_new());
+void pushName(GENERAL_NAMES* names, int type, const std::string& value) {
   GENERAL_NAME* gn = GENERAL_NAME_new();
   ASN1_IA5STRING* s = ASN1_IA5STRING_new();
-  ASN1_STRING_set(s, uri.data(), static_cast<int>(uri.size()));
-  GENERAL_NAME_set0_value(gn, GEN_URI, s);
-  sk_GENERAL_NAME_push(names.get(), gn);
+  ASN1_STRING_set(s, value.data(), static_cast<int>(value.size()));
+  GENERAL_NAME_set0_value(gn, type, s);
+  sk_GENERAL_NAME_push(names, gn);
+}
+
+Result<void> addSans(X509* cert, const std::string& uri, const std::vector<std::string>& dns,
+                     const std::vector<std::string>& ips, bool critical) {
+  GeneralNamesPtr names(GENERAL_NAMES_new());
+  pushName(names.get(), GEN_URI, uri);
+  for (const auto& d : dns) {
+    if (d.empty() || d.size() > 253) {
+      return Error::invalidArgument(fmt::format("invalid DNS name \"{}\"", d.substr(0, 40)));
+    }
+    pushName(names.get(), GEN_DNS, d);
+  }
+  for (const auto& ip : ips) {
+    Asn1OctetStringPtr octets(a2i_IPADDRESS(ip.c_str()));
+    if (!octets) {
+      drainOpensslErrors();
+      return Error::invalidArgument(fmt::format("invalid IP address \"{}\"", ip.substr(0, 40)));
+    }
+    GENERAL_NAME* gn = GENERAL_NAME_new();
+    GENERAL_NAME_set0_value(gn, GEN_IPADD, octets.release());
+    sk_GENERAL_NAME_push(names.get(), gn);
+  }
   return addExtension(cert, NID_subject_alt_name, names.get(), critical);
+}
+
+Result<void> addUriSan(X509* cert, const std::string& uri, bool critical) {
+  return addSans(cert, uri, {}, {}, critical);
 }
 
 Result<Asn1OctetStringPtr> keyIdentifier(const X509* cert) {
@@ -225,7 +250,8 @@ Result<X509Ptr> issueX509Svid(const SvidRequest& request, const X509* ca_cert,
   MESHID_RETURN_IF_ERROR(addExtension(cert.get(), NID_ext_key_usage, eku.get(), false));
   MESHID_RETURN_IF_ERROR(addKeyIdentifiers(cert.get(), ca_cert));
   // Critical: with an empty subject the SAN is the whole identity (RFC 5280).
-  MESHID_RETURN_IF_ERROR(addUriSan(cert.get(), request.spiffe_id.str(), true));
+  MESHID_RETURN_IF_ERROR(addSans(cert.get(), request.spiffe_id.str(), request.dns_names,
+                                 request.ip_addresses, true));
   MESHID_RETURN_IF_ERROR(ca_signer.signCertificate(cert.get()));
   return cert;
 }

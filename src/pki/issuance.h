@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/result.h"
@@ -21,6 +22,10 @@ struct SvidRequest {
   SpiffeId spiffe_id;                    // must have a path
   Seconds lifetime{0};                   // > 0
   SystemTime now;
+  // Extra SANs beside the one URI (the X.509-SVID profile allows them). Only
+  // meshid's own server certificates use these; workload CSRs may not ask.
+  std::vector<std::string> dns_names;
+  std::vector<std::string> ip_addresses;
 };
 
 // A leaf signed by ca_cert's key (held by ca_signer): random positive 127-bit
