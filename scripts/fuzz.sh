@@ -24,6 +24,13 @@ openssl req -new -newkey rsa:2048 -nodes -keyout /dev/null -subj / \
   -addext "subjectAltName=critical,URI:spiffe://example.org/x,DNS:x" -outform DER -out "$S/rsa.der" 2>/dev/null
 S=$(seeds keys); cp "$WORK/k.pem" "$S/ec.pem"; cp "$WORK/leaf/key.pem" "$S/rsa.pem"
 MESHID_KEY_PASSPHRASE=fuzz "$M" csr create --spiffe-id spiffe://example.org/x --key-out "$S/enc.pem" >/dev/null
+# fuzz_jwt input: JWKS, NUL, token. The keys are fuzz_jwt.cc's fixed JWKS, so
+# the tokens verify there (an empty JWKS part falls back to it).
+S=$(seeds jwt)
+JWKS='{"keys":[{"alg":"ES256","crv":"P-256","kid":"fuzz-ec","kty":"EC","use":"sig","x":"LE0QsHXmNxXvSUUicg8MkHr82OP8JViUKn9jCi2CqHY","y":"haKvh5Ecy3M0WBUGVSCU-LedqHqVf6u4UvnuMuHUq-U"},{"alg":"RS256","e":"AQAB","kid":"fuzz-rsa","kty":"RSA","n":"w0RcDyx-rANl-1sCF1xp0WpdujIRJJjb9r0rcXyrSgTgR6AxF7kwYZW4toPuFl_pRcO3RXjmXGed5mBkTzkFyF0-mYAxF9qPtfbfyJrcWMxer74pQYTg1GAH_FeDbRaNyGuwKSl3befXqoFRsD9G4SE8zQ9H07JBTUNwdzPupUFE8Y7nQcFeXxrtsfUcfILDqWEUtIomxpi5WsGvNzqJuqmhvtJd5gR35uB_iRL6_EUXR_PsLMw-mzpG9IRF6S2DQqGveE-OHiUJNXCx_Idrs0-TQlcFXPPaKkE3SaXnvVwNVkD_CkO7G4RAp5R1kIAaCO2LLgrAW8AX_MuK3Y81eQ","use":"sig"}]}'
+printf '%s\0%s' "$JWKS" 'eyJhbGciOiJFUzI1NiIsImtpZCI6ImZ1enotZWMiLCJ0eXAiOiJKV1QifQ.eyJhdWQiOlsiaXN0aW8tY2EiXSwiZXhwIjoyMDAwMDAwMDAwLCJpYXQiOjE3MDAwMDAwMDAsImlzcyI6Imh0dHBzOi8va3ViZXJuZXRlcy5kZWZhdWx0LnN2Yy5jbHVzdGVyLmxvY2FsIiwia3ViZXJuZXRlcy5pbyI6eyJuYW1lc3BhY2UiOiJkZWZhdWx0IiwicG9kIjp7Im5hbWUiOiJ3ZWItMSIsInVpZCI6InUyIn0sInNlcnZpY2VhY2NvdW50Ijp7Im5hbWUiOiJ3ZWIiLCJ1aWQiOiJ1MSJ9fSwibmJmIjoxNzAwMDAwMDAwLCJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDp3ZWIifQ.VwcjNtNs0DyvRh9vXi36Dh-QvD9Dya0MMnUBlSriQcU915cJTa1XOowMmKf3H-EJUdin5Hl2pURW_rzNVESVxw' > "$S/es256"
+printf '\0%s' 'eyJhbGciOiJSUzI1NiIsImtpZCI6ImZ1enotcnNhIn0.eyJhdWQiOlsiaXN0aW8tY2EiXSwiZXhwIjoyMDAwMDAwMDAwLCJpYXQiOjE3MDAwMDAwMDAsImlzcyI6Imh0dHBzOi8va3ViZXJuZXRlcy5kZWZhdWx0LnN2Yy5jbHVzdGVyLmxvY2FsIiwia3ViZXJuZXRlcy5pbyI6eyJuYW1lc3BhY2UiOiJkZWZhdWx0IiwicG9kIjp7Im5hbWUiOiJ3ZWItMSIsInVpZCI6InUyIn0sInNlcnZpY2VhY2NvdW50Ijp7Im5hbWUiOiJ3ZWIiLCJ1aWQiOiJ1MSJ9fSwibmJmIjoxNzAwMDAwMDAwLCJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDp3ZWIifQ.hRO8q_SkZt5lrAQwceQZI_yb98DnLNR_55M1-LtOZHh5e-i72RuOMU-Mf-6TFrAobCzQ43q3yL3LFYJjQTRyDDCZfTGf9AOm05WnL34AClqdRCZtDXOCgS7oaikIoX8pHGhnBuqwEn6zwDG02yI6Nza1Fj1ESp_X2lIkMD2mvJPWeQ_dn2h0q2A1rG1rDO3zcXOKtzkHoAxXDRyxTeziUCcetGRUuYEEcb0eEsWSJa9rCRSEzGOERbHXxJNZ1ms-xdSnSx6mNVWg71UTW5kdQ7_st0MbU-AtJiEJIXu_HTCwlPUVsgYStTeBv60onp7Kma0P8uDEoPXGtuMCuKTnTw' > "$S/rs256"
+printf '%s' "$JWKS" > "$S/jwks"
 
 run() {
   local target=$1 corpus=$2
@@ -44,5 +51,6 @@ run fuzz_time_text "$WORK/time" || failed=1
 run fuzz_certificates "$WORK/certs" || failed=1
 run fuzz_csr "$WORK/csr" || failed=1
 run fuzz_private_key "$WORK/keys" || failed=1
+run fuzz_jwt "$WORK/jwt" || failed=1
 if ((failed)); then echo "fuzz: a target failed"; exit 1; fi
 echo "fuzz: all targets ran clean"
