@@ -14,7 +14,7 @@ packages=(
   libcpp-httplib-dev libsqlite3-dev libcurl4-openssl-dev libasio-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # real peers and tools used by tests, CI and the demo
-  clang libclang-rt-14-dev clang-format curl jq procps iproute2 util-linux
+  clang libclang-rt-14-dev clang-format curl jq procps iproute2 util-linux prometheus sqlite3 golang-cfssl
 )
 # A machine may already carry a Node.js build that bundles npm (and conflicts
 # with Debian's npm package): ask Debian only for what is absent.

@@ -101,26 +101,41 @@ Result<void> runInit(Context& ctx, const InitOptions& o) {
   MESHID_ASSIGN_OR_RETURN(Seconds int_ttl, parseDuration(o.intermediate_ttl));
   fs::path out(o.out);
   fs::path root_key_path = o.root_key_out.empty() ? out / "root" / "root-key.pem" : fs::path(o.root_key_out);
-  if (!o.force && fs::exists(root_key_path)) {
-    return Error::alreadyExists(
-        fmt::format("{} already exists (use --force to replace it)", root_key_path.string()));
+  // Beside a default-placed root key goes a copy of the root certificate; a
+  // key placed explicitly (a vault folder) gets nothing else written near it.
+  fs::path root_cert_path =
+      o.root_key_out.empty() ? root_key_path.parent_path() / "root-cert.pem" : fs::path();
+  // Check every target before writing anything: a refused run leaves nothing
+  // behind, and the root key is written first, so no CA exists without it.
+  std::vector<fs::path> targets{root_key_path};
+  if (!root_cert_path.empty()) targets.push_back(root_cert_path);
+  for (const char* n : {pki::kCaCertFile, pki::kCaKeyFile, pki::kCertChainFile, pki::kRootCertFile}) {
+    targets.push_back(out / n);
+  }
+  if (!o.force) {
+    for (const auto& t : targets) {
+      if (fs::exists(t)) {
+        return Error::alreadyExists(
+            fmt::format("{} already exists (use --force to replace it)", t.string()));
+      }
+    }
   }
   MESHID_ASSIGN_OR_RETURN(pki::NewCa created,
                           pki::createCa(td, key_type, root_ttl, int_ttl, ctx.clock.now()));
   const pki::CaMaterial& ca = created.ca;
-  pki::EvpPkeyPtr& root_key = created.root_key;
-  X509* root = ca.roots.front().get();
-  MESHID_RETURN_IF_ERROR(pki::writeIstioCacerts(out, ca, o.force));
-
   std::error_code ec;
-  fs::create_directories(root_key_path.parent_path(), ec);
-  if (ec) {
-    return Error::internal(fmt::format("cannot create {}: {}",
-                                       root_key_path.parent_path().string(), ec.message()));
+  for (const fs::path& dir : {root_key_path.parent_path(), out}) {
+    if (!dir.empty()) fs::create_directories(dir, ec);
+    if (ec) {
+      return Error::internal(fmt::format("cannot create {}: {}", dir.string(), ec.message()));
+    }
   }
-  MESHID_RETURN_IF_ERROR(writePrivateKeyFile(root_key_path, root_key.get()));
-  MESHID_RETURN_IF_ERROR(writeFileAtomic(root_key_path.parent_path() / "root-cert.pem",
-                                         pki::certificateToPem(root), kPublicFileMode));
+  MESHID_RETURN_IF_ERROR(writePrivateKeyFile(root_key_path, created.root_key.get()));
+  if (!root_cert_path.empty()) {
+    MESHID_RETURN_IF_ERROR(writeFileAtomic(
+        root_cert_path, pki::certificateToPem(ca.roots.front().get()), kPublicFileMode));
+  }
+  MESHID_RETURN_IF_ERROR(pki::writeIstioCacerts(out, ca, /*overwrite=*/true));
   printCa(ctx, ca, out,
           fmt::format("created a CA for trust domain {} in {} (Istio cacerts layout)", td.name(),
                       out.string()),

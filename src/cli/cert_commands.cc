@@ -123,6 +123,10 @@ Result<void> runIssue(Context& ctx, const IssueOptions& o) {
   }
   if (leaf_key) {
     MESHID_RETURN_IF_ERROR(writePrivateKeyFile(out / kLeafKeyFile, leaf_key.get()));
+  } else {
+    // The key stays with whoever made the CSR; a key.pem left from an earlier
+    // run would not match this certificate.
+    fs::remove(out / kLeafKeyFile, ec);
   }
   MESHID_RETURN_IF_ERROR(writeFileAtomic(
       out / kLeafChainFile, pki::certificateToPem(leaf.get()) + pki::certificatesToPem(ca.chain),
@@ -341,7 +345,8 @@ void addCertCommands(CLI::App& app, Context& ctx) {
   i->add_option("--spiffe-id", inspect->spiffe_id, "With --roots: the SPIFFE ID expected");
   i->add_option("--servername", inspect->server_name, "SNI name for --connect");
   i->add_option("--timeout-ms", inspect->timeout_ms, "Connect and handshake timeout")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, 600000));
   i->add_flag("--json", inspect->json, "Print JSON");
   setIntCallback(i, ctx, inspect->json, [&ctx, inspect] { return runInspect(ctx, *inspect); });
 

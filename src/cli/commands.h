@@ -11,5 +11,7 @@ struct Context;
 void addCaCommands(CLI::App& app, Context& ctx);
 void addCertCommands(CLI::App& app, Context& ctx);
 void addCsrCommands(CLI::App& app, Context& ctx);
+// After addCaCommands: adds `ca serve` and `token`.
+void addServeCommands(CLI::App& app, Context& ctx);
 
 }  // namespace meshid::cli

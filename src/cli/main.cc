@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   meshid::cli::addCaCommands(app, ctx);
   meshid::cli::addCertCommands(app, ctx);
   meshid::cli::addCsrCommands(app, ctx);
+  meshid::cli::addServeCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

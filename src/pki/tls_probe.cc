@@ -38,8 +38,8 @@ bool isIpLiteral(const std::string& host) {
   return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
 }
 
-// Connects with a deadline; afterwards the socket is blocking with send and
-// receive timeouts, so the handshake is bounded too.
+// Connects within timeout; the socket stays non-blocking so the handshake can
+// be bounded by the same deadline.
 Result<int> connectWithTimeout(const std::string& host, uint16_t port,
                                std::chrono::milliseconds timeout) {
   addrinfo hints{};
@@ -76,12 +76,7 @@ Result<int> connectWithTimeout(const std::string& host, uint16_t port,
       last_error = std::strerror(soerr);
       continue;
     }
-    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    timeval tv{static_cast<time_t>(timeout.count() / 1000),
-               static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    return ::dup(fd);  // Socket closes the original
+    return ::dup(fd);  // stays non-blocking; Socket closes the original
   }
   return Error::unavailable(fmt::format("cannot connect to {}:{}: {}", host, port, last_error));
 }
@@ -91,6 +86,9 @@ Result<int> connectWithTimeout(const std::string& host, uint16_t port,
 Result<TlsProbeResult> probeTls(const TlsProbeOptions& options) {
   if (options.host.empty() || options.port == 0) {
     return Error::invalidArgument("endpoint must be HOST:PORT");
+  }
+  if (options.timeout.count() <= 0) {
+    return Error::invalidArgument("timeout must be positive");
   }
   SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
   if (!ctx) {
@@ -120,9 +118,25 @@ Result<TlsProbeResult> probeTls(const TlsProbeOptions& options) {
   if (!sni.empty()) {
     SSL_set_tlsext_host_name(ssl.get(), sni.c_str());
   }
-  if (SSL_connect(ssl.get()) != 1) {
-    return opensslError(Code::kUnavailable,
-                        fmt::format("TLS handshake with {}:{} failed", options.host, options.port));
+  // One deadline for the whole handshake: a peer that drips bytes cannot
+  // stretch it (per-read socket timeouts would reset on every byte).
+  auto deadline = std::chrono::steady_clock::now() + options.timeout;
+  for (;;) {
+    int rc = SSL_connect(ssl.get());
+    if (rc == 1) break;
+    int err = SSL_get_error(ssl.get(), rc);
+    if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+      return opensslError(Code::kUnavailable, fmt::format("TLS handshake with {}:{} failed",
+                                                          options.host, options.port));
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd p{fd, static_cast<short>(err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT), 0};
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) {
+      drainOpensslErrors();
+      return Error::unavailable(fmt::format("TLS handshake with {}:{} timed out after {} ms",
+                                            options.host, options.port, options.timeout.count()));
+    }
   }
   TlsProbeResult out;
   STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl.get());  // client side: leaf included

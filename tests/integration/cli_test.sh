@@ -73,7 +73,7 @@ mkdir -p keyvault && echo "precious, not a certificate" >keyvault/root-cert.pem
 run "$M" ca init --trust-domain "$TD" --out ca-rko --root-key-out keyvault/root-key.pem
 expect_eq "ca init --root-key-out: exit 0" 0 "$RC"
 expect_eq "ca init --root-key-out: root key 0600 where asked" 600 "$(mode_of keyvault/root-key.pem)"
-expect_eq "BUG: ca init --root-key-out DIR/x silently overwrites DIR/root-cert.pem without --force" \
+expect_eq "ca init --root-key-out DIR/x silently overwrites DIR/root-cert.pem without --force" \
   "precious, not a certificate" "$(head -n 1 keyvault/root-cert.pem)"
 
 # A root key that cannot be written must leave no CA behind: cacerts whose root key
@@ -81,7 +81,7 @@ expect_eq "BUG: ca init --root-key-out DIR/x silently overwrites DIR/root-cert.p
 : >not-a-dir
 check_fails_with "ca init: an unwritable --root-key-out is an error" 1 "not-a-dir" \
   "$M" ca init --trust-domain "$TD" --out ca-orphan --root-key-out not-a-dir/root-key.pem
-expect_true "BUG: ca init writes the cacerts files before the root key and leaves them when the root key cannot be written" \
+expect_true "ca init writes the cacerts files before the root key and leaves them when the root key cannot be written" \
   test ! -e ca-orphan/ca-cert.pem
 
 # Key types.
@@ -383,7 +383,7 @@ check "cert issue --csr --force over a directory holding key.pem" \
   "$M" cert issue --ca ca --spiffe-id "$ID-csr" --csr mine.csr --out web --force
 run "$M" cert verify web/cert-chain.pem --roots ca/root-cert.pem --key web/key.pem
 if [[ -e web/key.pem && $RC -ne 0 ]]; then
-  fail "BUG: cert issue --csr --force leaves a stale key.pem that does not match the new cert-chain.pem" \
+  fail "cert issue --csr --force leaves a stale key.pem that does not match the new cert-chain.pem" \
     "key.pem from the earlier issue is still there" "$M" cert verify web/cert-chain.pem --roots ca/root-cert.pem --key web/key.pem
 else
   pass
@@ -448,9 +448,9 @@ check_fails_with "cert verify --at: month 13 is refused" 1 "invalid time" \
   "$M" cert verify web/cert-chain.pem --roots ca/root-cert.pem --at 2026-13-01T00:00:00Z
 
 # A private key given as a certificate: refused, and the key never echoed.
-key_lines=$(grep -v -- '-----' web/key.pem)
-for cmd in "cert inspect web/key.pem" "cert verify web/key.pem --roots ca/root-cert.pem" \
-  "cert verify web/cert-chain.pem --roots web/key.pem" "csr inspect web/key.pem"; do
+key_lines=$(grep -v -- '-----' web-2h/key.pem)
+for cmd in "cert inspect web-2h/key.pem" "cert verify web-2h/key.pem --roots ca/root-cert.pem" \
+  "cert verify web/cert-chain.pem --roots web-2h/key.pem" "csr inspect web-2h/key.pem"; do
   # shellcheck disable=SC2086
   check_exit "$cmd: refused" 1 "$M" $cmd
   leaked=0

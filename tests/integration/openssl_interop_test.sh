@@ -412,9 +412,9 @@ if command -v node >/dev/null; then
   check_fails_with "inspect --connect: a peer that never answers times out cleanly" 1 "handshake" \
     "$M" cert inspect --connect "127.0.0.1:$port" --timeout-ms 1000
   expect_true "inspect --connect: ... within the timeout (took $((SECONDS - start)) s)" test $((SECONDS - start)) -le 3
-  CMD_TIMEOUT=2 check_exit "BUG: inspect --connect --timeout-ms 0 hangs on a silent peer (want exit 1 or 2, not a hang)" "1|2" \
+  CMD_TIMEOUT=2 check_exit "inspect --connect --timeout-ms 0 hangs on a silent peer (want exit 1 or 2, not a hang)" "1|2" \
     "$M" cert inspect --connect "127.0.0.1:$port" --timeout-ms 0
-  CMD_TIMEOUT=2 check_exit "BUG: inspect --connect --timeout-ms -1 hangs on a silent peer (want exit 1 or 2, not a hang)" "1|2" \
+  CMD_TIMEOUT=2 check_exit "inspect --connect --timeout-ms -1 hangs on a silent peer (want exit 1 or 2, not a hang)" "1|2" \
     "$M" cert inspect --connect "127.0.0.1:$port" --timeout-ms -1
   start_server garbage.log node fake-server.js garbage
   port=$(wait_for_accept garbage.log)
@@ -422,7 +422,7 @@ if command -v node >/dev/null; then
     "$M" cert inspect --connect "127.0.0.1:$port" --timeout-ms 2000
   start_server drip.log node fake-server.js drip
   port=$(wait_for_accept drip.log)
-  CMD_TIMEOUT=3 check_exit "BUG: inspect --connect --timeout-ms 1000 does not bound the handshake: a peer dripping bytes holds it forever" 1 \
+  CMD_TIMEOUT=3 check_exit "inspect --connect --timeout-ms 1000 does not bound the handshake: a peer dripping bytes holds it forever" 1 \
     "$M" cert inspect --connect "127.0.0.1:$port" --timeout-ms 1000
 else
   echo "note: node not found; skipped the hostile-peer checks"

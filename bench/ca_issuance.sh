@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# CA issuance benchmark: meshid vs Debian's cfssl vs the openssl-speed bound.
+# Each server is pinned to core 0, the load generator to core 1 (taskset).
+# Usage: bench/ca_issuance.sh [BUILD_DIR] [SECONDS]
+set -euo pipefail
+BUILD=$(realpath "${1:-build}")
+SECS=${2:-10}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+W=$(mktemp -d /tmp/meshid-bench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$W"; }
+trap cleanup EXIT
+cd "$W"
+M="$BUILD/meshid"; LOAD="$BUILD/bench/meshid_ca_load"
+
+# --- the bound: one CSR verify + one certificate sign, on the server's core
+speed() { taskset -c "$SERVER_CPU" openssl speed -seconds 3 "$@" 2>/dev/null; }
+p256=$(speed ecdsap256 | awk '/256 bits ecdsa \(nistp256\)/ {print $(NF-1), $NF}')
+p256_sign=${p256% *}; p256_verify=${p256#* }
+rsa_verify=$(speed rsa2048 | awk '/^rsa 2048 bits/ {print $NF}')
+bound() { awk -v s="$1" -v v="$2" 'BEGIN { printf "%.0f", 1 / (1/s + 1/v) }'; }
+bound_ec=$(bound "$p256_sign" "$p256_verify")
+bound_rsa=$(bound "$p256_sign" "$rsa_verify")
+
+# --- meshid CA: self-signed P-256 CA; the load authenticates with mTLS
+cat > ca.yaml <<YAML
+trust_domain: example.org
+listen: 127.0.0.1:0
+admin_listen: 127.0.0.1:0
+state_dir: state
+issuance: { default_ttl: 1h, max_ttl: 24h }
+limits: { max_concurrent_signings: 256 }
+YAML
+# Info level, as in production: every issuance writes its "CSR signed" line.
+taskset -c "$SERVER_CPU" "$M" ca serve --config ca.yaml > ca.log 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do grep -q ' grpc=' ca.log 2>/dev/null && break; sleep 0.1; done
+port=$(grep -oE ' grpc=[0-9.]+:[0-9]+' ca.log | head -1 | sed 's/.*://')
+[[ -n $port ]] || { echo "meshid CA did not start" >&2; cat ca.log >&2; exit 1; }
+"$M" cert issue --ca state/ca --spiffe-id spiffe://example.org/ns/bench/sa/load --ttl 2h --out client >/dev/null
+
+# --- cfssl serve with the same intermediate, same pinning
+cat > cfssl.json <<JSON
+{"signing": {"default": {"expiry": "1h", "usages": ["digital signature", "key encipherment", "server auth", "client auth"]}}}
+JSON
+cfssl_port=$((20000 + RANDOM % 20000))
+taskset -c "$SERVER_CPU" cfssl serve -address 127.0.0.1 -port "$cfssl_port" -ca state/ca/ca-cert.pem \
+  -ca-key state/ca/ca-key.pem -config cfssl.json > cfssl.log 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$cfssl_port/api/v1/cfssl/info" -d '{}' && break; sleep 0.1; done
+
+run() { taskset -c "$LOAD_CPU" "$LOAD" --seconds "$SECS" --warmup 2 "$@"; }
+printf '\nCA issuance, %ss per cell, server on cpu %s, load on cpu %s (%s)\n' "$SECS" "$SERVER_CPU" "$LOAD_CPU" "$(date -u +%FT%TZ)"
+printf 'openssl speed on cpu %s: P-256 sign %s/s, verify %s/s; RSA-2048 verify %s/s\n' "$SERVER_CPU" "$p256_sign" "$p256_verify" "$rsa_verify"
+printf '%-9s %4s | %9s %8s %8s | %9s %8s %8s | %6s %9s %9s\n' csr conc "meshid/s" "p50 ms" "p99 ms" "cfssl/s" "p50 ms" "p99 ms" bound "% bound" "x cfssl"
+for kt in ec-p256 rsa-2048; do
+  keys=2000; [[ $kt == rsa-2048 ]] && keys=64
+  b=$bound_ec; [[ $kt == rsa-2048 ]] && b=$bound_rsa
+  for c in 1 8 64; do
+    m=$(run --target meshid --addr "127.0.0.1:$port" --root state/ca/root-cert.pem \
+          --cert client/cert-chain.pem --key client/key.pem --key-type "$kt" --keys "$keys" --concurrency "$c")
+    f=$(run --target cfssl --addr "127.0.0.1:$cfssl_port" --key-type "$kt" --keys "$keys" --concurrency "$c" || true)
+    jq -rn --argjson m "$m" --argjson f "$f" --arg b "$b" --arg kt "$kt" --arg c "$c" '
+      "\($kt | .[0:9]) \($c) | \($m.per_second|floor) \($m.p50_ms*100|floor/100) \($m.p99_ms*100|floor/100) | \($f.per_second|floor) \($f.p50_ms*100|floor/100) \($f.p99_ms*100|floor/100) | \($b) \($m.per_second / ($b|tonumber) * 100 | floor)% \($m.per_second / $f.per_second * 100 | floor / 100)x" +
+      (if $m.errors > 0 then "  meshid errors: \($m.errors) \($m.first_error)" else "" end) +
+      (if $f.errors > 0 then "  cfssl errors: \($f.errors) \($f.first_error)" else "" end)' |
+      awk -F' \\| ' '{ split($1,a," "); split($2,m," "); split($3,f," "); split($4,r," ");
+        printf "%-9s %4s | %9s %8s %8s | %9s %8s %8s | %6s %9s %9s %s\n", a[1], a[2], m[1], m[2], m[3], f[1], f[2], f[3], r[1], r[2], r[3], r[4] }'
+  done
+done

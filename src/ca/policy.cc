@@ -1,0 +1,93 @@
+#include "ca/policy.h"
+
+#include <fmt/format.h>
+
+#include "common/duration.h"
+
+namespace meshid::ca {
+namespace {
+
+std::optional<pki::KeyType> keyTypeOf(const EVP_PKEY* key) {
+  switch (EVP_PKEY_get_base_id(key)) {
+    case EVP_PKEY_RSA:
+      switch (EVP_PKEY_get_bits(key)) {
+        case 2048: return pki::KeyType::kRsa2048;
+        case 3072: return pki::KeyType::kRsa3072;
+        case 4096: return pki::KeyType::kRsa4096;
+        default: return std::nullopt;
+      }
+    case EVP_PKEY_EC:
+      switch (EVP_PKEY_get_bits(key)) {
+        case 256: return pki::KeyType::kEcP256;
+        case 384: return pki::KeyType::kEcP384;
+        default: return std::nullopt;
+      }
+    case EVP_PKEY_ED25519: return pki::KeyType::kEd25519;
+    default: return std::nullopt;
+  }
+}
+
+}  // namespace
+
+const char* denialLabel(DenialReason reason) {
+  switch (reason) {
+    case DenialReason::kNoCredential: return "no_credential";
+    case DenialReason::kBadCredential: return "bad_credential";
+    case DenialReason::kForeignIdentity: return "foreign_identity";
+    case DenialReason::kBadCsr: return "bad_csr";
+    case DenialReason::kKeyType: return "key_type";
+    case DenialReason::kBadLifetime: return "bad_lifetime";
+    case DenialReason::kOverloaded: return "overloaded";
+    case DenialReason::kSignerUnavailable: return "signer_unavailable";
+    case DenialReason::kStoreFailed: return "store_failed";
+  }
+  return "unknown";
+}
+
+Result<SignDecision> decide(const Identity& caller, const pki::ParsedCsr& csr,
+                            int64_t requested_ttl_seconds, Api api, const PolicyConfig& config,
+                            DenialReason* reason) {
+  auto deny = [&](DenialReason r, Error e) {
+    *reason = r;
+    return e;
+  };
+  auto id = pki::csrSpiffeId(csr);
+  if (!id.ok()) {
+    return deny(DenialReason::kBadCsr, id.error());
+  }
+  if (!csr.dns_sans.empty() || !csr.ip_sans.empty() || !csr.email_sans.empty()) {
+    return deny(DenialReason::kBadCsr,
+                Error::invalidArgument(
+                    "certificate signing request may carry only the SPIFFE ID as a SAN: remove "
+                    "its DNS, IP and email SANs"));
+  }
+  if (!(*id == caller.spiffe_id)) {
+    return deny(DenialReason::kForeignIdentity,
+                Error::permissionDenied(fmt::format(
+                    "caller {} (authenticated by {}) may not request a certificate for {}",
+                    caller.spiffe_id.str(), caller.method, id->str())));
+  }
+  auto type = keyTypeOf(csr.public_key.get());
+  if (!type || !config.allowed_key_types.contains(*type)) {
+    return deny(DenialReason::kKeyType,
+                Error::invalidArgument(fmt::format("key type {} is not allowed by this CA",
+                                                   pki::describeKey(csr.public_key.get()))));
+  }
+  if (requested_ttl_seconds < 0) {
+    return deny(DenialReason::kBadLifetime,
+                Error::invalidArgument("requested lifetime must not be negative"));
+  }
+  Seconds ttl = requested_ttl_seconds == 0 ? config.default_ttl : Seconds(requested_ttl_seconds);
+  if (ttl > config.max_ttl) {
+    if (api == Api::kMeshid) {
+      return deny(DenialReason::kBadLifetime,
+                  Error::invalidArgument(fmt::format(
+                      "requested lifetime {} is above this CA's maximum of {}",
+                      formatDuration(ttl), formatDuration(config.max_ttl))));
+    }
+    ttl = config.max_ttl;
+  }
+  return SignDecision{std::move(id).value(), ttl};
+}
+
+}  // namespace meshid::ca

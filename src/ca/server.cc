@@ -1,0 +1,256 @@
+#include "ca/server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "ca/admin_http.h"
+#include "ca/authn/join_token_authenticator.h"
+#include "ca/authn/jwks_provider.h"
+#include "ca/authn/k8s_jwt_authenticator.h"
+#include "ca/authn/mtls_authenticator.h"
+#include "ca/grpc_services.h"
+#include "ca/issuer.h"
+#include "ca/serving_identity.h"
+#include "ca/signers/files_source.h"
+#include "ca/signers/selfsigned.h"
+#include "common/duration.h"
+#include "pki/certificate.h"
+#include "store/sqlite_store.h"
+
+namespace meshid::ca {
+namespace {
+
+namespace fs = std::filesystem;
+
+// How often gRPC re-reads the serving identity and roots files.
+constexpr unsigned kServingRefreshSeconds = 1;
+
+SystemTime earliestExpiry(const std::vector<pki::X509Ptr>& certs) {
+  SystemTime t = SystemTime::max();
+  for (const auto& c : certs) t = std::min(t, pki::notAfter(c.get()));
+  return t;
+}
+
+class CaServerImpl final : public CaServer {
+ public:
+  CaServerImpl(const CaConfig& config, const Clock& clock) : config_(config), clock_(clock) {}
+
+  Result<void> init();
+  int grpcPort() const override { return grpc_port_; }
+  int adminPort() const override { return admin_ ? admin_->port() : 0; }
+  void shutdown(std::chrono::milliseconds grace) override;
+  ~CaServerImpl() override { shutdown(std::chrono::milliseconds(0)); }
+
+ private:
+  Result<std::shared_ptr<const SigningMaterial>> loadSigner();
+  std::vector<std::unique_ptr<Authenticator>> authenticators();
+  void publishMaterial(const SigningMaterial& m);
+  bool ready(std::string* why) const;
+  std::string debugJson() const;
+
+  const CaConfig config_;
+  const Clock& clock_;
+  std::unique_ptr<store::SqliteStore> store_;
+  CaMetrics metrics_;
+  std::unique_ptr<LocalAuthority> authority_;
+  std::unique_ptr<TrustBundle> bundle_;
+  std::unique_ptr<ServingIdentity> serving_;
+  std::unique_ptr<FilesSource> files_;
+  std::unique_ptr<Issuer> issuer_;
+  std::unique_ptr<IstioCaService> istio_service_;
+  std::unique_ptr<MeshCaService> mesh_service_;
+  std::unique_ptr<grpc::Server> grpc_;
+  std::unique_ptr<AdminHttp> admin_;
+  int grpc_port_ = 0;
+  bool stopped_ = false;
+};
+
+Result<std::shared_ptr<const SigningMaterial>> CaServerImpl::loadSigner() {
+  if (config_.signer.type == "files") {
+    return FilesSource::loadNow(config_.signer.dir, clock_);
+  }
+  SelfSignedConfig sc{.dir = config_.state_dir / "ca",
+                      .trust_domain = config_.trust_domain,
+                      .key_type = config_.signer.key_type,
+                      .root_ttl = config_.signer.root_ttl,
+                      .intermediate_ttl = config_.signer.intermediate_ttl};
+  return loadOrCreateSelfSigned(sc, clock_);
+}
+
+std::vector<std::unique_ptr<Authenticator>> CaServerImpl::authenticators() {
+  std::vector<std::unique_ptr<Authenticator>> out;
+  // Order matters only for who claims a credential: join tokens have a
+  // prefix, every other bearer token is a JWT, mTLS applies without a token.
+  if (config_.join_tokens) {
+    out.push_back(std::make_unique<JoinTokenAuthenticator>(*store_, clock_));
+  }
+  if (config_.kubernetes.enabled) {
+    const auto& k = config_.kubernetes;
+    std::unique_ptr<JwksProvider> jwks;
+    if (!k.jwks_file.empty()) {
+      jwks = std::make_unique<FileJwksProvider>(k.jwks_file);
+    } else {
+      jwks = std::make_unique<UrlJwksProvider>(k.jwks_url, k.jwks_ca_file, k.refresh);
+    }
+    out.push_back(std::make_unique<KubernetesJwtAuthenticator>(
+        config_.trust_domain, std::move(jwks), k.issuer, k.audiences, clock_));
+  }
+  if (config_.mtls) {
+    out.push_back(std::make_unique<MtlsAuthenticator>(config_.trust_domain));
+  }
+  return out;
+}
+
+void CaServerImpl::publishMaterial(const SigningMaterial& m) {
+  metrics_.setSigningExpiry(earliestExpiry(m.roots), earliestExpiry(m.chain));
+  auto b = bundle_->update(m.roots);
+  if (!b.ok()) {
+    spdlog::error("trust bundle update failed error={}", b.error().message);
+    return;
+  }
+  metrics_.setBundleVersion((*b)->version);
+}
+
+Result<void> CaServerImpl::init() {
+  std::error_code ec;
+  fs::create_directories(config_.state_dir, ec);
+  if (ec) {
+    return Error::unavailable(
+        fmt::format("cannot create state_dir {}: {}", config_.state_dir.string(), ec.message()));
+  }
+  fs::permissions(config_.state_dir, fs::perms::owner_all, ec);
+  MESHID_ASSIGN_OR_RETURN(store_, store::SqliteStore::open(config_.databasePath()));
+  MESHID_ASSIGN_OR_RETURN(auto material, loadSigner());
+  authority_ = std::make_unique<LocalAuthority>(config_.signer.type, material);
+  bundle_ = std::make_unique<TrustBundle>(config_.trust_domain, *store_, clock_);
+  publishMaterial(*material);
+  if (!bundle_->current()) {
+    return Error::unavailable("cannot record the trust bundle in the database");
+  }
+
+  MESHID_ASSIGN_OR_RETURN(serving_, ServingIdentity::start(config_.serving,
+                                                           config_.state_dir / "serving",
+                                                           *authority_, clock_));
+  MESHID_RETURN_IF_ERROR(serving_->writeRoots(*bundle_->current()));
+  bundle_->watch([s = serving_.get()](std::shared_ptr<const BundleSnapshot> b) {
+    if (auto r = s->writeRoots(*b); !r.ok()) {
+      spdlog::error("cannot write the CA's client roots error={}", r.error().message);
+    }
+  });
+  if (config_.signer.type == "files") {
+    files_ = std::make_unique<FilesSource>(
+        config_.signer.dir, *authority_, metrics_, clock_, config_.signer.poll_interval,
+        [this](std::shared_ptr<const SigningMaterial> m) { publishMaterial(*m); });
+  }
+
+  IssuerConfig ic{.policy = config_.policy,
+                  .max_concurrent_signings = config_.max_concurrent_signings};
+  issuer_ = std::make_unique<Issuer>(authenticators(), *authority_, *bundle_, *store_, metrics_,
+                                     clock_, ic);
+  istio_service_ = std::make_unique<IstioCaService>(*issuer_);
+  mesh_service_ = std::make_unique<MeshCaService>(*issuer_, *bundle_, metrics_);
+
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      serving_->identityFile().string(), serving_->identityFile().string(),
+      serving_->rootsFile().string(), kServingRefreshSeconds);
+  grpc::experimental::TlsServerCredentialsOptions tls(provider);
+  tls.watch_root_certs();
+  tls.watch_identity_key_cert_pairs();
+  // Verify a client certificate when one is given, never require one: token
+  // callers and join-token bootstraps have none (PROTOCOLS.md §1).
+  tls.set_cert_request_type(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+  grpc::ServerBuilder builder;
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
+  builder.AddListeningPort(config_.listen, grpc::experimental::TlsServerCredentials(tls),
+                           &grpc_port_);
+  builder.RegisterService(istio_service_.get());
+  builder.RegisterService(mesh_service_.get());
+  grpc_ = builder.BuildAndStart();
+  if (!grpc_ || grpc_port_ == 0) {
+    return Error::unavailable(fmt::format("cannot listen on {} for gRPC", config_.listen));
+  }
+
+  AdminHandlers handlers{
+      .metrics = [this] { return metrics_.serialize(); },
+      .ready = [this](std::string* why) { return ready(why); },
+      .debug_json = [this] { return debugJson(); }};
+  MESHID_ASSIGN_OR_RETURN(admin_, AdminHttp::start(config_.admin_listen, handlers));
+  metrics_.setReady(true);
+  return okResult();
+}
+
+bool CaServerImpl::ready(std::string* why) const {
+  auto m = authority_->material();
+  SystemTime now = clock_.now();
+  if (!m) {
+    *why = "no signer";
+  } else if (pki::notAfter(m->cert.get()) <= now) {
+    *why = "signing certificate expired";
+  } else if (!bundle_->current()) {
+    *why = "no trust bundle";
+  } else {
+    return true;
+  }
+  return false;
+}
+
+std::string CaServerImpl::debugJson() const {
+  SystemTime now = clock_.now();
+  auto m = authority_->material();
+  auto describe = [&](const X509* c) {
+    auto info = pki::describeCertificate(c);
+    return nlohmann::json{{"subject", info.subject},
+                          {"serial", info.serial_hex},
+                          {"not_after", formatRfc3339(info.not_after)},
+                          {"remaining_seconds",
+                           std::chrono::duration_cast<Seconds>(info.not_after - now).count()},
+                          {"sha256", info.sha256_fingerprint}};
+  };
+  nlohmann::json j;
+  j["trust_domain"] = config_.trust_domain.name();
+  j["signer"] = {{"type", authority_->name()}, {"key", m ? m->signer->describe() : ""}};
+  j["chain"] = nlohmann::json::array();
+  j["roots"] = nlohmann::json::array();
+  if (m) {
+    for (const auto& c : m->chain) j["chain"].push_back(describe(c.get()));
+    for (const auto& r : m->roots) j["roots"].push_back(describe(r.get()));
+  }
+  auto b = bundle_->current();
+  j["bundle"] = {{"version", b ? b->version : 0}, {"sha256", b ? b->sha256 : ""}};
+  auto issued = store_->countIssuances();
+  j["issuances_recorded"] = issued.ok() ? nlohmann::json(*issued) : nlohmann::json(nullptr);
+  j["serving_certificate_not_after"] = formatRfc3339(serving_->notAfter());
+  j["watchers"] = bundle_->watcherCount();
+  return j.dump(2);
+}
+
+void CaServerImpl::shutdown(std::chrono::milliseconds grace) {
+  if (stopped_) return;
+  stopped_ = true;
+  metrics_.setReady(false);
+  if (mesh_service_) mesh_service_->closeWatches();
+  if (grpc_) {
+    // In-flight unary calls finish; anything still running at the deadline
+    // is cancelled.
+    grpc_->Shutdown(std::chrono::system_clock::now() + grace);
+    grpc_->Wait();
+  }
+  if (admin_) admin_->stop();
+  files_.reset();
+  serving_.reset();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<CaServer>> CaServer::start(const CaConfig& config, const Clock& clock) {
+  auto server = std::make_unique<CaServerImpl>(config, clock);
+  MESHID_RETURN_IF_ERROR(server->init());
+  return std::unique_ptr<CaServer>(std::move(server));
+}
+
+}  // namespace meshid::ca

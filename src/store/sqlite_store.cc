@@ -1,0 +1,329 @@
+#include "store/sqlite_store.h"
+
+#include <fmt/format.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <array>
+#include <string_view>
+
+namespace meshid::store {
+namespace {
+
+// Each entry is one schema version; never edit an applied one, append.
+constexpr std::array<std::string_view, 1> kMigrations{
+    R"sql(
+CREATE TABLE issuances (
+  serial      TEXT PRIMARY KEY,
+  spiffe_id   TEXT NOT NULL,
+  not_before  INTEGER NOT NULL,
+  not_after   INTEGER NOT NULL,
+  signer      TEXT NOT NULL,
+  caller      TEXT NOT NULL,
+  method      TEXT NOT NULL,
+  api         TEXT NOT NULL,
+  issued_at   INTEGER NOT NULL
+);
+CREATE INDEX issuances_by_id ON issuances (spiffe_id, issued_at);
+CREATE TABLE join_tokens (
+  token_hash  TEXT PRIMARY KEY,
+  spiffe_id   TEXT NOT NULL,
+  created_at  INTEGER NOT NULL,
+  expires_at  INTEGER NOT NULL,
+  used_at     INTEGER
+);
+CREATE TABLE bundle_versions (
+  version     INTEGER PRIMARY KEY,
+  roots_pem   TEXT NOT NULL,
+  sha256      TEXT NOT NULL,
+  created_at  INTEGER NOT NULL
+);
+)sql",
+};
+
+int64_t unix(SystemTime t) { return toUnixSeconds(t); }
+
+Error sqliteError(sqlite3* db, std::string_view what) {
+  int code = sqlite3_errcode(db);
+  Code c = (code == SQLITE_BUSY || code == SQLITE_LOCKED || code == SQLITE_IOERR ||
+            code == SQLITE_FULL || code == SQLITE_READONLY || code == SQLITE_CANTOPEN)
+               ? Code::kUnavailable
+               : Code::kInternal;
+  return Error{c, fmt::format("{}: {}", what, sqlite3_errmsg(db))};
+}
+
+// A prepared statement, finalized on scope exit.
+class Statement {
+ public:
+  Statement(sqlite3* db, std::string_view sql) : db_(db) {
+    ok_ = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr) ==
+          SQLITE_OK;
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  bool ok() const { return ok_; }
+  Statement& bind(int i, std::string_view v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  Statement& bindNull(int i) {
+    sqlite3_bind_null(stmt_, i);
+    return *this;
+  }
+  int step() { return sqlite3_step(stmt_); }
+  std::string text(int col) {
+    const unsigned char* t = sqlite3_column_text(stmt_, col);
+    return t ? std::string(reinterpret_cast<const char*>(t)) : std::string();
+  }
+  int64_t integer(int col) { return sqlite3_column_int64(stmt_, col); }
+  bool isNull(int col) { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  bool ok_ = false;
+};
+
+Result<void> exec(sqlite3* db, std::string_view sql, std::string_view what) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, std::string(sql).c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    return Error{Code::kUnavailable, fmt::format("{}: {}", what, msg)};
+  }
+  return okResult();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::path& path) {
+  sqlite3* db = nullptr;
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+  // The database holds join-token hashes and who got what: keep it private.
+  mode_t old_mask = ::umask(077);
+  int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
+  ::umask(old_mask);
+  if (rc != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return Error::unavailable(fmt::format("cannot open database {}: {}", path.string(), msg));
+  }
+  std::unique_ptr<SqliteStore> store(new SqliteStore(db));
+  sqlite3_busy_timeout(db, 5000);
+  MESHID_RETURN_IF_ERROR(exec(db, "PRAGMA journal_mode=WAL", "cannot enable WAL"));
+  MESHID_RETURN_IF_ERROR(exec(db, "PRAGMA synchronous=NORMAL", "cannot set synchronous"));
+  MESHID_RETURN_IF_ERROR(exec(db, "PRAGMA foreign_keys=ON", "cannot enable foreign keys"));
+  auto migrated = store->migrate();
+  if (!migrated.ok()) {
+    return migrated.error().wrap(path.string());
+  }
+  return store;
+}
+
+SqliteStore::~SqliteStore() { sqlite3_close(db_); }
+
+Result<void> SqliteStore::migrate() {
+  std::lock_guard lock(mu_);
+  MESHID_RETURN_IF_ERROR(exec(db_, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+                              "cannot create schema_migrations"));
+  Statement current(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+  if (!current.ok() || current.step() != SQLITE_ROW) {
+    return sqliteError(db_, "cannot read schema version");
+  }
+  int64_t version = current.integer(0);
+  if (version > static_cast<int64_t>(kMigrations.size())) {
+    return Error::failedPrecondition(fmt::format(
+        "database schema version {} is newer than this meshid knows ({}): refusing to touch it",
+        version, kMigrations.size()));
+  }
+  for (size_t v = static_cast<size_t>(version) + 1; v <= kMigrations.size(); ++v) {
+    MESHID_RETURN_IF_ERROR(exec(db_, "BEGIN IMMEDIATE", "cannot begin migration"));
+    auto applied = exec(db_, kMigrations[v - 1], fmt::format("migration {} failed", v));
+    if (applied.ok()) {
+      Statement mark(db_, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%s','now'))");
+      mark.bind(1, static_cast<int64_t>(v));
+      if (!mark.ok() || mark.step() != SQLITE_DONE) {
+        applied = sqliteError(db_, "cannot record migration");
+      }
+    }
+    if (!applied.ok()) {
+      (void)exec(db_, "ROLLBACK", "rollback");
+      return applied;
+    }
+    MESHID_RETURN_IF_ERROR(exec(db_, "COMMIT", "cannot commit migration"));
+  }
+  return okResult();
+}
+
+Result<int> SqliteStore::schemaVersion() {
+  std::lock_guard lock(mu_);
+  Statement s(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+  if (!s.ok() || s.step() != SQLITE_ROW) {
+    return sqliteError(db_, "cannot read schema version");
+  }
+  return static_cast<int>(s.integer(0));
+}
+
+Result<void> SqliteStore::recordIssuance(const IssuanceRecord& r) {
+  std::lock_guard lock(mu_);
+  Statement s(db_,
+              "INSERT INTO issuances (serial, spiffe_id, not_before, not_after, signer, caller, "
+              "method, api, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  if (!s.ok()) {
+    return sqliteError(db_, "cannot record issuance");
+  }
+  s.bind(1, r.serial).bind(2, r.spiffe_id).bind(3, unix(r.not_before)).bind(4, unix(r.not_after));
+  s.bind(5, r.signer).bind(6, r.caller).bind(7, r.method).bind(8, r.api).bind(9, unix(r.issued_at));
+  if (s.step() != SQLITE_DONE) {
+    return sqliteError(db_, "cannot record issuance");
+  }
+  return okResult();
+}
+
+Result<std::optional<IssuanceRecord>> SqliteStore::findIssuance(const std::string& serial) {
+  std::lock_guard lock(mu_);
+  Statement s(db_,
+              "SELECT serial, spiffe_id, not_before, not_after, signer, caller, method, api, "
+              "issued_at FROM issuances WHERE serial = ?");
+  if (!s.ok()) {
+    return sqliteError(db_, "cannot query issuance");
+  }
+  s.bind(1, serial);
+  int rc = s.step();
+  if (rc == SQLITE_DONE) {
+    return std::optional<IssuanceRecord>();
+  }
+  if (rc != SQLITE_ROW) {
+    return sqliteError(db_, "cannot query issuance");
+  }
+  IssuanceRecord r{s.text(0), s.text(1), fromUnixSeconds(s.integer(2)),
+                   fromUnixSeconds(s.integer(3)), s.text(4), s.text(5), s.text(6), s.text(7),
+                   fromUnixSeconds(s.integer(8))};
+  return std::optional<IssuanceRecord>(std::move(r));
+}
+
+Result<uint64_t> SqliteStore::countIssuances() {
+  std::lock_guard lock(mu_);
+  Statement s(db_, "SELECT COUNT(*) FROM issuances");
+  if (!s.ok() || s.step() != SQLITE_ROW) {
+    return sqliteError(db_, "cannot count issuances");
+  }
+  return static_cast<uint64_t>(s.integer(0));
+}
+
+Result<void> SqliteStore::createJoinToken(const JoinTokenRecord& r) {
+  std::lock_guard lock(mu_);
+  Statement s(db_,
+              "INSERT INTO join_tokens (token_hash, spiffe_id, created_at, expires_at, used_at) "
+              "VALUES (?, ?, ?, ?, NULL)");
+  if (!s.ok()) {
+    return sqliteError(db_, "cannot create join token");
+  }
+  s.bind(1, r.token_hash).bind(2, r.spiffe_id).bind(3, unix(r.created_at)).bind(4, unix(r.expires_at));
+  int rc = s.step();
+  if (rc == SQLITE_CONSTRAINT) {
+    return Error::alreadyExists("a join token with this hash already exists");
+  }
+  if (rc != SQLITE_DONE) {
+    return sqliteError(db_, "cannot create join token");
+  }
+  return okResult();
+}
+
+Result<JoinTokenRecord> SqliteStore::consumeJoinToken(const std::string& token_hash,
+                                                      SystemTime now) {
+  std::lock_guard lock(mu_);
+  MESHID_RETURN_IF_ERROR(exec(db_, "BEGIN IMMEDIATE", "cannot begin transaction"));
+  auto body = [&]() -> Result<JoinTokenRecord> {
+    Statement q(db_,
+                "SELECT token_hash, spiffe_id, created_at, expires_at, used_at FROM join_tokens "
+                "WHERE token_hash = ?");
+    if (!q.ok()) {
+      return sqliteError(db_, "cannot look up join token");
+    }
+    q.bind(1, token_hash);
+    int rc = q.step();
+    if (rc == SQLITE_DONE) {
+      return Error::notFound("unknown join token");
+    }
+    if (rc != SQLITE_ROW) {
+      return sqliteError(db_, "cannot look up join token");
+    }
+    JoinTokenRecord r{q.text(0), q.text(1), fromUnixSeconds(q.integer(2)),
+                      fromUnixSeconds(q.integer(3)), std::nullopt};
+    if (!q.isNull(4)) {
+      return Error::failedPrecondition("join token was already used");
+    }
+    if (now >= r.expires_at) {
+      return Error::failedPrecondition("join token expired");
+    }
+    Statement u(db_, "UPDATE join_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL");
+    if (!u.ok()) {
+      return sqliteError(db_, "cannot mark join token used");
+    }
+    u.bind(1, unix(now)).bind(2, token_hash);
+    if (u.step() != SQLITE_DONE || sqlite3_changes(db_) != 1) {
+      return sqliteError(db_, "cannot mark join token used");
+    }
+    r.used_at = now;
+    return r;
+  };
+  Result<JoinTokenRecord> result = body();
+  if (!result.ok()) {
+    (void)exec(db_, "ROLLBACK", "rollback");
+    return result;
+  }
+  MESHID_RETURN_IF_ERROR(exec(db_, "COMMIT", "cannot commit join token use"));
+  return result;
+}
+
+Result<std::optional<BundleVersion>> SqliteStore::latestBundleLocked() {
+  Statement s(db_,
+              "SELECT version, roots_pem, sha256, created_at FROM bundle_versions ORDER BY version "
+              "DESC LIMIT 1");
+  if (!s.ok()) {
+    return sqliteError(db_, "cannot read trust bundle");
+  }
+  int rc = s.step();
+  if (rc == SQLITE_DONE) {
+    return std::optional<BundleVersion>();
+  }
+  if (rc != SQLITE_ROW) {
+    return sqliteError(db_, "cannot read trust bundle");
+  }
+  return std::optional<BundleVersion>(BundleVersion{static_cast<uint64_t>(s.integer(0)), s.text(1),
+                                                    s.text(2), fromUnixSeconds(s.integer(3))});
+}
+
+Result<std::optional<BundleVersion>> SqliteStore::latestBundle() {
+  std::lock_guard lock(mu_);
+  return latestBundleLocked();
+}
+
+Result<BundleVersion> SqliteStore::saveBundle(const std::string& roots_pem,
+                                              const std::string& sha256, SystemTime now) {
+  std::lock_guard lock(mu_);
+  MESHID_ASSIGN_OR_RETURN(std::optional<BundleVersion> latest, latestBundleLocked());
+  if (latest && latest->sha256 == sha256) {
+    return *latest;
+  }
+  BundleVersion next{latest ? latest->version + 1 : 1, roots_pem, sha256, now};
+  Statement s(db_,
+              "INSERT INTO bundle_versions (version, roots_pem, sha256, created_at) VALUES (?, ?, ?, ?)");
+  if (!s.ok()) {
+    return sqliteError(db_, "cannot save trust bundle");
+  }
+  s.bind(1, static_cast<int64_t>(next.version)).bind(2, roots_pem).bind(3, sha256).bind(4, unix(now));
+  if (s.step() != SQLITE_DONE) {
+    return sqliteError(db_, "cannot save trust bundle");
+  }
+  return next;
+}
+
+}  // namespace meshid::store
