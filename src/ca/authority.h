@@ -21,12 +21,21 @@ struct SigningMaterial {
   std::unique_ptr<pki::KeySigner> signer;   // its key
   std::vector<pki::X509Ptr> chain;          // cert first, up to (not including) a root
   std::vector<pki::X509Ptr> roots;          // the trust bundle it belongs to
+  // Derived once, used by every signing: the leaf builder for cert + signer,
+  // and the chain as PEM, ready to append to each answer.
+  std::unique_ptr<pki::SvidIssuer> issuer;
+  std::vector<std::string> chain_pem;
 };
 
+// Builds a SigningMaterial (issuer, chain_pem) from its parts.
+Result<std::shared_ptr<const SigningMaterial>> makeSigningMaterial(
+    pki::X509Ptr cert, std::unique_ptr<pki::KeySigner> signer, std::vector<pki::X509Ptr> chain,
+    std::vector<pki::X509Ptr> roots);
+
 struct IssuedChain {
-  pki::X509Ptr leaf;
-  std::vector<pki::X509Ptr> chain;  // intermediates, leaf excluded, root excluded
-  std::vector<pki::X509Ptr> roots;
+  pki::SvidIssuer::Leaf leaf;
+  // What it was signed with: its chain_pem follows the leaf in answers.
+  std::shared_ptr<const SigningMaterial> material;
 };
 
 class Authority {

@@ -5,7 +5,6 @@
 
 #include <cctype>
 
-#include "pki/certificate.h"
 
 namespace meshid::ca {
 namespace {
@@ -65,8 +64,8 @@ grpc::ServerUnaryReactor* IstioCaService::CreateCertificate(
   }
   // Leaf first, root last; the last element carries every root of the bundle
   // as one PEM string (several during a rotation). Never fewer than two.
-  response->add_cert_chain(pki::certificateToPem(result->leaf.get()));
-  for (const auto& c : result->chain) response->add_cert_chain(pki::certificateToPem(c.get()));
+  response->add_cert_chain(result->leaf.pem);
+  for (const auto& pem : result->signer->chain_pem) response->add_cert_chain(pem);
   std::string roots;
   for (const auto& r : result->bundle->roots_pem) roots += r;
   response->add_cert_chain(roots);
@@ -87,12 +86,12 @@ grpc::ServerUnaryReactor* MeshCaService::Sign(grpc::CallbackServerContext* ctx,
     reactor->Finish(toGrpcStatus(result.error()));
     return reactor;
   }
-  response->add_cert_chain(pki::certificateToPem(result->leaf.get()));
-  for (const auto& c : result->chain) response->add_cert_chain(pki::certificateToPem(c.get()));
+  response->add_cert_chain(result->leaf.pem);
+  for (const auto& pem : result->signer->chain_pem) response->add_cert_chain(pem);
   fillBundle(*result->bundle, response->mutable_bundle());
   response->set_spiffe_id(result->spiffe_id.str());
-  response->set_serial(result->serial);
-  response->set_not_after_unix(toUnixSeconds(pki::notAfter(result->leaf.get())));
+  response->set_serial(result->leaf.serial_hex);
+  response->set_not_after_unix(toUnixSeconds(result->leaf.not_after));
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -4,7 +4,6 @@
 #include <spdlog/spdlog.h>
 
 #include "common/duration.h"
-#include "pki/certificate.h"
 #include "pki/csr.h"
 
 namespace meshid::ca {
@@ -84,6 +83,7 @@ Result<SignResult> Issuer::signAdmitted(const SignCall& call, DenialReason* reas
   *reason = DenialReason::kSignerUnavailable;
   SystemTime now = clock_.now();
   pki::SvidRequest request{.public_key = csr->public_key.get(),
+                           .spki_der = csr->spki_der,
                            .spiffe_id = decision.spiffe_id,
                            .lifetime = decision.ttl,
                            .now = now};
@@ -94,13 +94,12 @@ Result<SignResult> Issuer::signAdmitted(const SignCall& call, DenialReason* reas
     return issued.error();
   }
 
-  SignResult out{decision.spiffe_id, std::move(issued->leaf), std::move(issued->chain),
-                 bundle_.current(), ""};
-  out.serial = pki::serialHex(out.leaf.get());
-  store::IssuanceRecord record{.serial = out.serial,
+  SignResult out{decision.spiffe_id, std::move(issued->leaf), std::move(issued->material),
+                 bundle_.current()};
+  store::IssuanceRecord record{.serial = out.leaf.serial_hex,
                                .spiffe_id = decision.spiffe_id.str(),
-                               .not_before = pki::notBefore(out.leaf.get()),
-                               .not_after = pki::notAfter(out.leaf.get()),
+                               .not_before = out.leaf.not_before,
+                               .not_after = out.leaf.not_after,
                                .signer = authority_.name(),
                                .caller = caller.spiffe_id.str(),
                                .method = caller.method,

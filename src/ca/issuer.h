@@ -35,10 +35,9 @@ struct SignCall {
 
 struct SignResult {
   pki::SpiffeId spiffe_id;
-  pki::X509Ptr leaf;
-  std::vector<pki::X509Ptr> chain;  // intermediates
+  pki::SvidIssuer::Leaf leaf;                     // der, pem, serial, validity
+  std::shared_ptr<const SigningMaterial> signer;  // signer->chain_pem follows the leaf
   std::shared_ptr<const BundleSnapshot> bundle;
-  std::string serial;
 };
 
 class Issuer {

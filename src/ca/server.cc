@@ -100,7 +100,7 @@ std::vector<std::unique_ptr<Authenticator>> CaServerImpl::authenticators() {
         config_.trust_domain, std::move(jwks), k.issuer, k.audiences, clock_));
   }
   if (config_.mtls) {
-    out.push_back(std::make_unique<MtlsAuthenticator>(config_.trust_domain));
+    out.push_back(std::make_unique<MtlsAuthenticator>(config_.trust_domain, clock_));
   }
   return out;
 }

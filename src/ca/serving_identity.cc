@@ -47,8 +47,8 @@ Result<void> ServingIdentity::renew() {
                        .ip_addresses = config_.ip_addresses};
   MESHID_ASSIGN_OR_RETURN(IssuedChain issued, authority_.sign(req));
   MESHID_ASSIGN_OR_RETURN(std::string key_pem, pki::privateKeyToPem(key.get()));
-  std::string content = key_pem + pki::certificateToPem(issued.leaf.get()) +
-                        pki::certificatesToPem(issued.chain);
+  std::string content = key_pem + issued.leaf.pem;
+  for (const auto& pem : issued.material->chain_pem) content += pem;
   OPENSSL_cleanse(key_pem.data(), key_pem.size());
   auto wrote = writeFileAtomic(identityFile(), content, kSecretFileMode);
   OPENSSL_cleanse(content.data(), content.size());
@@ -56,11 +56,11 @@ Result<void> ServingIdentity::renew() {
   {
     std::lock_guard lock(mu_);
     not_before_ = clock_.now();
-    not_after_ = pki::notAfter(issued.leaf.get());
+    not_after_ = issued.leaf.not_after;
   }
   cv_.notify_all();
   spdlog::info("CA serving certificate issued spiffe_id={} serial={} not_after={}", id.str(),
-               pki::serialHex(issued.leaf.get()), formatRfc3339(pki::notAfter(issued.leaf.get())));
+               issued.leaf.serial_hex, formatRfc3339(issued.leaf.not_after));
   return okResult();
 }
 

@@ -17,7 +17,7 @@ namespace meshid::pki {
 constexpr size_t kMaxCsrBytes = 16 * 1024;
 
 struct ParsedCsr {
-  X509ReqPtr request;
+  std::string spki_der;  // the SubjectPublicKeyInfo exactly as sent (copied into the leaf)
   EvpPkeyPtr public_key;
   std::string subject;
   std::vector<std::string> uri_sans;
@@ -27,8 +27,11 @@ struct ParsedCsr {
 };
 
 // PEM (exactly one CERTIFICATE REQUEST block) or DER. Refuses oversized input,
-// trailing data, a bad self-signature (no proof of possession), weak keys, and
+// trailing data, anything but strict DER, a bad self-signature (no proof of
+// possession), weak keys, unsupported key or signature algorithms, and
 // requests with more than one subjectAltName extension.
+// Decoded with the DER reader, not d2i_X509_REQ (10-100x slower in OpenSSL
+// 3.0); tests/fuzz/fuzz_csr.cc checks that what this accepts OpenSSL accepts.
 Result<ParsedCsr> parseCsr(std::string_view pem_or_der);
 
 // The request's SPIFFE ID: exactly one URI SAN, a valid SPIFFE ID with a path.

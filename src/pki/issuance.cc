@@ -5,13 +5,18 @@
 
 #include <algorithm>
 #include <array>
+#include <ctime>
 
 #include "common/duration.h"
 #include "pki/certificate.h"
 #include "pki/key.h"
+#include "pki/der.h"
 #include "pki/ossl_error.h"
+#include "pki/public_key.h"
 
 namespace meshid::pki {
+
+using namespace std::literals;
 namespace {
 
 constexpr int kUsageDigitalSignature = 0;
@@ -133,8 +138,8 @@ Result<void> setValidity(X509* cert, SystemTime not_before, SystemTime not_after
   return okResult();
 }
 
-// Everything a signing certificate must satisfy before it signs anything.
-Result<void> checkSigningCertificate(const X509* ca_cert, const KeySigner& signer, SystemTime now) {
+// What a certificate must be to sign anything with signer's key.
+Result<void> checkSigningCapability(const X509* ca_cert, const KeySigner& signer) {
   if (!isCa(ca_cert)) {
     return Error::failedPrecondition(
         fmt::format("signing certificate {} is not a CA (basicConstraints CA:TRUE missing)",
@@ -150,17 +155,27 @@ Result<void> checkSigningCertificate(const X509* ca_cert, const KeySigner& signe
         "signing key does not match the public key of signing certificate {}",
         subjectString(ca_cert)));
   }
-  if (notAfter(ca_cert) <= now) {
+  return okResult();
+}
+
+// ... and to sign at `now`.
+Result<void> checkSigningTime(const X509* ca_cert, SystemTime not_before, SystemTime not_after,
+                              SystemTime now) {
+  if (not_after <= now) {
     return Error::failedPrecondition(fmt::format("signing certificate {} expired at {}",
-                                                 subjectString(ca_cert),
-                                                 formatRfc3339(notAfter(ca_cert))));
+                                                 subjectString(ca_cert), formatRfc3339(not_after)));
   }
-  if (notBefore(ca_cert) > now) {
+  if (not_before > now) {
     return Error::failedPrecondition(fmt::format("signing certificate {} is not valid before {}",
                                                  subjectString(ca_cert),
-                                                 formatRfc3339(notBefore(ca_cert))));
+                                                 formatRfc3339(not_before)));
   }
   return okResult();
+}
+
+Result<void> checkSigningCertificate(const X509* ca_cert, const KeySigner& signer, SystemTime now) {
+  MESHID_RETURN_IF_ERROR(checkSigningCapability(ca_cert, signer));
+  return checkSigningTime(ca_cert, notBefore(ca_cert), notAfter(ca_cert), now);
 }
 
 // The fields every certificate meshid makes shares.
@@ -228,31 +243,13 @@ Seconds backdateFor(Seconds lifetime) { return std::min(Seconds(60), lifetime / 
 
 Result<X509Ptr> issueX509Svid(const SvidRequest& request, const X509* ca_cert,
                               const KeySigner& ca_signer) {
-  if (request.spiffe_id.isTrustDomainId()) {
-    return Error::invalidArgument(fmt::format(
-        "spiffe id {} has no path: a workload identity needs one", request.spiffe_id.str()));
+  MESHID_ASSIGN_OR_RETURN(auto issuer, SvidIssuer::create(ca_cert, ca_signer));
+  MESHID_ASSIGN_OR_RETURN(SvidIssuer::Leaf leaf, issuer->issue(request));
+  const auto* p = reinterpret_cast<const unsigned char*>(leaf.der.data());
+  X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(leaf.der.size())));
+  if (!cert) {
+    return opensslError(Code::kInternal, "issued certificate does not parse");
   }
-  MESHID_RETURN_IF_ERROR(checkSigningCertificate(ca_cert, ca_signer, request.now));
-  MESHID_ASSIGN_OR_RETURN(X509Ptr cert, newCertificate(request.public_key, request.lifetime,
-                                                       request.now, ca_cert));
-  X509NamePtr empty(X509_NAME_new());
-  X509_set_subject_name(cert.get(), empty.get());
-  X509_set_issuer_name(cert.get(), X509_get_subject_name(ca_cert));
-  MESHID_RETURN_IF_ERROR(addBasicConstraints(cert.get(), false, std::nullopt));
-  if (EVP_PKEY_get_base_id(request.public_key) == EVP_PKEY_RSA) {
-    MESHID_RETURN_IF_ERROR(addKeyUsage(cert.get(), {kUsageDigitalSignature, kUsageKeyEncipherment}));
-  } else {
-    MESHID_RETURN_IF_ERROR(addKeyUsage(cert.get(), {kUsageDigitalSignature}));
-  }
-  ExtKeyUsagePtr eku(sk_ASN1_OBJECT_new_null());
-  sk_ASN1_OBJECT_push(eku.get(), OBJ_nid2obj(NID_server_auth));
-  sk_ASN1_OBJECT_push(eku.get(), OBJ_nid2obj(NID_client_auth));
-  MESHID_RETURN_IF_ERROR(addExtension(cert.get(), NID_ext_key_usage, eku.get(), false));
-  MESHID_RETURN_IF_ERROR(addKeyIdentifiers(cert.get(), ca_cert));
-  // Critical: with an empty subject the SAN is the whole identity (RFC 5280).
-  MESHID_RETURN_IF_ERROR(addSans(cert.get(), request.spiffe_id.str(), request.dns_names,
-                                 request.ip_addresses, true));
-  MESHID_RETURN_IF_ERROR(ca_signer.signCertificate(cert.get()));
   return cert;
 }
 
@@ -278,6 +275,229 @@ Result<X509Ptr> issueIntermediateCertificate(const CaCertificateRequest& request
         subjectString(parent), parent_pathlen));
   }
   return issueCa(request, parent, parent_signer);
+}
+
+
+namespace {
+
+using der::appendTlv;
+using der::tlv;
+
+constexpr std::string_view kOidBasicConstraints = "\x55\x1d\x13"sv;
+constexpr std::string_view kOidKeyUsage = "\x55\x1d\x0f"sv;
+constexpr std::string_view kOidExtKeyUsage = "\x55\x1d\x25"sv;
+constexpr std::string_view kOidSubjectKeyId = "\x55\x1d\x0e"sv;
+constexpr std::string_view kOidAuthorityKeyId = "\x55\x1d\x23"sv;
+constexpr std::string_view kOidSubjectAltName = "\x55\x1d\x11"sv;
+
+std::string extension(std::string_view oid, bool critical, std::string_view value) {
+  std::string body = tlv(der::kOid, oid);
+  if (critical) body += std::string_view("\x01\x01\xff", 3);
+  appendTlv(body, der::kOctetString, value);
+  return tlv(der::kSequence, body);
+}
+
+// The extensions every leaf carries, encoded once.
+const std::string& constantLeafExtensions(bool rsa) {
+  static const std::string kCommon = [] {
+    std::string out = extension(kOidBasicConstraints, true, tlv(der::kSequence, ""));
+    return out;
+  }();
+  // keyUsage: digitalSignature (bit 0) [+ keyEncipherment (bit 2) for RSA keys].
+  static const std::string kEc =
+      kCommon + extension(kOidKeyUsage, true, std::string_view("\x03\x02\x07\x80", 4));
+  static const std::string kRsa =
+      kCommon + extension(kOidKeyUsage, true, std::string_view("\x03\x02\x05\xa0", 4));
+  return rsa ? kRsa : kEc;
+}
+
+const std::string& extKeyUsageExtension() {
+  static const std::string kEku = extension(
+      kOidExtKeyUsage, false,
+      tlv(der::kSequence, tlv(der::kOid, "\x2b\x06\x01\x05\x05\x07\x03\x01") +
+                              tlv(der::kOid, "\x2b\x06\x01\x05\x05\x07\x03\x02")));
+  return kEku;
+}
+
+std::string encodeTime(SystemTime t) {
+  std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  int year = tm.tm_year + 1900;
+  char buf[20];
+  // RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050.
+  if (year >= 1950 && year < 2050) {
+    std::strftime(buf, sizeof buf, "%y%m%d%H%M%SZ", &tm);
+    return tlv(der::kUtcTime, buf);
+  }
+  std::strftime(buf, sizeof buf, "%Y%m%d%H%M%SZ", &tm);
+  return tlv(der::kGeneralizedTime, buf);
+}
+
+std::string signatureAlgorithmFor(const EVP_PKEY* key) {
+  switch (EVP_PKEY_get_base_id(key)) {
+    case EVP_PKEY_RSA:  // sha256WithRSAEncryption, NULL parameters
+      return tlv(der::kSequence, tlv(der::kOid, "\x2a\x86\x48\x86\xf7\x0d\x01\x01\x0b") +
+                                     tlv(der::kNull, ""));
+    case EVP_PKEY_ED25519:
+      return tlv(der::kSequence, tlv(der::kOid, "\x2b\x65\x70"));
+    default: {  // ECDSA with the digest signatureDigestFor picks
+      int bits = EVP_PKEY_get_bits(key);
+      std::string_view oid = bits > 384   ? std::string_view("\x2a\x86\x48\xce\x3d\x04\x03\x04", 8)
+                             : bits > 256 ? std::string_view("\x2a\x86\x48\xce\x3d\x04\x03\x03", 8)
+                                          : std::string_view("\x2a\x86\x48\xce\x3d\x04\x03\x02", 8);
+      return tlv(der::kSequence, tlv(der::kOid, oid));
+    }
+  }
+}
+
+std::string sha1(der::Bytes data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  static const EVP_MD* kSha1 = EVP_MD_fetch(nullptr, "SHA1", nullptr);
+  EVP_Digest(data.data(), data.size(), md, &len, kSha1, nullptr);
+  return std::string(reinterpret_cast<char*>(md), len);
+}
+
+std::string hexOf(std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char b : bytes) {
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 15]);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string derToPem(std::string_view der, std::string_view label) {
+  std::string out = "-----BEGIN " + std::string(label) + "-----\n";
+  unsigned char line[65];
+  for (size_t off = 0; off < der.size(); off += 48) {
+    size_t n = std::min<size_t>(48, der.size() - off);
+    int len = EVP_EncodeBlock(line, reinterpret_cast<const unsigned char*>(der.data()) + off,
+                              static_cast<int>(n));
+    out.append(reinterpret_cast<char*>(line), static_cast<size_t>(len));
+    out.push_back('\n');
+  }
+  out += "-----END " + std::string(label) + "-----\n";
+  return out;
+}
+
+Result<std::unique_ptr<SvidIssuer>> SvidIssuer::create(const X509* ca_cert,
+                                                       const KeySigner& signer) {
+  MESHID_RETURN_IF_ERROR(checkSigningCapability(ca_cert, signer));
+  std::unique_ptr<SvidIssuer> s(new SvidIssuer(ca_cert, signer));
+  unsigned char* name = nullptr;
+  int name_len = i2d_X509_NAME(X509_get_subject_name(ca_cert), &name);
+  if (name_len <= 0) return opensslError(Code::kInternal, "cannot encode the CA's name");
+  s->issuer_name_.assign(reinterpret_cast<char*>(name), static_cast<size_t>(name_len));
+  OPENSSL_free(name);
+  s->signature_alg_ = signatureAlgorithmFor(signer.publicKey());
+  // AKI names the CA's own SKI, or its key's hash when a foreign CA has none.
+  const ASN1_OCTET_STRING* ski = X509_get0_subject_key_id(const_cast<X509*>(ca_cert));
+  std::string key_id;
+  if (ski != nullptr) {
+    key_id.assign(reinterpret_cast<const char*>(ASN1_STRING_get0_data(ski)),
+                  static_cast<size_t>(ASN1_STRING_length(ski)));
+  } else {
+    MESHID_ASSIGN_OR_RETURN(Asn1OctetStringPtr id, keyIdentifier(ca_cert));
+    key_id.assign(reinterpret_cast<const char*>(ASN1_STRING_get0_data(id.get())),
+                  static_cast<size_t>(ASN1_STRING_length(id.get())));
+  }
+  s->authority_key_id_ =
+      extension(kOidAuthorityKeyId, false, tlv(der::kSequence, tlv(0x80, key_id)));
+  s->ca_not_before_ = notBefore(ca_cert);
+  s->ca_not_after_ = notAfter(ca_cert);
+  return s;
+}
+
+Result<SvidIssuer::Leaf> SvidIssuer::issue(const SvidRequest& request) const {
+  if (request.spiffe_id.isTrustDomainId()) {
+    return Error::invalidArgument(fmt::format(
+        "spiffe id {} has no path: a workload identity needs one", request.spiffe_id.str()));
+  }
+  if (request.public_key == nullptr) {
+    return Error::invalidArgument("no public key to certify");
+  }
+  if (request.lifetime.count() <= 0) {
+    return Error::invalidArgument("certificate lifetime must be positive");
+  }
+  MESHID_RETURN_IF_ERROR(checkSigningTime(ca_cert_, ca_not_before_, ca_not_after_, request.now));
+  std::string derived_spki;
+  std::string_view spki = request.spki_der;
+  if (spki.empty()) {
+    MESHID_RETURN_IF_ERROR(checkKeyStrength(request.public_key));
+    unsigned char* buf = nullptr;
+    int len = i2d_PUBKEY(const_cast<EVP_PKEY*>(request.public_key), &buf);
+    if (len <= 0) return opensslError(Code::kInvalidArgument, "cannot encode the public key");
+    derived_spki.assign(reinterpret_cast<char*>(buf), static_cast<size_t>(len));
+    OPENSSL_free(buf);
+    spki = derived_spki;
+  }
+  MESHID_ASSIGN_OR_RETURN(SpkiParts parts, splitSpki(der::asBytes(spki)));
+
+  Leaf leaf;
+  std::array<unsigned char, 16> serial{};
+  if (RAND_bytes(serial.data(), static_cast<int>(serial.size())) != 1) {
+    return opensslError(Code::kInternal, "cannot draw a random serial number");
+  }
+  // Positive (top bit clear) and always 16 bytes (first byte non-zero): 126
+  // bits of entropy, well over the 64 the profile asks for.
+  serial[0] = static_cast<unsigned char>((serial[0] & 0x7f) | 0x01);
+  std::string_view serial_bytes(reinterpret_cast<const char*>(serial.data()), serial.size());
+  leaf.serial_hex = hexOf(serial_bytes);
+  leaf.not_before = request.now - backdateFor(request.lifetime);
+  leaf.not_after = std::min(request.now + request.lifetime, ca_not_after_);
+
+  std::string sans = tlv(0x86, request.spiffe_id.str());
+  for (const auto& d : request.dns_names) {
+    if (d.empty() || d.size() > 253) {
+      return Error::invalidArgument(fmt::format("invalid DNS name \"{}\"", d.substr(0, 40)));
+    }
+    appendTlv(sans, 0x82, d);
+  }
+  for (const auto& ip : request.ip_addresses) {
+    Asn1OctetStringPtr octets(a2i_IPADDRESS(ip.c_str()));
+    if (!octets) {
+      drainOpensslErrors();
+      return Error::invalidArgument(fmt::format("invalid IP address \"{}\"", ip.substr(0, 40)));
+    }
+    appendTlv(sans, 0x87,
+              std::string_view(reinterpret_cast<const char*>(ASN1_STRING_get0_data(octets.get())),
+                               static_cast<size_t>(ASN1_STRING_length(octets.get()))));
+  }
+  bool rsa = EVP_PKEY_get_base_id(request.public_key) == EVP_PKEY_RSA;
+  std::string exts = constantLeafExtensions(rsa);
+  exts += extKeyUsageExtension();
+  exts += extension(kOidSubjectKeyId, false, tlv(der::kOctetString, sha1(parts.key_bits)));
+  exts += authority_key_id_;
+  // Critical: with an empty subject the SAN is the whole identity (RFC 5280).
+  exts += extension(kOidSubjectAltName, true, tlv(der::kSequence, sans));
+
+  std::string tbs_body;
+  tbs_body.reserve(512 + spki.size());
+  tbs_body += std::string_view("\xa0\x03\x02\x01\x02", 5);  // [0] version v3
+  appendTlv(tbs_body, der::kInteger, serial_bytes);
+  tbs_body += signature_alg_;
+  tbs_body += issuer_name_;
+  appendTlv(tbs_body, der::kSequence, encodeTime(leaf.not_before) + encodeTime(leaf.not_after));
+  tbs_body += std::string_view("\x30\x00", 2);  // empty subject
+  tbs_body += spki;
+  appendTlv(tbs_body, der::kContext3Constructed, tlv(der::kSequence, exts));
+  std::string tbs = tlv(der::kSequence, tbs_body);
+
+  MESHID_ASSIGN_OR_RETURN(std::string signature, signer_.signData(tbs));
+  std::string cert_body = std::move(tbs);
+  cert_body += signature_alg_;
+  std::string bits(1, '\0');
+  bits += signature;
+  appendTlv(cert_body, der::kBitString, bits);
+  leaf.der = tlv(der::kSequence, cert_body);
+  leaf.pem = derToPem(leaf.der, "CERTIFICATE");
+  return leaf;
 }
 
 }  // namespace meshid::pki

@@ -2,8 +2,10 @@
 // and the CA certificates meshid makes (roots and intermediates).
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/clock.h"
@@ -19,6 +21,9 @@ Seconds backdateFor(Seconds lifetime);
 
 struct SvidRequest {
   const EVP_PKEY* public_key = nullptr;  // the workload's (from its CSR)
+  // Its SubjectPublicKeyInfo DER when the caller has it (ParsedCsr::spki_der):
+  // copied into the certificate as is, sparing an encode. Empty: derived.
+  std::string_view spki_der;
   SpiffeId spiffe_id;                    // must have a path
   Seconds lifetime{0};                   // > 0
   SystemTime now;
@@ -28,12 +33,52 @@ struct SvidRequest {
   std::vector<std::string> ip_addresses;
 };
 
+// Issues X.509-SVIDs under one signing certificate. Everything leaves share
+// (issuer name, signature algorithm, authority key identifier, constant
+// extensions) is encoded once here; each issue() assembles the DER from those
+// pieces and makes one signature (TOOLCHAIN.md §12.1: OpenSSL 3.0's object
+// path spends most of its time re-encoding and decoding keys).
+class SvidIssuer {
+ public:
+  // FAILED_PRECONDITION unless ca_cert is a CA with keyCertSign whose public
+  // key is signer's. Both are borrowed: they must outlive the issuer.
+  static Result<std::unique_ptr<SvidIssuer>> create(const X509* ca_cert, const KeySigner& signer);
+
+  struct Leaf {
+    std::string der;
+    std::string pem;
+    std::string serial_hex;  // lowercase
+    SystemTime not_before;
+    SystemTime not_after;
+  };
+
+  // The profile below. FAILED_PRECONDITION when the signing certificate is
+  // expired or not yet valid at request.now. Thread-safe.
+  Result<Leaf> issue(const SvidRequest& request) const;
+
+  const X509* caCertificate() const { return ca_cert_; }
+
+ private:
+  SvidIssuer(const X509* ca_cert, const KeySigner& signer) : ca_cert_(ca_cert), signer_(signer) {}
+  const X509* ca_cert_;
+  const KeySigner& signer_;
+  std::string issuer_name_;      // DER Name
+  std::string signature_alg_;    // DER AlgorithmIdentifier
+  std::string authority_key_id_; // DER Extension
+  SystemTime ca_not_before_;
+  SystemTime ca_not_after_;
+};
+
+// "-----BEGIN <label>-----" + base64 in 64-column lines.
+std::string derToPem(std::string_view der, std::string_view label);
+
 // A leaf signed by ca_cert's key (held by ca_signer): random positive 127-bit
 // serial, empty subject, critical URI SAN, CA:FALSE, KU digitalSignature
 // (+keyEncipherment for RSA keys), EKU serverAuth+clientAuth, SKI/AKI;
 // notAfter = now + lifetime clamped to ca_cert's notAfter.
 // Fails FAILED_PRECONDITION when the CA certificate is expired, not yet valid,
-// not a CA or does not match the signer's key.
+// not a CA or does not match the signer's key. (SvidIssuer, parsed back into
+// an X509 for callers that want the object.)
 Result<X509Ptr> issueX509Svid(const SvidRequest& request, const X509* ca_cert,
                               const KeySigner& ca_signer);
 

@@ -77,6 +77,10 @@ class Statement {
     return *this;
   }
   int step() { return sqlite3_step(stmt_); }
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
   std::string text(int col) {
     const unsigned char* t = sqlite3_column_text(stmt_, col);
     return t ? std::string(reinterpret_cast<const char*>(t)) : std::string();
@@ -132,11 +136,17 @@ Result<void> SqliteStore::migrate() {
   std::lock_guard lock(mu_);
   MESHID_RETURN_IF_ERROR(exec(db_, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
                               "cannot create schema_migrations"));
-  Statement current(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
-  if (!current.ok() || current.step() != SQLITE_ROW) {
-    return sqliteError(db_, "cannot read schema version");
-  }
-  int64_t version = current.integer(0);
+  // The statement is finalized before any BEGIN: a pending read keeps a WAL
+  // snapshot, and upgrading a stale snapshot to a writer fails at once with
+  // "database is locked" instead of waiting for the busy timeout.
+  auto readVersion = [this]() -> Result<int64_t> {
+    Statement current(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+    if (!current.ok() || current.step() != SQLITE_ROW) {
+      return sqliteError(db_, "cannot read schema version");
+    }
+    return current.integer(0);
+  };
+  MESHID_ASSIGN_OR_RETURN(int64_t version, readVersion());
   if (version > static_cast<int64_t>(kMigrations.size())) {
     return Error::failedPrecondition(fmt::format(
         "database schema version {} is newer than this meshid knows ({}): refusing to touch it",
@@ -144,6 +154,17 @@ Result<void> SqliteStore::migrate() {
   }
   for (size_t v = static_cast<size_t>(version) + 1; v <= kMigrations.size(); ++v) {
     MESHID_RETURN_IF_ERROR(exec(db_, "BEGIN IMMEDIATE", "cannot begin migration"));
+    // Another process opening the same fresh database may have applied this
+    // migration while we waited for the write lock.
+    auto now_at = readVersion();
+    if (!now_at.ok()) {
+      (void)exec(db_, "ROLLBACK", "rollback");
+      return now_at.error();
+    }
+    if (*now_at >= static_cast<int64_t>(v)) {
+      MESHID_RETURN_IF_ERROR(exec(db_, "COMMIT", "cannot commit migration"));
+      continue;
+    }
     auto applied = exec(db_, kMigrations[v - 1], fmt::format("migration {} failed", v));
     if (applied.ok()) {
       Statement mark(db_, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%s','now'))");
@@ -171,19 +192,63 @@ Result<int> SqliteStore::schemaVersion() {
 }
 
 Result<void> SqliteStore::recordIssuance(const IssuanceRecord& r) {
-  std::lock_guard lock(mu_);
+  PendingIssuance mine{&r};
+  std::unique_lock lock(batch_mu_);
+  pending_.push_back(&mine);
+  // Someone is committing: wait for them to take our row in the next batch.
+  batch_cv_.wait(lock, [&] { return mine.done || !committing_; });
+  if (mine.done) return mine.result;
+  // We lead: commit everything pending, again and again, until none is left.
+  committing_ = true;
+  while (!pending_.empty()) {
+    std::vector<PendingIssuance*> batch;
+    batch.swap(pending_);
+    lock.unlock();
+    std::vector<const IssuanceRecord*> rows;
+    rows.reserve(batch.size());
+    for (auto* p : batch) rows.push_back(p->record);
+    Result<void> result;
+    {
+      std::lock_guard db_lock(mu_);
+      result = insertIssuancesLocked(rows);
+    }
+    lock.lock();
+    for (auto* p : batch) {
+      p->result = result;
+      p->done = true;
+    }
+    batch_cv_.notify_all();
+  }
+  committing_ = false;
+  batch_cv_.notify_all();
+  return mine.result;
+}
+
+// One transaction for the batch: all rows or none (a duplicate serial fails
+// the whole batch; serials are 126 random bits, so that is a broken RNG).
+Result<void> SqliteStore::insertIssuancesLocked(const std::vector<const IssuanceRecord*>& batch) {
+  MESHID_RETURN_IF_ERROR(exec(db_, "BEGIN IMMEDIATE", "cannot begin transaction"));
   Statement s(db_,
               "INSERT INTO issuances (serial, spiffe_id, not_before, not_after, signer, caller, "
               "method, api, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  Result<void> result;
   if (!s.ok()) {
-    return sqliteError(db_, "cannot record issuance");
+    result = sqliteError(db_, "cannot record issuance");
   }
-  s.bind(1, r.serial).bind(2, r.spiffe_id).bind(3, unix(r.not_before)).bind(4, unix(r.not_after));
-  s.bind(5, r.signer).bind(6, r.caller).bind(7, r.method).bind(8, r.api).bind(9, unix(r.issued_at));
-  if (s.step() != SQLITE_DONE) {
-    return sqliteError(db_, "cannot record issuance");
+  for (const IssuanceRecord* r : batch) {
+    if (!result.ok()) break;
+    s.reset();
+    s.bind(1, r->serial).bind(2, r->spiffe_id).bind(3, unix(r->not_before)).bind(4, unix(r->not_after));
+    s.bind(5, r->signer).bind(6, r->caller).bind(7, r->method).bind(8, r->api).bind(9, unix(r->issued_at));
+    if (s.step() != SQLITE_DONE) {
+      result = sqliteError(db_, "cannot record issuance");
+    }
   }
-  return okResult();
+  if (!result.ok()) {
+    (void)exec(db_, "ROLLBACK", "rollback");
+    return result;
+  }
+  return exec(db_, "COMMIT", "cannot commit issuances");
 }
 
 Result<std::optional<IssuanceRecord>> SqliteStore::findIssuance(const std::string& serial) {

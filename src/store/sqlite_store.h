@@ -1,8 +1,10 @@
 #pragma once
 
+#include <condition_variable>
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "store/store.h"
 
@@ -12,7 +14,9 @@ namespace meshid::store {
 
 // SQLite in WAL mode (synchronous=NORMAL: a committed row survives a crash of
 // meshid; only an OS crash can lose the last moments). One connection behind a
-// mutex: SQLite serialises writers anyway.
+// mutex: SQLite serialises writers anyway. Issuance records are group-committed:
+// callers that arrive while a commit is running share the next transaction,
+// and each returns only once the transaction holding its row has committed.
 class SqliteStore final : public Store {
  public:
   // Opens or creates the database (0600) and applies pending migrations.
@@ -33,9 +37,21 @@ class SqliteStore final : public Store {
   explicit SqliteStore(sqlite3* db) : db_(db) {}
   Result<void> migrate();
   Result<std::optional<BundleVersion>> latestBundleLocked();
+  Result<void> insertIssuancesLocked(const std::vector<const IssuanceRecord*>& batch);
+
+  struct PendingIssuance {
+    const IssuanceRecord* record;
+    bool done = false;
+    Result<void> result;
+  };
 
   std::mutex mu_;
   sqlite3* db_;  // guarded by mu_
+
+  std::mutex batch_mu_;
+  std::condition_variable batch_cv_;
+  std::vector<PendingIssuance*> pending_;  // guarded by batch_mu_
+  bool committing_ = false;                // guarded by batch_mu_
 };
 
 }  // namespace meshid::store

@@ -12,6 +12,16 @@ Result<std::optional<Identity>> MtlsAuthenticator::authenticate(
   if (!credentials.peer_certificate_pem || credentials.bearer_token) {
     return std::optional<Identity>();
   }
+  const std::string& pem = *credentials.peer_certificate_pem;
+  SystemTime now = clock_.now();
+  {
+    std::lock_guard lock(mu_);
+    auto it = cache_.find(pem);
+    if (it != cache_.end()) {
+      if (now < it->second.not_after) return std::optional<Identity>(it->second.identity);
+      cache_.erase(it);
+    }
+  }
   auto certs = pki::parseCertificatesPem(*credentials.peer_certificate_pem);
   if (!certs.ok()) {
     return Error::unauthenticated("client certificate: " + certs.error().message);
@@ -25,7 +35,15 @@ Result<std::optional<Identity>> MtlsAuthenticator::authenticate(
         "client certificate is for trust domain {}, this CA serves {}",
         id->trustDomain().name(), trust_domain_.name()));
   }
-  return std::optional<Identity>(Identity{std::move(id).value(), "mtls", ""});
+  SystemTime not_after = pki::notAfter(certs->front().get());
+  if (now >= not_after) {
+    return Error::unauthenticated("client certificate expired");
+  }
+  Identity identity{std::move(id).value(), "mtls", ""};
+  std::lock_guard lock(mu_);
+  if (cache_.size() >= kMaxCached) cache_.clear();  // bounded; a full cache just starts over
+  cache_.insert_or_assign(pem, Cached{identity, not_after});
+  return std::optional<Identity>(std::move(identity));
 }
 
 }  // namespace meshid::ca

@@ -6,12 +6,8 @@ namespace meshid::ca {
 
 Result<std::shared_ptr<const SigningMaterial>> materialFromCa(pki::CaMaterial ca) {
   MESHID_ASSIGN_OR_RETURN(auto signer, pki::MemoryKeySigner::create(std::move(ca.signing_key)));
-  auto m = std::make_shared<SigningMaterial>();
-  m->cert = std::move(ca.signing_cert);
-  m->signer = std::move(signer);
-  m->chain = std::move(ca.chain);
-  m->roots = std::move(ca.roots);
-  return std::shared_ptr<const SigningMaterial>(std::move(m));
+  return makeSigningMaterial(std::move(ca.signing_cert), std::move(signer), std::move(ca.chain),
+                             std::move(ca.roots));
 }
 
 }  // namespace meshid::ca

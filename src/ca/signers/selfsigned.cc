@@ -1,5 +1,6 @@
 #include "ca/signers/selfsigned.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <system_error>
@@ -62,6 +63,17 @@ Result<std::shared_ptr<const SigningMaterial>> loadOrCreateSelfSigned(
   SystemTime now = clock.now();
   std::error_code ec;
   if (!fs::exists(config.dir / pki::kCaCertFile, ec)) {
+    // A missing ca-cert.pem beside other CA files is lost state, not a first
+    // start: making a new CA would overwrite the root key of a root that may
+    // already be trusted everywhere.
+    for (const fs::path& p : {rootKeyPath(config), config.dir / pki::kRootCertFile,
+                              config.dir / pki::kCaKeyFile, config.dir / pki::kCertChainFile}) {
+      if (fs::exists(p, ec)) {
+        return Error::failedPrecondition(fmt::format(
+            "{} is missing but {} exists: refusing to make a new CA over existing state",
+            (config.dir / pki::kCaCertFile).string(), p.string()));
+      }
+    }
     MESHID_ASSIGN_OR_RETURN(pki::NewCa created,
                             pki::createCa(config.trust_domain, config.key_type, config.root_ttl,
                                           config.intermediate_ttl, now));

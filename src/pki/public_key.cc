@@ -1,0 +1,219 @@
+#include "pki/public_key.h"
+
+#include <openssl/core_names.h>
+#include <openssl/param_build.h>
+#include <openssl/rsa.h>
+
+#include "pki/key.h"
+#include "pki/ossl_error.h"
+
+namespace meshid::pki {
+
+using namespace std::literals;
+namespace {
+
+using der::Bytes;
+
+// OID contents (no tag/length).
+constexpr std::string_view kOidEcPublicKey = "\x2a\x86\x48\xce\x3d\x02\x01"sv;
+constexpr std::string_view kOidP256 = "\x2a\x86\x48\xce\x3d\x03\x01\x07"sv;
+constexpr std::string_view kOidP384 = "\x2b\x81\x04\x00\x22"sv;
+constexpr std::string_view kOidP521 = "\x2b\x81\x04\x00\x23"sv;
+constexpr std::string_view kOidRsaEncryption = "\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01"sv;
+constexpr std::string_view kOidEd25519 = "\x2b\x65\x70"sv;
+constexpr std::string_view kOidEcdsaSha256 = "\x2a\x86\x48\xce\x3d\x04\x03\x02"sv;
+constexpr std::string_view kOidEcdsaSha384 = "\x2a\x86\x48\xce\x3d\x04\x03\x03"sv;
+constexpr std::string_view kOidEcdsaSha512 = "\x2a\x86\x48\xce\x3d\x04\x03\x04"sv;
+constexpr std::string_view kOidRsaSha256 = "\x2a\x86\x48\x86\xf7\x0d\x01\x01\x0b"sv;
+constexpr std::string_view kOidRsaSha384 = "\x2a\x86\x48\x86\xf7\x0d\x01\x01\x0c"sv;
+constexpr std::string_view kOidRsaSha512 = "\x2a\x86\x48\x86\xf7\x0d\x01\x01\x0d"sv;
+
+// A public-only key on `group`, made once; each CSR key is a duplicate with
+// its own point (EVP_PKEY_dup + set1_encoded_public_key).
+const EVP_PKEY* curveTemplate(const char* group) {
+  EvpPkeyPtr gen(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", group));
+  unsigned char pub[200];
+  size_t pub_len = 0;
+  if (!gen || EVP_PKEY_get_octet_string_param(gen.get(), OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof pub,
+                                              &pub_len) != 1) {
+    return nullptr;
+  }
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, const_cast<char*>(group), 0),
+      OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, pub, pub_len),
+      OSSL_PARAM_construct_end()};
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
+  EVP_PKEY* key = nullptr;
+  if (!ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
+      EVP_PKEY_fromdata(ctx.get(), &key, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+    return nullptr;
+  }
+  return key;  // lives for the process
+}
+
+Result<EvpPkeyPtr> ecKey(Bytes curve_oid, Bytes point) {
+  static const EVP_PKEY* p256 = curveTemplate("P-256");
+  static const EVP_PKEY* p384 = curveTemplate("P-384");
+  static const EVP_PKEY* p521 = curveTemplate("P-521");
+  const EVP_PKEY* tmpl = der::equals(curve_oid, kOidP256)   ? p256
+                         : der::equals(curve_oid, kOidP384) ? p384
+                         : der::equals(curve_oid, kOidP521) ? p521
+                                                            : nullptr;
+  if (tmpl == nullptr) {
+    drainOpensslErrors();
+    return Error::invalidArgument("EC key on an unsupported curve: use P-256, P-384 or P-521");
+  }
+  EvpPkeyPtr key(EVP_PKEY_dup(const_cast<EVP_PKEY*>(tmpl)));
+  if (!key || point.empty() ||
+      EVP_PKEY_set1_encoded_public_key(key.get(), point.data(), point.size()) != 1) {
+    return opensslError(Code::kInvalidArgument, "EC public key is not a point on its curve");
+  }
+  return key;
+}
+
+Result<EvpPkeyPtr> rsaKey(Bytes key_bits) {
+  der::Reader outer(key_bits);
+  der::Tlv seq, n, e;
+  if (!outer.expect(der::kSequence, &seq) || !outer.empty()) {
+    return Error::invalidArgument("malformed RSA public key");
+  }
+  der::Reader r(seq.value);
+  if (!r.expect(der::kInteger, &n) || !r.expect(der::kInteger, &e) || !r.empty() ||
+      n.value.empty() || e.value.empty() || (n.value[0] & 0x80) || (e.value[0] & 0x80)) {
+    return Error::invalidArgument("malformed RSA public key");
+  }
+  BignumPtr bn_n(BN_bin2bn(n.value.data(), static_cast<int>(n.value.size()), nullptr));
+  BignumPtr bn_e(BN_bin2bn(e.value.data(), static_cast<int>(e.value.size()), nullptr));
+  std::unique_ptr<OSSL_PARAM_BLD, OsslDeleter<OSSL_PARAM_BLD_free>> bld(OSSL_PARAM_BLD_new());
+  if (!bn_n || !bn_e || !bld || !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, bn_n.get()) ||
+      !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, bn_e.get())) {
+    return opensslError(Code::kInternal, "cannot build RSA key parameters");
+  }
+  std::unique_ptr<OSSL_PARAM, OsslDeleter<OSSL_PARAM_free>> params(OSSL_PARAM_BLD_to_param(bld.get()));
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr));
+  EVP_PKEY* key = nullptr;
+  if (!params || !ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
+      EVP_PKEY_fromdata(ctx.get(), &key, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
+    return opensslError(Code::kInvalidArgument, "malformed RSA public key");
+  }
+  return EvpPkeyPtr(key);
+}
+
+struct SigAlg {
+  int base_id;  // EVP_PKEY_EC / EVP_PKEY_RSA / EVP_PKEY_ED25519
+  int digest_bits;
+};
+
+bool sigAlgFor(Bytes oid, SigAlg* out) {
+  const struct {
+    std::string_view oid;
+    SigAlg alg;
+  } table[] = {{kOidEcdsaSha256, {EVP_PKEY_EC, 256}}, {kOidEcdsaSha384, {EVP_PKEY_EC, 384}},
+               {kOidEcdsaSha512, {EVP_PKEY_EC, 512}}, {kOidRsaSha256, {EVP_PKEY_RSA, 256}},
+               {kOidRsaSha384, {EVP_PKEY_RSA, 384}},  {kOidRsaSha512, {EVP_PKEY_RSA, 512}},
+               {kOidEd25519, {EVP_PKEY_ED25519, 0}}};
+  for (const auto& t : table) {
+    if (der::equals(oid, t.oid)) {
+      *out = t.alg;
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+const EVP_MD* fetchedDigest(int bits) {
+  static const EVP_MD* sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  static const EVP_MD* sha384 = EVP_MD_fetch(nullptr, "SHA384", nullptr);
+  static const EVP_MD* sha512 = EVP_MD_fetch(nullptr, "SHA512", nullptr);
+  return bits == 512 ? sha512 : bits == 384 ? sha384 : sha256;
+}
+
+Result<SpkiParts> splitSpki(Bytes spki) {
+  der::Reader outer(spki);
+  der::Tlv seq, alg, bits, oid;
+  if (!outer.expect(der::kSequence, &seq) || !outer.empty()) {
+    return Error::invalidArgument("malformed SubjectPublicKeyInfo");
+  }
+  der::Reader r(seq.value);
+  if (!r.expect(der::kSequence, &alg) || !r.expect(der::kBitString, &bits) || !r.empty() ||
+      bits.value.empty() || bits.value[0] != 0) {
+    return Error::invalidArgument("malformed SubjectPublicKeyInfo");
+  }
+  der::Reader a(alg.value);
+  if (!a.expect(der::kOid, &oid)) {
+    return Error::invalidArgument("malformed SubjectPublicKeyInfo algorithm");
+  }
+  size_t params_at = oid.whole.size();
+  return SpkiParts{oid.value, alg.value.subspan(params_at), bits.value.subspan(1)};
+}
+
+Result<EvpPkeyPtr> publicKeyFromSpki(Bytes spki) {
+  MESHID_ASSIGN_OR_RETURN(SpkiParts parts, splitSpki(spki));
+  Bytes key_bits = parts.key_bits;
+  der::Reader a(parts.parameters);
+  der::Tlv params;
+  EvpPkeyPtr key;
+  if (der::equals(parts.algorithm_oid, kOidEcPublicKey)) {
+    // Named curves only: explicit parameters are refused (as Go and BoringSSL do).
+    if (!a.expect(der::kOid, &params) || !a.empty()) {
+      return Error::invalidArgument(
+          "EC key with explicit curve parameters is not accepted: use a named curve");
+    }
+    MESHID_ASSIGN_OR_RETURN(key, ecKey(params.value, key_bits));
+  } else if (der::equals(parts.algorithm_oid, kOidRsaEncryption)) {
+    if (!a.expect(der::kNull, &params) || !params.value.empty() || !a.empty()) {
+      return Error::invalidArgument("RSA key algorithm must have NULL parameters");
+    }
+    MESHID_ASSIGN_OR_RETURN(key, rsaKey(key_bits));
+  } else if (der::equals(parts.algorithm_oid, kOidEd25519)) {
+    if (!a.empty() || key_bits.size() != 32) {
+      return Error::invalidArgument("malformed Ed25519 public key");
+    }
+    key.reset(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, key_bits.data(), 32));
+    if (!key) return opensslError(Code::kInvalidArgument, "malformed Ed25519 public key");
+  } else {
+    return Error::invalidArgument("key algorithm is not accepted: use ECDSA, RSA or Ed25519");
+  }
+  MESHID_RETURN_IF_ERROR(checkKeyStrength(key.get()));
+  return key;
+}
+
+Result<void> verifySignature(const EVP_PKEY* key, Bytes sig_alg_oid, Bytes data,
+                             Bytes signature) {
+  SigAlg alg{};
+  if (!sigAlgFor(sig_alg_oid, &alg)) {
+    return Error::invalidArgument(
+        "signature algorithm is not supported: use ECDSA or RSA PKCS#1 v1.5 with SHA-2, or "
+        "Ed25519");
+  }
+  if (EVP_PKEY_get_base_id(key) != alg.base_id) {
+    return Error::invalidArgument("signature algorithm does not fit the key");
+  }
+  EVP_PKEY* k = const_cast<EVP_PKEY*>(key);
+  if (alg.base_id == EVP_PKEY_ED25519) {
+    EvpMdCtxPtr md(EVP_MD_CTX_new());
+    if (!md || EVP_DigestVerifyInit(md.get(), nullptr, nullptr, nullptr, k) != 1 ||
+        EVP_DigestVerify(md.get(), signature.data(), signature.size(), data.data(), data.size()) != 1) {
+      return opensslError(Code::kInvalidArgument, "signature does not verify");
+    }
+    return okResult();
+  }
+  const EVP_MD* md = fetchedDigest(alg.digest_bits);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_len = 0;
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, k, nullptr));
+  if (!ctx || EVP_Digest(data.data(), data.size(), digest, &digest_len, md, nullptr) != 1 ||
+      EVP_PKEY_verify_init(ctx.get()) != 1 || EVP_PKEY_CTX_set_signature_md(ctx.get(), md) != 1 ||
+      (alg.base_id == EVP_PKEY_RSA &&
+       EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_PADDING) != 1)) {
+    return opensslError(Code::kInternal, "cannot set up signature verification");
+  }
+  if (EVP_PKEY_verify(ctx.get(), signature.data(), signature.size(), digest, digest_len) != 1) {
+    return opensslError(Code::kInvalidArgument, "signature does not verify");
+  }
+  return okResult();
+}
+
+}  // namespace meshid::pki
