@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/context.h"
+#include "cli/identity_files.h"
 #include "cli/inputs.h"
 #include "cli/output.h"
 #include "common/duration.h"
@@ -25,12 +26,6 @@ namespace meshid::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Istio's agent writes the same names (OUTPUT_CERTS), so tools that read
-// those files read ours.
-constexpr const char* kLeafChainFile = "cert-chain.pem";
-constexpr const char* kLeafKeyFile = "key.pem";
-constexpr const char* kBundleFile = "root-cert.pem";
 
 struct IssueOptions {
   std::string ca_dir;
@@ -80,15 +75,7 @@ Result<void> runIssue(Context& ctx, const IssueOptions& o) {
     }
   }
   fs::path out(o.out);
-  const char* outputs[] = {kLeafChainFile, kLeafKeyFile, kBundleFile};
-  if (!o.force) {
-    for (const char* n : outputs) {
-      if (fs::exists(out / n)) {
-        return Error::alreadyExists(
-            fmt::format("{} already exists (use --force to replace it)", (out / n).string()));
-      }
-    }
-  }
+  MESHID_RETURN_IF_ERROR(checkIdentityFilesAbsent(out, o.force));
 
   pki::EvpPkeyPtr leaf_key;     // generated here, when no CSR is given
   pki::EvpPkeyPtr public_key;
@@ -116,23 +103,9 @@ Result<void> runIssue(Context& ctx, const IssueOptions& o) {
   MESHID_ASSIGN_OR_RETURN(pki::X509Ptr leaf,
                           pki::issueX509Svid(req, ca.signing_cert.get(), *signer));
 
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  if (ec) {
-    return Error::internal(fmt::format("cannot create {}: {}", out.string(), ec.message()));
-  }
-  if (leaf_key) {
-    MESHID_RETURN_IF_ERROR(writePrivateKeyFile(out / kLeafKeyFile, leaf_key.get()));
-  } else {
-    // The key stays with whoever made the CSR; a key.pem left from an earlier
-    // run would not match this certificate.
-    fs::remove(out / kLeafKeyFile, ec);
-  }
-  MESHID_RETURN_IF_ERROR(writeFileAtomic(
-      out / kLeafChainFile, pki::certificateToPem(leaf.get()) + pki::certificatesToPem(ca.chain),
-      kPublicFileMode));
-  MESHID_RETURN_IF_ERROR(
-      writeFileAtomic(out / kBundleFile, pki::certificatesToPem(ca.roots), kPublicFileMode));
+  MESHID_RETURN_IF_ERROR(writeIdentityFiles(
+      out, pki::certificateToPem(leaf.get()) + pki::certificatesToPem(ca.chain), leaf_key.get(),
+      pki::certificatesToPem(ca.roots)));
 
   auto info = pki::describeCertificate(leaf.get());
   if (o.json) {

@@ -13,5 +13,7 @@ void addCertCommands(CLI::App& app, Context& ctx);
 void addCsrCommands(CLI::App& app, Context& ctx);
 // After addCaCommands: adds `ca serve` and `token`.
 void addServeCommands(CLI::App& app, Context& ctx);
+// After addCertCommands: adds `cert request`.
+void addRequestCommand(CLI::App& app, Context& ctx);
 
 }  // namespace meshid::cli
