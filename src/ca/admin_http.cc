@@ -27,6 +27,13 @@ Result<std::unique_ptr<AdminHttp>> AdminHttp::start(const std::string& listen,
   std::unique_ptr<AdminHttp> a(new AdminHttp());
   a->server_ = std::make_unique<httplib::Server>();
   auto& srv = *a->server_;
+  // httplib's default also sets SO_REUSEPORT, which lets a second CA bind the
+  // same admin port and silently take half the scrapes and probes: keep only
+  // SO_REUSEADDR (a quick restart past TIME_WAIT), as the gRPC port does.
+  srv.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   srv.Get("/metrics", [h = handlers](const httplib::Request&, httplib::Response& res) {
     res.set_content(h.metrics(), "text/plain; version=0.0.4; charset=utf-8");
   });

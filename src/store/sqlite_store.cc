@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 
 #include <array>
+#include <chrono>
 #include <string_view>
+#include <thread>
 
 namespace meshid::store {
 namespace {
@@ -120,7 +122,16 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   }
   std::unique_ptr<SqliteStore> store(new SqliteStore(db));
   sqlite3_busy_timeout(db, 5000);
-  MESHID_RETURN_IF_ERROR(exec(db, "PRAGMA journal_mode=WAL", "cannot enable WAL"));
+  // Switching a fresh database to WAL takes an exclusive lock, and SQLite
+  // answers SQLITE_BUSY at once, without the busy handler, when another
+  // connection is opening the same file at that moment: retry for about as
+  // long as the busy timeout.
+  Result<void> wal = exec(db, "PRAGMA journal_mode=WAL", "cannot enable WAL");
+  for (int i = 0; i < 500 && !wal.ok() && sqlite3_errcode(db) == SQLITE_BUSY; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    wal = exec(db, "PRAGMA journal_mode=WAL", "cannot enable WAL");
+  }
+  MESHID_RETURN_IF_ERROR(wal);
   MESHID_RETURN_IF_ERROR(exec(db, "PRAGMA synchronous=NORMAL", "cannot set synchronous"));
   MESHID_RETURN_IF_ERROR(exec(db, "PRAGMA foreign_keys=ON", "cannot enable foreign keys"));
   auto migrated = store->migrate();

@@ -1,0 +1,423 @@
+#include "store/sqlite_store.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "unit/common/test_util.h"
+
+namespace meshid::store {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using meshid::testing::errorOf;
+using meshid::testing::orThrow;
+using meshid::testing::TempDir;
+
+const SystemTime kT0 = fromUnixSeconds(1'790'000'000);
+
+unsigned modeOf(const fs::path& p) {
+  struct stat st {};
+  if (::stat(p.c_str(), &st) != 0) {
+    return 0xffff;
+  }
+  return st.st_mode & 07777;
+}
+
+std::unique_ptr<SqliteStore> openStore(const fs::path& p) {
+  return orThrow(SqliteStore::open(p), "open store");
+}
+
+IssuanceRecord record(std::string serial, std::string id = "spiffe://example.org/ns/a/sa/b") {
+  return IssuanceRecord{.serial = std::move(serial),
+                        .spiffe_id = std::move(id),
+                        .not_before = kT0 - 60s,
+                        .not_after = kT0 + 24h,
+                        .signer = "selfsigned",
+                        .caller = "spiffe://example.org/ns/a/sa/b",
+                        .method = "jwt",
+                        .api = "istio",
+                        .issued_at = kT0};
+}
+
+JoinTokenRecord token(std::string hash, SystemTime expires = kT0 + 1h) {
+  return JoinTokenRecord{.token_hash = std::move(hash),
+                         .spiffe_id = "spiffe://example.org/host/node-1",
+                         .created_at = kT0,
+                         .expires_at = expires,
+                         .used_at = std::nullopt};
+}
+
+// Runs one statement on the database file through a second, raw connection.
+void rawExec(const fs::path& db_path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  std::string msg = err ? err : "";
+  sqlite3_free(err);
+  sqlite3_close(db);
+  ASSERT_EQ(rc, SQLITE_OK) << msg;
+}
+
+TEST(SqliteStore, MigrationsCreateSchemaVersionOne) {
+  TempDir dir;
+  auto store = openStore(dir / "ca.db");
+  auto v = store->schemaVersion();
+  MESHID_ASSERT_OK(v);
+  EXPECT_EQ(*v, 1);
+  // Every table the schema promises can be used on a fresh database.
+  EXPECT_EQ(*store->countIssuances(), 0u);
+  EXPECT_FALSE(store->latestBundle()->has_value());
+  EXPECT_FALSE(store->findIssuance("00")->has_value());
+}
+
+TEST(SqliteStore, ReopeningKeepsDataAndDoesNotReapplyMigrations) {
+  TempDir dir;
+  {
+    auto store = openStore(dir / "ca.db");
+    MESHID_ASSERT_OK(store->recordIssuance(record("aa01")));
+    MESHID_ASSERT_OK(store->createJoinToken(token("h1")));
+    MESHID_ASSERT_OK(store->saveBundle("ROOTS", "sha-1", kT0));
+  }
+  auto store = openStore(dir / "ca.db");
+  EXPECT_EQ(*store->schemaVersion(), 1);
+  EXPECT_EQ(*store->countIssuances(), 1u);
+  auto found = store->findIssuance("aa01");
+  MESHID_ASSERT_OK(found);
+  ASSERT_TRUE(found->has_value());
+  auto bundle = store->latestBundle();
+  MESHID_ASSERT_OK(bundle);
+  ASSERT_TRUE(bundle->has_value());
+  EXPECT_EQ((*bundle)->version, 1u);
+  EXPECT_EQ((*bundle)->roots_pem, "ROOTS");
+  // The token made before the restart is still there and still unused.
+  MESHID_EXPECT_OK(store->consumeJoinToken("h1", kT0));
+}
+
+TEST(SqliteStore, RefusesDatabaseWithNewerSchemaVersion) {
+  TempDir dir;
+  fs::path db = dir / "ca.db";
+  { auto store = openStore(db); }
+  rawExec(db, "INSERT INTO schema_migrations (version, applied_at) VALUES (2, 0)");
+  auto reopened = SqliteStore::open(db);
+  EXPECT_EQ(errorOf(reopened).code, Code::kFailedPrecondition);
+  MESHID_EXPECT_CONTAINS(errorOf(reopened).message, "newer");
+  MESHID_EXPECT_CONTAINS(errorOf(reopened).message, db.string());
+}
+
+// Two processes (the server and `meshid ca token create`, or two replicas)
+// opening a fresh database at once: both must come up on one schema.
+TEST(SqliteStore, ConcurrentFirstOpensBothMigrate) {
+  TempDir dir;
+  for (int round = 0; round < 20; ++round) {
+    fs::path db = dir / ("race-" + std::to_string(round) + ".db");
+    std::atomic<bool> go{false};
+    Result<std::unique_ptr<SqliteStore>> a = Error::internal("unset"), b = Error::internal("unset");
+    std::thread ta([&] {
+      while (!go.load()) std::this_thread::yield();
+      a = SqliteStore::open(db);
+    });
+    std::thread tb([&] {
+      while (!go.load()) std::this_thread::yield();
+      b = SqliteStore::open(db);
+    });
+    go = true;
+    ta.join();
+    tb.join();
+    MESHID_ASSERT_OK(a);
+    MESHID_ASSERT_OK(b);
+    EXPECT_EQ(*(*a)->schemaVersion(), 1);
+    EXPECT_EQ(*(*b)->schemaVersion(), 1);
+  }
+}
+
+TEST(SqliteStore, RecordsAndFindsIssuances) {
+  TempDir dir;
+  auto store = openStore(dir / "ca.db");
+  IssuanceRecord r = record("0f1e2d3c", "spiffe://example.org/ns/x/sa/y");
+  r.caller = "spiffe://example.org/ns/x/sa/y";
+  r.method = "mtls";
+  r.api = "meshid";
+  r.signer = "files";
+  MESHID_ASSERT_OK(store->recordIssuance(r));
+  MESHID_ASSERT_OK(store->recordIssuance(record("0f1e2d3d")));
+
+  auto found = store->findIssuance("0f1e2d3c");
+  MESHID_ASSERT_OK(found);
+  ASSERT_TRUE(found->has_value());
+  const IssuanceRecord& f = **found;
+  EXPECT_EQ(f.serial, "0f1e2d3c");
+  EXPECT_EQ(f.spiffe_id, "spiffe://example.org/ns/x/sa/y");
+  EXPECT_EQ(f.not_before, r.not_before);
+  EXPECT_EQ(f.not_after, r.not_after);
+  EXPECT_EQ(f.signer, "files");
+  EXPECT_EQ(f.caller, "spiffe://example.org/ns/x/sa/y");
+  EXPECT_EQ(f.method, "mtls");
+  EXPECT_EQ(f.api, "meshid");
+  EXPECT_EQ(f.issued_at, kT0);
+
+  EXPECT_FALSE(store->findIssuance("ffff")->has_value());
+  EXPECT_EQ(*store->countIssuances(), 2u);
+}
+
+// Concurrent writers (group-committed): each call returns only once its own
+// row is durable, and every row lands exactly once.
+TEST(SqliteStore, ConcurrentIssuanceRecordsAllLand) {
+  TempDir dir;
+  auto store = openStore(dir / "ca.db");
+  constexpr int kThreads = 8, kEach = 50;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        std::string serial = std::to_string(t) + "-" + std::to_string(i);
+        if (!store->recordIssuance(record(serial)).ok()) ++failures;
+        // Visible as soon as the call returns.
+        auto found = store->findIssuance(serial);
+        if (!found.ok() || !found->has_value()) ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(*store->countIssuances(), static_cast<uint64_t>(kThreads * kEach));
+}
+
+TEST(SqliteStore, DuplicateSerialIsRefusedAndFirstRecordKept) {
+  TempDir dir;
+  auto store = openStore(dir / "ca.db");
+  MESHID_ASSERT_OK(store->recordIssuance(record("abcd", "spiffe://example.org/first")));
+  auto again = store->recordIssuance(record("abcd", "spiffe://example.org/second"));
+  EXPECT_FALSE(again.ok());
+  EXPECT_EQ(*store->countIssuances(), 1u);
+  EXPECT_EQ((*store->findIssuance("abcd"))->spiffe_id, "spiffe://example.org/first");
+}
+
+TEST(SqliteStore, DuplicateJoinTokenIsAlreadyExists) {
+  TempDir dir;
+  auto store = openStore(dir / "ca.db");
+  MESHID_ASSERT_OK(store->createJoinToken(token("h")));
+  EXPECT_EQ(errorOf(store->createJoinToken(token("h"))).code, Code::kAlreadyExists);
+}
+
+TEST(SqliteStore, JoinTokenIsConsumedExactlyOnce) {
+  TempDir dir;
+  auto store = openStore(dir / "ca.db");
+  MESHID_ASSERT_OK(store->createJoinToken(token("h")));
+  auto first = store->consumeJoinToken("h", kT0 + 5s);
+  MESHID_ASSERT_OK(first);
+  EXPECT_EQ(first->spiffe_id, "spiffe://example.org/host/node-1");
+  EXPECT_EQ(first->token_hash, "h");
+  ASSERT_TRUE(first->used_at.has_value());
+  EXPECT_EQ(*first->used_at, kT0 + 5s);
+
+  auto second = store->consumeJoinToken("h", kT0 + 6s);
+  EXPECT_EQ(errorOf(second).code, Code::kFailedPrecondition);
+  MESHID_EXPECT_CONTAINS(errorOf(second).message, "already used");
+}
+
+TEST(SqliteStore, ExpiredJoinTokenIsFailedPreconditionAndStaysUnused) {
+  TempDir dir;
+  auto store = openStore(dir / "ca.db");
+  MESHID_ASSERT_OK(store->createJoinToken(token("h", kT0 + 1h)));
+  auto late = store->consumeJoinToken("h", kT0 + 1h);  // expiry instant itself is too late
+  EXPECT_EQ(errorOf(late).code, Code::kFailedPrecondition);
+  MESHID_EXPECT_CONTAINS(errorOf(late).message, "expired");
+  // The refusal rolled back: the token is not marked used by a failed attempt.
+  MESHID_EXPECT_OK(store->consumeJoinToken("h", kT0 + 1h - 1s));
+}
+
+TEST(SqliteStore, UnknownJoinTokenIsNotFound) {
+  TempDir dir;
+  auto store = openStore(dir / "ca.db");
+  EXPECT_EQ(errorOf(store->consumeJoinToken("nope", kT0)).code, Code::kNotFound);
+}
+
+// Two threads racing for one token through one store: exactly one wins.
+TEST(SqliteStore, ConcurrentConsumersOfOneTokenHaveOneWinner) {
+  TempDir dir;
+  auto store = openStore(dir / "ca.db");
+  constexpr int kRounds = 20;
+  for (int round = 0; round < kRounds; ++round) {
+    std::string hash = "race-" + std::to_string(round);
+    MESHID_ASSERT_OK(store->createJoinToken(token(hash)));
+    std::atomic<int> wins{0}, used{0}, other{0};
+    std::atomic<bool> go{false};
+    auto consumer = [&] {
+      while (!go.load()) std::this_thread::yield();
+      auto r = store->consumeJoinToken(hash, kT0);
+      if (r.ok()) {
+        ++wins;
+      } else if (r.error().code == Code::kFailedPrecondition) {
+        ++used;
+      } else {
+        ++other;
+      }
+    };
+    std::thread a(consumer), b(consumer);
+    go = true;
+    a.join();
+    b.join();
+    EXPECT_EQ(wins.load(), 1) << "round " << round;
+    EXPECT_EQ(used.load(), 1) << "round " << round;
+    EXPECT_EQ(other.load(), 0) << "round " << round;
+  }
+}
+
+// The same race between two connections to one file (two CA processes on one
+// database): SQLite's locking, not our mutex, must decide.
+TEST(SqliteStore, ConcurrentConsumersOnTwoConnectionsHaveOneWinner) {
+  TempDir dir;
+  auto one = openStore(dir / "ca.db");
+  auto two = openStore(dir / "ca.db");
+  constexpr int kRounds = 20;
+  for (int round = 0; round < kRounds; ++round) {
+    std::string hash = "race-" + std::to_string(round);
+    MESHID_ASSERT_OK(one->createJoinToken(token(hash)));
+    std::atomic<int> wins{0}, used{0}, other{0};
+    std::atomic<bool> go{false};
+    auto consumer = [&](SqliteStore* s) {
+      while (!go.load()) std::this_thread::yield();
+      auto r = s->consumeJoinToken(hash, kT0);
+      if (r.ok()) {
+        ++wins;
+      } else if (r.error().code == Code::kFailedPrecondition) {
+        ++used;
+      } else {
+        ++other;
+      }
+    };
+    std::thread a(consumer, one.get()), b(consumer, two.get());
+    go = true;
+    a.join();
+    b.join();
+    EXPECT_EQ(wins.load(), 1) << "round " << round;
+    EXPECT_EQ(used.load(), 1) << "round " << round;
+    EXPECT_EQ(other.load(), 0) << "round " << round;
+  }
+}
+
+TEST(SqliteStore, BundleVersionIncreasesOnlyWhenDigestChanges) {
+  TempDir dir;
+  auto store = openStore(dir / "ca.db");
+  auto v1 = store->saveBundle("A", "sha-a", kT0);
+  MESHID_ASSERT_OK(v1);
+  EXPECT_EQ(v1->version, 1u);
+  EXPECT_EQ(v1->created_at, kT0);
+
+  auto same = store->saveBundle("A", "sha-a", kT0 + 1h);
+  MESHID_ASSERT_OK(same);
+  EXPECT_EQ(same->version, 1u);
+  EXPECT_EQ(same->created_at, kT0) << "an unchanged bundle keeps its time";
+
+  auto v2 = store->saveBundle("A\nB", "sha-ab", kT0 + 2h);
+  MESHID_ASSERT_OK(v2);
+  EXPECT_EQ(v2->version, 2u);
+
+  // Back to the first set is a change too: versions never go backwards.
+  auto v3 = store->saveBundle("A", "sha-a", kT0 + 3h);
+  MESHID_ASSERT_OK(v3);
+  EXPECT_EQ(v3->version, 3u);
+
+  auto latest = store->latestBundle();
+  MESHID_ASSERT_OK(latest);
+  ASSERT_TRUE(latest->has_value());
+  EXPECT_EQ((*latest)->version, 3u);
+  EXPECT_EQ((*latest)->sha256, "sha-a");
+  EXPECT_EQ((*latest)->roots_pem, "A");
+  EXPECT_EQ((*latest)->created_at, kT0 + 3h);
+}
+
+TEST(SqliteStore, DatabaseFilesAreOwnerOnly) {
+  TempDir dir;
+  fs::path db = dir / "ca.db";
+  mode_t old = ::umask(022);  // a permissive umask must not leak into the file
+  auto store = openStore(db);
+  ::umask(old);
+  MESHID_ASSERT_OK(store->recordIssuance(record("01")));  // makes the WAL files exist
+  EXPECT_EQ(modeOf(db), 0600u);
+  for (const char* suffix : {"-wal", "-shm"}) {
+    fs::path side = db.string() + suffix;
+    if (fs::exists(side)) {
+      EXPECT_EQ(modeOf(side), 0600u) << side;
+    }
+  }
+}
+
+TEST(SqliteStore, OpenRestoresUmask) {
+  TempDir dir;
+  mode_t old = ::umask(022);
+  auto store = openStore(dir / "ca.db");
+  mode_t after = ::umask(old);
+  EXPECT_EQ(after, 022u);
+}
+
+TEST(SqliteStore, UnopenablePathIsUnavailable) {
+  TempDir dir;
+  // A regular file where a directory should be: unwritable even for root.
+  std::ofstream(dir / "not-a-dir") << "x";
+  auto r = SqliteStore::open(dir / "not-a-dir" / "ca.db");
+  EXPECT_EQ(errorOf(r).code, Code::kUnavailable);
+  MESHID_EXPECT_CONTAINS(errorOf(r).message, "not-a-dir");
+
+  auto missing = SqliteStore::open(dir / "no" / "such" / "dir" / "ca.db");
+  EXPECT_EQ(errorOf(missing).code, Code::kUnavailable);
+
+  // A directory where the database file should be.
+  fs::create_directory(dir / "db-dir");
+  EXPECT_EQ(errorOf(SqliteStore::open(dir / "db-dir")).code, Code::kUnavailable);
+}
+
+// 0 when opening (and, if that works, writing to) db gives UNAVAILABLE.
+int readOnlyOutcome(const fs::path& db) {
+  auto r = SqliteStore::open(db);
+  if (!r.ok()) return r.error().code == Code::kUnavailable ? 0 : 10 + static_cast<int>(r.error().code);
+  auto w = (*r)->recordIssuance(record("01"));
+  if (w.ok()) return 1;
+  return w.error().code == Code::kUnavailable ? 0 : 30 + static_cast<int>(w.error().code);
+}
+
+TEST(SqliteStore, ReadOnlyDatabaseIsUnavailable) {
+  TempDir dir;
+  fs::path db = dir / "ca.db";
+  { auto store = openStore(db); }
+  fs::permissions(db, fs::perms::owner_read);
+  fs::permissions(dir.path(), fs::perms::owner_read | fs::perms::owner_exec);
+  int outcome = 0;
+  if (::geteuid() != 0) {
+    outcome = readOnlyOutcome(db);
+  } else {
+    // Root ignores permissions: try as nobody, in a child process.
+    constexpr uid_t kNobody = 65534;
+    ASSERT_EQ(::chown(dir.path().c_str(), kNobody, kNobody), 0);
+    ASSERT_EQ(::chown(db.c_str(), kNobody, kNobody), 0);
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      if (::setgid(kNobody) != 0 || ::setuid(kNobody) != 0) ::_exit(2);
+      ::_exit(readOnlyOutcome(db));
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    outcome = WEXITSTATUS(status);
+  }
+  fs::permissions(dir.path(), fs::perms::owner_all);
+  EXPECT_EQ(outcome, 0) << "1: write succeeded; 10+code: open failed with code; 30+code: write "
+                           "failed with code";
+}
+
+}  // namespace
+}  // namespace meshid::store
