@@ -35,7 +35,7 @@ Result<std::string> decodePem(std::string_view pem) {
     size_t body_at = begin + head.size();
     size_t end = pem.find(tail, body_at);
     if (end == std::string_view::npos) {
-      return Error::invalidArgument("PEM certificate signing request has no END line");
+      return Error::invalidArgument("malformed PEM certificate signing request: no END line");
     }
     std::string b64;
     b64.reserve(end - body_at);
@@ -43,21 +43,21 @@ Result<std::string> decodePem(std::string_view pem) {
       if (c == '\n' || c == '\r' || c == ' ' || c == '\t') continue;
       bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                 c == '+' || c == '/' || c == '=';
-      if (!ok) return Error::invalidArgument("PEM certificate signing request is not valid base64");
+      if (!ok) return Error::invalidArgument("malformed PEM certificate signing request: not valid base64");
       b64.push_back(c);
     }
     if (b64.empty() || b64.size() % 4 != 0) {
-      return Error::invalidArgument("PEM certificate signing request is not valid base64");
+      return Error::invalidArgument("malformed PEM certificate signing request: not valid base64");
     }
     size_t pad = b64.ends_with("==") ? 2 : b64.ends_with("=") ? 1 : 0;
     if (b64.find('=') < b64.size() - pad) {
-      return Error::invalidArgument("PEM certificate signing request is not valid base64");
+      return Error::invalidArgument("malformed PEM certificate signing request: not valid base64");
     }
     std::string der(b64.size() / 4 * 3, '\0');
     int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(der.data()),
                             reinterpret_cast<const unsigned char*>(b64.data()),
                             static_cast<int>(b64.size()));
-    if (n < 0) return Error::invalidArgument("PEM certificate signing request is not valid base64");
+    if (n < 0) return Error::invalidArgument("malformed PEM certificate signing request: not valid base64");
     der.resize(static_cast<size_t>(n) - pad);
     return der;
   }

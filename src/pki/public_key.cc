@@ -1,5 +1,6 @@
 #include "pki/public_key.h"
 
+#include <fmt/format.h>
 #include <openssl/core_names.h>
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
@@ -27,6 +28,18 @@ constexpr std::string_view kOidEcdsaSha512 = "\x2a\x86\x48\xce\x3d\x04\x03\x04"s
 constexpr std::string_view kOidRsaSha256 = "\x2a\x86\x48\x86\xf7\x0d\x01\x01\x0b"sv;
 constexpr std::string_view kOidRsaSha384 = "\x2a\x86\x48\x86\xf7\x0d\x01\x01\x0c"sv;
 constexpr std::string_view kOidRsaSha512 = "\x2a\x86\x48\x86\xf7\x0d\x01\x01\x0d"sv;
+
+// "secp256k1" (or the dotted OID) for messages; OBJ_* only on this error path.
+std::string oidName(Bytes oid) {
+  std::string der = der::tlv(der::kOid, der::asView(oid));
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  std::unique_ptr<ASN1_OBJECT, OsslDeleter<ASN1_OBJECT_free>> obj(
+      d2i_ASN1_OBJECT(nullptr, &p, static_cast<long>(der.size())));
+  char buf[128] = "unknown";
+  if (obj) OBJ_obj2txt(buf, sizeof buf, obj.get(), 0);
+  drainOpensslErrors();
+  return buf;
+}
 
 // A public-only key on `group`, made once; each CSR key is a duplicate with
 // its own point (EVP_PKEY_dup + set1_encoded_public_key).
@@ -61,7 +74,8 @@ Result<EvpPkeyPtr> ecKey(Bytes curve_oid, Bytes point) {
                                                             : nullptr;
   if (tmpl == nullptr) {
     drainOpensslErrors();
-    return Error::invalidArgument("EC key on an unsupported curve: use P-256, P-384 or P-521");
+    return Error::invalidArgument(fmt::format(
+        "EC key on curve {} is not accepted: use P-256, P-384 or P-521", oidName(curve_oid)));
   }
   EvpPkeyPtr key(EVP_PKEY_dup(const_cast<EVP_PKEY*>(tmpl)));
   if (!key || point.empty() ||

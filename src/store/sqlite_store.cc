@@ -106,6 +106,16 @@ Result<void> exec(sqlite3* db, std::string_view sql, std::string_view what) {
   return okResult();
 }
 
+// COMMIT, or ROLLBACK when it fails (disk full, I/O error): a connection left
+// inside a failed transaction would refuse every later write.
+Result<void> commit(sqlite3* db, std::string_view what) {
+  auto r = exec(db, "COMMIT", what);
+  if (!r.ok() && !sqlite3_get_autocommit(db)) {
+    (void)exec(db, "ROLLBACK", "rollback");
+  }
+  return r;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::path& path) {
@@ -173,7 +183,7 @@ Result<void> SqliteStore::migrate() {
       return now_at.error();
     }
     if (*now_at >= static_cast<int64_t>(v)) {
-      MESHID_RETURN_IF_ERROR(exec(db_, "COMMIT", "cannot commit migration"));
+      MESHID_RETURN_IF_ERROR(commit(db_, "cannot commit migration"));
       continue;
     }
     auto applied = exec(db_, kMigrations[v - 1], fmt::format("migration {} failed", v));
@@ -188,7 +198,7 @@ Result<void> SqliteStore::migrate() {
       (void)exec(db_, "ROLLBACK", "rollback");
       return applied;
     }
-    MESHID_RETURN_IF_ERROR(exec(db_, "COMMIT", "cannot commit migration"));
+    MESHID_RETURN_IF_ERROR(commit(db_, "cannot commit migration"));
   }
   return okResult();
 }
@@ -259,7 +269,7 @@ Result<void> SqliteStore::insertIssuancesLocked(const std::vector<const Issuance
     (void)exec(db_, "ROLLBACK", "rollback");
     return result;
   }
-  return exec(db_, "COMMIT", "cannot commit issuances");
+  return commit(db_, "cannot commit issuances");
 }
 
 Result<std::optional<IssuanceRecord>> SqliteStore::findIssuance(const std::string& serial) {
@@ -355,7 +365,7 @@ Result<JoinTokenRecord> SqliteStore::consumeJoinToken(const std::string& token_h
     (void)exec(db_, "ROLLBACK", "rollback");
     return result;
   }
-  MESHID_RETURN_IF_ERROR(exec(db_, "COMMIT", "cannot commit join token use"));
+  MESHID_RETURN_IF_ERROR(commit(db_, "cannot commit join token use"));
   return result;
 }
 

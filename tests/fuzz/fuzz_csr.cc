@@ -1,5 +1,7 @@
-// parseCsr on arbitrary bytes, checked against OpenSSL's own decoder: what we
-// accept as DER, d2i_X509_REQ must decode and X509_REQ_verify must verify.
+// parseCsr (a hand-written DER path) on arbitrary bytes, checked against
+// OpenSSL's own decoder (TESTING.md §3): whatever we accept as DER,
+// d2i_X509_REQ must decode whole, X509_REQ_verify must verify, and OpenSSL
+// must read the same URI and DNS SANs and the same public key.
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
@@ -7,17 +9,29 @@
 #include <openssl/err.h>
 
 #include "pki/csr.h"
+#include "pki/general_names.h"
+#include "pki/key.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view input(reinterpret_cast<const char*>(data), size);
   auto csr = meshid::pki::parseCsr(input);
   if (csr.ok() && input.find("-----BEGIN") == std::string_view::npos) {
     const unsigned char* p = data;
-    X509_REQ* req = d2i_X509_REQ(nullptr, &p, static_cast<long>(size));
-    if (req == nullptr || p != data + size || X509_REQ_verify(req, X509_REQ_get0_pubkey(req)) != 1) {
-      std::abort();
+    meshid::pki::X509ReqPtr req(d2i_X509_REQ(nullptr, &p, static_cast<long>(size)));
+    if (!req || p != data + size) std::abort();
+    EVP_PKEY* key = X509_REQ_get0_pubkey(req.get());
+    if (key == nullptr || X509_REQ_verify(req.get(), key) != 1) std::abort();
+    if (!meshid::pki::samePublicKey(key, csr->public_key.get())) std::abort();
+    meshid::pki::ExtensionStackPtr exts(X509_REQ_get_extensions(req.get()));
+    meshid::pki::SubjectAltNames sans;
+    for (int i = 0; exts && i < sk_X509_EXTENSION_num(exts.get()); ++i) {
+      X509_EXTENSION* ext = sk_X509_EXTENSION_value(exts.get(), i);
+      if (OBJ_obj2nid(X509_EXTENSION_get_object(ext)) != NID_subject_alt_name) continue;
+      meshid::pki::GeneralNamesPtr names(static_cast<GENERAL_NAMES*>(X509V3_EXT_d2i(ext)));
+      if (!names) std::abort();
+      sans = meshid::pki::collectSubjectAltNames(names.get());
     }
-    X509_REQ_free(req);
+    if (sans.uri != csr->uri_sans || sans.dns != csr->dns_sans) std::abort();
   }
   if (csr.ok()) {
     (void)meshid::pki::csrSpiffeId(*csr);

@@ -63,12 +63,16 @@ std::string FilesSource::fingerprint() const {
 
 bool FilesSource::checkOnce() {
   std::string fp = fingerprint();
-  if (fp == last_fingerprint_) {
+  SystemTime now = clock_.now();
+  bool retry = last_refused_ && now >= retry_at_;
+  if (fp == last_fingerprint_ && !retry) {
     return false;
   }
-  last_fingerprint_ = fp;  // a refused set is not retried until the files change again
+  last_fingerprint_ = fp;
   auto loaded = loadNow(dir_, clock_);
+  last_refused_ = !loaded.ok();
   if (!loaded.ok()) {
+    retry_at_ = now + kRetryRefused;
     metrics_.signerReload(false);
     spdlog::error(
         "plugged-in CA files refused, still signing with the previous set dir={} error={}",

@@ -17,6 +17,8 @@ namespace meshid::ca {
 
 class FilesSource {
  public:
+  static constexpr Seconds kRetryRefused{30};
+
   using OnReload = std::function<void(std::shared_ptr<const SigningMaterial>)>;
 
   // Loads the directory now (a broken set at startup is an error: there is
@@ -29,7 +31,9 @@ class FilesSource {
   // published to the authority and passed to on_reload; a broken one is
   // refused with a log line and a metric, and the authority keeps signing with
   // what it had. A zero poll_interval starts no thread (the caller drives
-  // checkOnce). Stops and joins in the destructor.
+  // checkOnce). A refused set is tried again every kRetryRefused even if
+  // unchanged (a certificate "not yet valid" through clock skew becomes
+  // valid). Stops and joins in the destructor.
   FilesSource(std::filesystem::path dir, LocalAuthority& authority, CaMetrics& metrics,
               const Clock& clock, std::chrono::milliseconds poll_interval, OnReload on_reload);
   ~FilesSource();
@@ -54,7 +58,10 @@ class FilesSource {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;         // guarded by mu_
-  std::string last_fingerprint_;  // only touched by checkOnce's caller (one thread at a time)
+  // Only touched by checkOnce's caller (one thread at a time):
+  std::string last_fingerprint_;
+  bool last_refused_ = false;
+  SystemTime retry_at_{};
   std::thread thread_;
 };
 
