@@ -151,7 +151,10 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   return store;
 }
 
-SqliteStore::~SqliteStore() { sqlite3_close(db_); }
+SqliteStore::~SqliteStore() {
+  for (sqlite3_stmt* st : {begin_, insert_, commit_}) sqlite3_finalize(st);
+  sqlite3_close(db_);
+}
 
 Result<void> SqliteStore::migrate() {
   std::lock_guard lock(mu_);
@@ -248,28 +251,46 @@ Result<void> SqliteStore::recordIssuance(const IssuanceRecord& r) {
 // One transaction for the batch: all rows or none (a duplicate serial fails
 // the whole batch; serials are 126 random bits, so that is a broken RNG).
 Result<void> SqliteStore::insertIssuancesLocked(const std::vector<const IssuanceRecord*>& batch) {
-  MESHID_RETURN_IF_ERROR(exec(db_, "BEGIN IMMEDIATE", "cannot begin transaction"));
-  Statement s(db_,
-              "INSERT INTO issuances (serial, spiffe_id, not_before, not_after, signer, caller, "
-              "method, api, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  auto prepare = [&](sqlite3_stmt** st, const char* sql) {
+    return *st != nullptr || sqlite3_prepare_v2(db_, sql, -1, st, nullptr) == SQLITE_OK;
+  };
+  if (!prepare(&begin_, "BEGIN IMMEDIATE") || !prepare(&commit_, "COMMIT") ||
+      !prepare(&insert_,
+               "INSERT INTO issuances (serial, spiffe_id, not_before, not_after, signer, caller, "
+               "method, api, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
+    return sqliteError(db_, "cannot prepare issuance statements");
+  }
+  auto run = [&](sqlite3_stmt* st) {
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE;
+  };
+  if (!run(begin_)) return sqliteError(db_, "cannot begin transaction");
   Result<void> result;
-  if (!s.ok()) {
-    result = sqliteError(db_, "cannot record issuance");
-  }
   for (const IssuanceRecord* r : batch) {
-    if (!result.ok()) break;
-    s.reset();
-    s.bind(1, r->serial).bind(2, r->spiffe_id).bind(3, unix(r->not_before)).bind(4, unix(r->not_after));
-    s.bind(5, r->signer).bind(6, r->caller).bind(7, r->method).bind(8, r->api).bind(9, unix(r->issued_at));
-    if (s.step() != SQLITE_DONE) {
-      result = sqliteError(db_, "cannot record issuance");
-    }
+    auto text = [&](int i, const std::string& v) {
+      sqlite3_bind_text(insert_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    };
+    text(1, r->serial);
+    text(2, r->spiffe_id);
+    sqlite3_bind_int64(insert_, 3, unix(r->not_before));
+    sqlite3_bind_int64(insert_, 4, unix(r->not_after));
+    text(5, r->signer);
+    text(6, r->caller);
+    text(7, r->method);
+    text(8, r->api);
+    sqlite3_bind_int64(insert_, 9, unix(r->issued_at));
+    bool ok = sqlite3_step(insert_) == SQLITE_DONE;
+    if (!ok) result = sqliteError(db_, "cannot record issuance");
+    sqlite3_reset(insert_);
+    sqlite3_clear_bindings(insert_);
+    if (!ok) break;
   }
-  if (!result.ok()) {
+  if (result.ok() && !run(commit_)) result = sqliteError(db_, "cannot commit issuances");
+  if (!result.ok() && !sqlite3_get_autocommit(db_)) {
     (void)exec(db_, "ROLLBACK", "rollback");
-    return result;
   }
-  return commit(db_, "cannot commit issuances");
+  return result;
 }
 
 Result<std::optional<IssuanceRecord>> SqliteStore::findIssuance(const std::string& serial) {
