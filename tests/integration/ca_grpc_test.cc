@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <nlohmann/json.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -27,7 +29,10 @@
 #include "pki/certificate.h"
 #include "pki/chain.h"
 #include "pki/csr.h"
+#include "pki/issuance.h"
+#include "pki/jwt.h"
 #include "pki/key.h"
+#include "pki/tls_probe.h"
 #include "store/sqlite_store.h"
 #include "unit/ca/secret_volume.h"
 #include "unit/common/test_util.h"
@@ -677,6 +682,96 @@ TEST_F(CaGrpcTest, AdminPortServesHealthReadinessAndMetrics) {
   std::string debug = httpGet(admin, "/debug/ca");
   MESHID_EXPECT_CONTAINS(debug, "\"trust_domain\": \"example.org\"");
   MESHID_EXPECT_NOT_CONTAINS(debug, "PRIVATE KEY");
+}
+
+// The CA's own serving certificate is renewed at half-life and new
+// connections get the new one without a restart; calls keep working.
+TEST_F(CaGrpcTest, ServingCertificateIsRenewedWithoutRestart) {
+  start(config("serving:\n  lifetime: 4s\n"));
+  std::string root = selfSignedRootPem();
+  auto servedSerial = [&]() -> std::string {
+    pki::TlsProbeOptions probe;
+    probe.host = "127.0.0.1";
+    probe.port = static_cast<uint16_t>(port());
+    auto r = pki::probeTls(probe);
+    return r.ok() ? pki::serialHex(r->presented.front().get()) : std::string();
+  };
+  std::string first = servedSerial();
+  ASSERT_FALSE(first.empty());
+  // Renewal at 2 s, re-read by gRPC within 1 s after that.
+  EXPECT_TRUE(eventually([&] { auto s = servedSerial(); return !s.empty() && s != first; }, 8s))
+      << "still serving " << first;
+  auto stub = meshid::v1::MeshCA::NewStub(channel(port(), root));
+  meshid::v1::TrustBundle bundle;
+  auto ctx = context();
+  grpc::Status s = stub->GetTrustBundle(ctx.get(), {}, &bundle);
+  EXPECT_TRUE(s.ok()) << describe(s);
+}
+
+// The Kubernetes JWKS fetched over HTTPS (jwks_url + jwks_ca_file): a token
+// signed by the served key is accepted, one from another key is refused.
+TEST_F(CaGrpcTest, JwksFetchedOverHttpsAuthenticatesServiceAccountTokens) {
+  // An HTTPS server for the JWKS, with a certificate from a test CA.
+  auto web_ca = pki::testing::TestCa::create({.now = clock_.now() - 1h});
+  auto web_key = pki::testing::newKey(pki::KeyType::kEcP256);
+  pki::SvidRequest web_req{.public_key = web_key.get(),
+                           .spiffe_id = orThrow(pki::SpiffeId::parse("spiffe://example.org/jwks")),
+                           .lifetime = std::chrono::seconds(3600),
+                           .now = clock_.now(),
+                           .ip_addresses = {"127.0.0.1"}};
+  auto web_cert = orThrow(pki::issueX509Svid(web_req, web_ca.intermediate.get(),
+                                             *web_ca.intermediate_signer), "web cert");
+  ASSERT_TRUE(writeFileAtomic(dir_.path() / "web.pem",
+                              pki::certificateToPem(web_cert.get()) +
+                                  pki::certificateToPem(web_ca.intermediate.get()),
+                              0644)
+                  .ok());
+  ASSERT_TRUE(
+      writeFileAtomic(dir_.path() / "web.key", orThrow(pki::privateKeyToPem(web_key.get())), 0600)
+          .ok());
+  ASSERT_TRUE(
+      writeFileAtomic(dir_.path() / "web-ca.pem", pki::certificateToPem(web_ca.root.get()), 0644)
+          .ok());
+  auto signing_key = pki::testing::newKey(pki::KeyType::kRsa2048);
+  std::string jwks = "{\"keys\":[" + orThrow(pki::jwkFromPublicKey(signing_key.get(), "k1")) + "]}";
+  httplib::SSLServer https((dir_.path() / "web.pem").c_str(), (dir_.path() / "web.key").c_str());
+  ASSERT_TRUE(https.is_valid());
+  std::atomic<int> fetches{0};
+  https.Get("/openid/v1/jwks", [&](const httplib::Request&, httplib::Response& res) {
+    ++fetches;
+    res.set_content(jwks, "application/json");
+  });
+  int web_port = https.bind_to_any_port("127.0.0.1");
+  std::thread web([&] { https.listen_after_bind(); });
+
+  start(config("authentication:\n  kubernetes:\n    jwks_url: https://127.0.0.1:" +
+               std::to_string(web_port) + "/openid/v1/jwks\n    jwks_ca_file: web-ca.pem\n"
+               "    issuer: https://kubernetes.default.svc\n"));
+  EXPECT_GE(fetches.load(), 1);
+  std::string root = selfSignedRootPem();
+  auto token = [&](const EVP_PKEY* key) {
+    auto now = toUnixSeconds(clock_.now());
+    nlohmann::json claims = {{"iss", "https://kubernetes.default.svc"},
+                             {"aud", {"istio-ca"}},
+                             {"sub", "system:serviceaccount:default:sleep"},
+                             {"iat", now},
+                             {"exp", now + 600},
+                             {"kubernetes.io",
+                              {{"namespace", "default"},
+                               {"serviceaccount", {{"name", "sleep"}, {"uid", "u1"}}}}}};
+    return orThrow(pki::signJwt({{"alg", "RS256"}, {"kid", "k1"}}, claims, key), "jwt");
+  };
+  const std::string id = "spiffe://example.org/ns/default/sa/sleep";
+  auto key = pki::testing::newKey(pki::KeyType::kEcP256);
+  Signed ok = sign(port(), root, csrPem(key.get(), id), token(signing_key.get()));
+  EXPECT_TRUE(ok.status.ok()) << describe(ok.status);
+  EXPECT_EQ(ok.response.spiffe_id(), id);
+  auto stranger = pki::testing::newKey(pki::KeyType::kRsa2048);
+  Signed refused = sign(port(), root, csrPem(key.get(), id), token(stranger.get()));
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << describe(refused.status);
+  server_->shutdown(0ms);
+  https.stop();
+  web.join();
 }
 
 }  // namespace
