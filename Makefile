@@ -9,6 +9,11 @@ FUZZ_SECONDS  ?= 10
 
 CMAKE_FLAGS := -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
 
+# ccache: paths relative to the checkout and no working directory in the hash,
+# so a fresh clone on the same machine (CI) reuses earlier compilations.
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := true
+
 .PHONY: all deps configure build test demo sanitize-test fuzz ci format format-check clean
 
 all: build
