@@ -36,7 +36,8 @@ struct Results {
       latencies_ms.push_back(ms);
     } else {
       ++errors;
-      if (first_error.empty()) first_error = err;
+      if (first_error.empty())
+        first_error = err;
     }
   }
 };
@@ -50,7 +51,8 @@ std::vector<std::string> makeCsrs(const std::string& key_type, const std::string
     std::exit(2);
   }
   std::vector<meshid::pki::EvpPkeyPtr> keys;
-  for (int i = 0; i < distinct_keys; ++i) keys.push_back(std::move(*meshid::pki::generateKey(*type)));
+  for (int i = 0; i < distinct_keys; ++i)
+    keys.push_back(std::move(*meshid::pki::generateKey(*type)));
   std::vector<std::string> out;
   for (int i = 0; i < count; ++i) {
     auto req = meshid::pki::buildCsr(keys[i % keys.size()].get(), *id);
@@ -63,10 +65,15 @@ std::vector<std::string> makeCsrs(const std::string& key_type, const std::string
 // one connection would look to the server).
 class GrpcWorker {
  public:
-  GrpcWorker(istio::v1::auth::IstioCertificateService::Stub& stub, const std::vector<std::string>& csrs,
-             size_t offset, Results& results, std::atomic<bool>& stop, std::atomic<int>& live,
-             std::condition_variable& done_cv)
-      : stub_(stub), csrs_(csrs), next_(offset), results_(results), stop_(stop), live_(live),
+  GrpcWorker(istio::v1::auth::IstioCertificateService::Stub& stub,
+             const std::vector<std::string>& csrs, size_t offset, Results& results,
+             std::atomic<bool>& stop, std::atomic<int>& live, std::condition_variable& done_cv)
+      : stub_(stub),
+        csrs_(csrs),
+        next_(offset),
+        results_(results),
+        stop_(stop),
+        live_(live),
         done_cv_(done_cv) {}
 
   void start() { send(); }
@@ -84,7 +91,8 @@ class GrpcWorker {
       bool ok = s.ok() && resp_.cert_chain_size() >= 2;
       results_.add(ms, ok, s.ok() ? "short chain" : s.error_message());
       if (stop_.load()) {
-        if (--live_ == 0) done_cv_.notify_all();
+        if (--live_ == 0)
+          done_cv_.notify_all();
         return;
       }
       send();
@@ -128,7 +136,8 @@ void runGrpc(const std::string& addr, const std::string& root, const std::string
     std::atomic<int> wlive{concurrency};
     std::vector<std::unique_ptr<GrpcWorker>> workers;
     for (int i = 0; i < concurrency; ++i) {
-      workers.push_back(std::make_unique<GrpcWorker>(*stub, csrs, i * 7919, warm, wstop, wlive, done_cv));
+      workers.push_back(
+          std::make_unique<GrpcWorker>(*stub, csrs, i * 7919, warm, wstop, wlive, done_cv));
       workers.back()->start();
     }
     std::this_thread::sleep_for(std::chrono::duration<double>(warmup));
@@ -138,9 +147,11 @@ void runGrpc(const std::string& addr, const std::string& root, const std::string
   }
   std::vector<std::unique_ptr<GrpcWorker>> workers;
   for (int i = 0; i < concurrency; ++i) {
-    workers.push_back(std::make_unique<GrpcWorker>(*stub, csrs, i * 7919 + 13, results, stop, live, done_cv));
+    workers.push_back(
+        std::make_unique<GrpcWorker>(*stub, csrs, i * 7919 + 13, results, stop, live, done_cv));
   }
-  for (auto& w : workers) w->start();
+  for (auto& w : workers)
+    w->start();
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
   stop = true;
   std::unique_lock lock(done_mu);
@@ -165,14 +176,16 @@ void runCfssl(const std::string& host, int port, const std::vector<std::string>&
           auto start = Clock::now();
           auto res = cli.Post("/api/v1/cfssl/sign", body(i++), "application/json");
           double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-          bool ok = res && res->status == 200 && res->body.find("\"success\":true") != std::string::npos;
+          bool ok =
+              res && res->status == 200 && res->body.find("\"success\":true") != std::string::npos;
           into.add(ms, ok, res ? res->body.substr(0, 200) : "no response");
         }
       });
     }
     std::this_thread::sleep_for(std::chrono::duration<double>(secs));
     stop = true;
-    for (auto& th : threads) th.join();
+    for (auto& th : threads)
+      th.join();
   };
   Results warm;
   phase(warmup, warm);
@@ -213,7 +226,8 @@ int main(int argc, char** argv) {
   }
   std::sort(results.latencies_ms.begin(), results.latencies_ms.end());
   auto pct = [&](double p) {
-    if (results.latencies_ms.empty()) return 0.0;
+    if (results.latencies_ms.empty())
+      return 0.0;
     size_t i = std::min(results.latencies_ms.size() - 1,
                         static_cast<size_t>(p * static_cast<double>(results.latencies_ms.size())));
     return results.latencies_ms[i];
@@ -226,7 +240,8 @@ int main(int argc, char** argv) {
                       {"per_second", static_cast<double>(results.latencies_ms.size()) / seconds},
                       {"p50_ms", pct(0.50)},
                       {"p99_ms", pct(0.99)}};
-  if (!results.first_error.empty()) j["first_error"] = results.first_error;
+  if (!results.first_error.empty())
+    j["first_error"] = results.first_error;
   std::printf("%s\n", j.dump().c_str());
   return results.errors == 0 ? 0 : 1;
 }

@@ -11,7 +11,8 @@ Result<std::pair<std::string, int>> splitHostPort(const std::string& listen) {
     return Error::invalidArgument(fmt::format("listen address \"{}\" must be HOST:PORT", listen));
   }
   std::string host = listen.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   int port = 0;
   for (char c : listen.substr(colon + 1)) {
     if (c < '0' || c > '9' || (port = port * 10 + (c - '0')) > 65535) {
@@ -22,7 +23,7 @@ Result<std::pair<std::string, int>> splitHostPort(const std::string& listen) {
 }
 
 Result<std::unique_ptr<AdminHttp>> AdminHttp::start(const std::string& listen,
-                                                   AdminHandlers handlers) {
+                                                    AdminHandlers handlers) {
   MESHID_ASSIGN_OR_RETURN(auto hp, splitHostPort(listen));
   std::unique_ptr<AdminHttp> a(new AdminHttp());
   a->server_ = std::make_unique<httplib::Server>();
@@ -60,10 +61,14 @@ Result<std::unique_ptr<AdminHttp>> AdminHttp::start(const std::string& listen,
 }
 
 void AdminHttp::stop() {
-  if (server_) server_->stop();
-  if (thread_.joinable()) thread_.join();
+  if (server_)
+    server_->stop();
+  if (thread_.joinable())
+    thread_.join();
 }
 
-AdminHttp::~AdminHttp() { stop(); }
+AdminHttp::~AdminHttp() {
+  stop();
+}
 
 }  // namespace meshid::ca

@@ -24,7 +24,7 @@ class AdminHttp {
  public:
   // listen is "host:port"; port 0 picks a free one.
   static Result<std::unique_ptr<AdminHttp>> start(const std::string& listen,
-                                                 AdminHandlers handlers);
+                                                  AdminHandlers handlers);
   ~AdminHttp();
   int port() const { return port_; }
   void stop();

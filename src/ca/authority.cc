@@ -14,7 +14,8 @@ Result<std::shared_ptr<const SigningMaterial>> makeSigningMaterial(
   m->roots = std::move(roots);
   // The issuer borrows cert and signer, which live as long as m.
   MESHID_ASSIGN_OR_RETURN(m->issuer, pki::SvidIssuer::create(m->cert.get(), *m->signer));
-  for (const auto& c : m->chain) m->chain_pem.push_back(pki::certificateToPem(c.get()));
+  for (const auto& c : m->chain)
+    m->chain_pem.push_back(pki::certificateToPem(c.get()));
   return std::shared_ptr<const SigningMaterial>(std::move(m));
 }
 

@@ -17,10 +17,10 @@ namespace meshid::ca {
 // An intermediate and everything needed to sign with it. Immutable once
 // published; a reload publishes a new one.
 struct SigningMaterial {
-  pki::X509Ptr cert;                        // the signing (intermediate) certificate
-  std::unique_ptr<pki::KeySigner> signer;   // its key
-  std::vector<pki::X509Ptr> chain;          // cert first, up to (not including) a root
-  std::vector<pki::X509Ptr> roots;          // the trust bundle it belongs to
+  pki::X509Ptr cert;                       // the signing (intermediate) certificate
+  std::unique_ptr<pki::KeySigner> signer;  // its key
+  std::vector<pki::X509Ptr> chain;         // cert first, up to (not including) a root
+  std::vector<pki::X509Ptr> roots;         // the trust bundle it belongs to
   // Derived once, used by every signing: the leaf builder for cert + signer,
   // and the chain as PEM, ready to append to each answer.
   std::unique_ptr<pki::SvidIssuer> issuer;
@@ -64,7 +64,9 @@ class LocalAuthority final : public Authority {
   Result<IssuedChain> sign(const pki::SvidRequest& request) override;
   std::shared_ptr<const SigningMaterial> material() const override { return material_.load(); }
 
-  void replace(std::shared_ptr<const SigningMaterial> material) { material_.store(std::move(material)); }
+  void replace(std::shared_ptr<const SigningMaterial> material) {
+    material_.store(std::move(material));
+  }
 
  private:
   std::string name_;

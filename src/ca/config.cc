@@ -29,7 +29,8 @@ Result<void> onlyKeys(const YAML::Node& node, std::string_view where,
 
 Result<Seconds> durationAt(const YAML::Node& node, std::string_view name) {
   auto d = parseDuration(node.as<std::string>());
-  if (!d.ok()) return d.error().wrap(name);
+  if (!d.ok())
+    return d.error().wrap(name);
   return *d;
 }
 
@@ -40,46 +41,58 @@ fs::path resolve(const fs::path& base, const std::string& p) {
 
 Result<CaConfig> parse(const YAML::Node& root, const fs::path& base) {
   MESHID_RETURN_IF_ERROR(onlyKeys(root, "ca config",
-                                  {"trust_domain", "listen", "admin_listen", "state_dir",
-                                   "serving", "signer", "issuance", "limits", "authentication"}));
-  if (!root["trust_domain"]) return Error::invalidArgument("ca config: trust_domain is required");
-  if (!root["state_dir"]) return Error::invalidArgument("ca config: state_dir is required");
+                                  {"trust_domain", "listen", "admin_listen", "state_dir", "serving",
+                                   "signer", "issuance", "limits", "authentication"}));
+  if (!root["trust_domain"])
+    return Error::invalidArgument("ca config: trust_domain is required");
+  if (!root["state_dir"])
+    return Error::invalidArgument("ca config: state_dir is required");
   MESHID_ASSIGN_OR_RETURN(pki::TrustDomain td,
                           pki::TrustDomain::parse(root["trust_domain"].as<std::string>()));
   CaConfig c(td);
-  if (root["listen"]) c.listen = root["listen"].as<std::string>();
-  if (root["admin_listen"]) c.admin_listen = root["admin_listen"].as<std::string>();
+  if (root["listen"])
+    c.listen = root["listen"].as<std::string>();
+  if (root["admin_listen"])
+    c.admin_listen = root["admin_listen"].as<std::string>();
   c.state_dir = resolve(base, root["state_dir"].as<std::string>());
 
   if (const auto s = root["serving"]) {
     MESHID_RETURN_IF_ERROR(
         onlyKeys(s, "serving", {"spiffe_id", "dns_names", "ip_addresses", "lifetime"}));
-    if (s["spiffe_id"]) c.serving.spiffe_id = s["spiffe_id"].as<std::string>();
-    if (s["dns_names"]) c.serving.dns_names = s["dns_names"].as<std::vector<std::string>>();
-    if (s["ip_addresses"]) c.serving.ip_addresses = s["ip_addresses"].as<std::vector<std::string>>();
+    if (s["spiffe_id"])
+      c.serving.spiffe_id = s["spiffe_id"].as<std::string>();
+    if (s["dns_names"])
+      c.serving.dns_names = s["dns_names"].as<std::vector<std::string>>();
+    if (s["ip_addresses"])
+      c.serving.ip_addresses = s["ip_addresses"].as<std::vector<std::string>>();
     if (s["lifetime"]) {
       MESHID_ASSIGN_OR_RETURN(c.serving.lifetime, durationAt(s["lifetime"], "serving.lifetime"));
     }
   }
-  if (c.serving.spiffe_id.empty()) c.serving.spiffe_id = "spiffe://" + td.name() + "/meshid/ca";
+  if (c.serving.spiffe_id.empty())
+    c.serving.spiffe_id = "spiffe://" + td.name() + "/meshid/ca";
   MESHID_ASSIGN_OR_RETURN(pki::SpiffeId serving_id, pki::SpiffeId::parse(c.serving.spiffe_id));
   if (!(serving_id.trustDomain() == td)) {
     return Error::invalidArgument("serving.spiffe_id must be in the CA's trust domain");
   }
 
   if (const auto s = root["signer"]) {
-    MESHID_RETURN_IF_ERROR(onlyKeys(s, "signer", {"type", "dir", "key_type", "root_ttl",
-                                                  "intermediate_ttl", "poll_interval"}));
-    if (s["type"]) c.signer.type = s["type"].as<std::string>();
-    if (s["dir"]) c.signer.dir = resolve(base, s["dir"].as<std::string>());
+    MESHID_RETURN_IF_ERROR(onlyKeys(
+        s, "signer", {"type", "dir", "key_type", "root_ttl", "intermediate_ttl", "poll_interval"}));
+    if (s["type"])
+      c.signer.type = s["type"].as<std::string>();
+    if (s["dir"])
+      c.signer.dir = resolve(base, s["dir"].as<std::string>());
     if (s["key_type"]) {
-      MESHID_ASSIGN_OR_RETURN(c.signer.key_type, pki::parseKeyType(s["key_type"].as<std::string>()));
+      MESHID_ASSIGN_OR_RETURN(c.signer.key_type,
+                              pki::parseKeyType(s["key_type"].as<std::string>()));
     }
     if (s["root_ttl"]) {
       MESHID_ASSIGN_OR_RETURN(c.signer.root_ttl, durationAt(s["root_ttl"], "signer.root_ttl"));
     }
     if (s["intermediate_ttl"]) {
-      MESHID_ASSIGN_OR_RETURN(c.signer.intermediate_ttl, durationAt(s["intermediate_ttl"], "signer.intermediate_ttl"));
+      MESHID_ASSIGN_OR_RETURN(c.signer.intermediate_ttl,
+                              durationAt(s["intermediate_ttl"], "signer.intermediate_ttl"));
     }
     if (s["poll_interval"]) {
       MESHID_ASSIGN_OR_RETURN(Seconds p, durationAt(s["poll_interval"], "signer.poll_interval"));
@@ -95,9 +108,11 @@ Result<CaConfig> parse(const YAML::Node& root, const fs::path& base) {
   }
 
   if (const auto s = root["issuance"]) {
-    MESHID_RETURN_IF_ERROR(onlyKeys(s, "issuance", {"default_ttl", "max_ttl", "allowed_key_types"}));
+    MESHID_RETURN_IF_ERROR(
+        onlyKeys(s, "issuance", {"default_ttl", "max_ttl", "allowed_key_types"}));
     if (s["default_ttl"]) {
-      MESHID_ASSIGN_OR_RETURN(c.policy.default_ttl, durationAt(s["default_ttl"], "issuance.default_ttl"));
+      MESHID_ASSIGN_OR_RETURN(c.policy.default_ttl,
+                              durationAt(s["default_ttl"], "issuance.default_ttl"));
     }
     if (s["max_ttl"]) {
       MESHID_ASSIGN_OR_RETURN(c.policy.max_ttl, durationAt(s["max_ttl"], "issuance.max_ttl"));
@@ -116,29 +131,40 @@ Result<CaConfig> parse(const YAML::Node& root, const fs::path& base) {
 
   if (const auto s = root["limits"]) {
     MESHID_RETURN_IF_ERROR(onlyKeys(s, "limits", {"max_concurrent_signings", "max_message_bytes"}));
-    if (s["max_concurrent_signings"]) c.max_concurrent_signings = s["max_concurrent_signings"].as<size_t>();
-    if (s["max_message_bytes"]) c.max_message_bytes = s["max_message_bytes"].as<size_t>();
+    if (s["max_concurrent_signings"])
+      c.max_concurrent_signings = s["max_concurrent_signings"].as<size_t>();
+    if (s["max_message_bytes"])
+      c.max_message_bytes = s["max_message_bytes"].as<size_t>();
     if (c.max_concurrent_signings == 0 || c.max_message_bytes < 4096) {
-      return Error::invalidArgument("limits: max_concurrent_signings >= 1, max_message_bytes >= 4096");
+      return Error::invalidArgument(
+          "limits: max_concurrent_signings >= 1, max_message_bytes >= 4096");
     }
   }
 
   if (const auto a = root["authentication"]) {
     MESHID_RETURN_IF_ERROR(onlyKeys(a, "authentication", {"kubernetes", "mtls", "join_tokens"}));
-    if (a["mtls"]) c.mtls = a["mtls"].as<bool>();
-    if (a["join_tokens"]) c.join_tokens = a["join_tokens"].as<bool>();
+    if (a["mtls"])
+      c.mtls = a["mtls"].as<bool>();
+    if (a["join_tokens"])
+      c.join_tokens = a["join_tokens"].as<bool>();
     if (const auto k = a["kubernetes"]) {
-      MESHID_RETURN_IF_ERROR(onlyKeys(k, "authentication.kubernetes",
-                                      {"jwks_file", "jwks_url", "jwks_ca_file", "issuer",
-                                       "audiences", "refresh"}));
+      MESHID_RETURN_IF_ERROR(
+          onlyKeys(k, "authentication.kubernetes",
+                   {"jwks_file", "jwks_url", "jwks_ca_file", "issuer", "audiences", "refresh"}));
       c.kubernetes.enabled = true;
-      if (k["jwks_file"]) c.kubernetes.jwks_file = resolve(base, k["jwks_file"].as<std::string>());
-      if (k["jwks_url"]) c.kubernetes.jwks_url = k["jwks_url"].as<std::string>();
-      if (k["jwks_ca_file"]) c.kubernetes.jwks_ca_file = resolve(base, k["jwks_ca_file"].as<std::string>());
-      if (k["issuer"]) c.kubernetes.issuer = k["issuer"].as<std::string>();
-      if (k["audiences"]) c.kubernetes.audiences = k["audiences"].as<std::vector<std::string>>();
+      if (k["jwks_file"])
+        c.kubernetes.jwks_file = resolve(base, k["jwks_file"].as<std::string>());
+      if (k["jwks_url"])
+        c.kubernetes.jwks_url = k["jwks_url"].as<std::string>();
+      if (k["jwks_ca_file"])
+        c.kubernetes.jwks_ca_file = resolve(base, k["jwks_ca_file"].as<std::string>());
+      if (k["issuer"])
+        c.kubernetes.issuer = k["issuer"].as<std::string>();
+      if (k["audiences"])
+        c.kubernetes.audiences = k["audiences"].as<std::vector<std::string>>();
       if (k["refresh"]) {
-        MESHID_ASSIGN_OR_RETURN(c.kubernetes.refresh, durationAt(k["refresh"], "authentication.kubernetes.refresh"));
+        MESHID_ASSIGN_OR_RETURN(c.kubernetes.refresh,
+                                durationAt(k["refresh"], "authentication.kubernetes.refresh"));
       }
       if (c.kubernetes.jwks_file.empty() == c.kubernetes.jwks_url.empty()) {
         return Error::invalidArgument(
@@ -169,7 +195,8 @@ Result<CaConfig> parseCaConfig(std::string_view yaml, const fs::path& base_dir) 
 Result<CaConfig> loadCaConfig(const fs::path& path) {
   MESHID_ASSIGN_OR_RETURN(std::string text, readFile(path, 1 << 20));
   auto c = parseCaConfig(text, path.has_parent_path() ? path.parent_path() : fs::path("."));
-  if (!c.ok()) return c.error().wrap(path.string());
+  if (!c.ok())
+    return c.error().wrap(path.string());
   return c;
 }
 

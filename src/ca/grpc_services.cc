@@ -5,19 +5,21 @@
 
 #include <cctype>
 
-
 namespace meshid::ca {
 namespace {
 
 void fillBundle(const BundleSnapshot& b, meshid::v1::TrustBundle* out) {
   out->set_version(b.version);
   out->set_trust_domain(b.trust_domain.name());
-  for (const auto& pem : b.roots_pem) out->add_roots(pem);
+  for (const auto& pem : b.roots_pem)
+    out->add_roots(pem);
   out->set_sha256(b.sha256);
   out->set_updated_unix(toUnixSeconds(b.updated));
 }
 
-std::string_view toView(grpc::string_ref s) { return {s.data(), s.size()}; }
+std::string_view toView(grpc::string_ref s) {
+  return {s.data(), s.size()};
+}
 
 }  // namespace
 
@@ -36,7 +38,8 @@ CallerCredentials credentialsFrom(const grpc::CallbackServerContext& ctx) {
         std::tolower(v[2]) == 'a' && std::tolower(v[3]) == 'r' && std::tolower(v[4]) == 'e' &&
         std::tolower(v[5]) == 'r' && v[6] == ' ') {
       std::string_view token = v.substr(7);
-      while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+      while (!token.empty() && token.front() == ' ')
+        token.remove_prefix(1);
       c.bearer_token = std::string(token);
     } else {
       c.bearer_token = std::string();  // present but unusable: refused, never ignored
@@ -44,7 +47,8 @@ CallerCredentials credentialsFrom(const grpc::CallbackServerContext& ctx) {
   }
   if (auto ac = ctx.auth_context(); ac && ac->IsPeerAuthenticated()) {
     auto pems = ac->FindPropertyValues("x509_pem_cert");
-    if (!pems.empty()) c.peer_certificate_pem = std::string(toView(pems.front()));
+    if (!pems.empty())
+      c.peer_certificate_pem = std::string(toView(pems.front()));
   }
   return c;
 }
@@ -65,9 +69,11 @@ grpc::ServerUnaryReactor* IstioCaService::CreateCertificate(
   // Leaf first, root last; the last element carries every root of the bundle
   // as one PEM string (several during a rotation). Never fewer than two.
   response->add_cert_chain(result->leaf.pem);
-  for (const auto& pem : result->signer->chain_pem) response->add_cert_chain(pem);
+  for (const auto& pem : result->signer->chain_pem)
+    response->add_cert_chain(pem);
   std::string roots;
-  for (const auto& r : result->bundle->roots_pem) roots += r;
+  for (const auto& r : result->bundle->roots_pem)
+    roots += r;
   response->add_cert_chain(roots);
   reactor->Finish(grpc::Status::OK);
   return reactor;
@@ -87,7 +93,8 @@ grpc::ServerUnaryReactor* MeshCaService::Sign(grpc::CallbackServerContext* ctx,
     return reactor;
   }
   response->add_cert_chain(result->leaf.pem);
-  for (const auto& pem : result->signer->chain_pem) response->add_cert_chain(pem);
+  for (const auto& pem : result->signer->chain_pem)
+    response->add_cert_chain(pem);
   fillBundle(*result->bundle, response->mutable_bundle());
   response->set_spiffe_id(result->spiffe_id.str());
   response->set_serial(result->leaf.serial_hex);
@@ -115,19 +122,21 @@ grpc::ServerUnaryReactor* MeshCaService::GetTrustBundle(
 struct MeshCaService::WatchState {
   std::mutex mu;
   grpc::ServerWriteReactor<meshid::v1::TrustBundle>* reactor = nullptr;  // guarded by mu
-  bool writing = false;                                   // guarded by mu
-  bool finished = false;                                  // guarded by mu
-  std::shared_ptr<const BundleSnapshot> pending;          // guarded by mu
-  uint64_t sent_version = 0;                              // guarded by mu
-  meshid::v1::TrustBundle message;                        // guarded by mu while writing
+  bool writing = false;                                                  // guarded by mu
+  bool finished = false;                                                 // guarded by mu
+  std::shared_ptr<const BundleSnapshot> pending;                         // guarded by mu
+  uint64_t sent_version = 0;                                             // guarded by mu
+  meshid::v1::TrustBundle message;  // guarded by mu while writing
 
   // Keeps the newest snapshot offered, whatever order offers arrive in.
   void offerLocked(std::shared_ptr<const BundleSnapshot> b) {
-    if (b && (!pending || b->version > pending->version)) pending = std::move(b);
+    if (b && (!pending || b->version > pending->version))
+      pending = std::move(b);
   }
   // Starts writing `pending` if idle and it is newer than what was sent.
   void pumpLocked() {
-    if (finished || writing || !pending || pending->version <= sent_version) return;
+    if (finished || writing || !pending || pending->version <= sent_version)
+      return;
     message.Clear();
     fillBundle(*pending, &message);
     sent_version = pending->version;
@@ -135,7 +144,8 @@ struct MeshCaService::WatchState {
     reactor->StartWrite(&message);
   }
   void finishLocked(const grpc::Status& status) {
-    if (finished) return;
+    if (finished)
+      return;
     finished = true;
     reactor->Finish(status);
   }
@@ -235,7 +245,8 @@ void MeshCaService::closeWatches() {
   }
   for (const auto& s : open) {
     std::lock_guard lock(s->mu);
-    if (s->reactor) s->finishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "CA is shutting down"));
+    if (s->reactor)
+      s->finishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "CA is shutting down"));
   }
 }
 

@@ -24,6 +24,8 @@ struct Identity {
 };
 
 enum class Api { kIstio, kMeshid };
-inline const char* apiName(Api api) { return api == Api::kIstio ? "istio" : "meshid"; }
+inline const char* apiName(Api api) {
+  return api == Api::kIstio ? "istio" : "meshid";
+}
 
 }  // namespace meshid::ca

@@ -19,8 +19,7 @@ Issuer::Issuer(std::vector<std::unique_ptr<Authenticator>> authenticators, Autho
       clock_(clock),
       config_(std::move(config)) {}
 
-Result<Identity> Issuer::authenticate(const CallerCredentials& credentials,
-                                      DenialReason* reason) {
+Result<Identity> Issuer::authenticate(const CallerCredentials& credentials, DenialReason* reason) {
   for (const auto& a : authenticators_) {
     auto r = a->authenticate(credentials);
     if (!r.ok()) {
@@ -47,9 +46,9 @@ Result<SignResult> Issuer::sign(const SignCall& call) {
   if (in_flight_.fetch_add(1) >= config_.max_concurrent_signings) {
     in_flight_.fetch_sub(1);
     reason = DenialReason::kOverloaded;
-    result = Error::resourceExhausted(fmt::format(
-        "CA is at its limit of {} concurrent signings; retry with backoff",
-        config_.max_concurrent_signings));
+    result = Error::resourceExhausted(
+        fmt::format("CA is at its limit of {} concurrent signings; retry with backoff",
+                    config_.max_concurrent_signings));
   } else {
     metrics_.signingStarted();
     result = signAdmitted(call, &reason);
@@ -76,9 +75,8 @@ Result<SignResult> Issuer::signAdmitted(const SignCall& call, DenialReason* reas
   if (!csr.ok()) {
     return csr.error().wrap("invalid certificate signing request");  // weak keys included
   }
-  MESHID_ASSIGN_OR_RETURN(SignDecision decision,
-                          decide(caller, *csr, call.requested_ttl_seconds, call.api,
-                                 config_.policy, reason));
+  MESHID_ASSIGN_OR_RETURN(SignDecision decision, decide(caller, *csr, call.requested_ttl_seconds,
+                                                        call.api, config_.policy, reason));
 
   *reason = DenialReason::kSignerUnavailable;
   SystemTime now = clock_.now();

@@ -19,7 +19,8 @@ Result<std::string> generateJoinToken() {
   std::string token(kJoinTokenPrefix);
   for (int i = 0; i < n; ++i) {
     char c = static_cast<char>(b64[i]);
-    if (c == '=') break;
+    if (c == '=')
+      break;
     token += c == '+' ? '-' : c == '/' ? '_' : c;
   }
   return token;
@@ -30,8 +31,8 @@ bool looksLikeJoinToken(std::string_view token) {
     return false;
   }
   return std::all_of(token.begin() + kJoinTokenPrefix.size(), token.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
   });
 }
 
@@ -39,7 +40,8 @@ std::string hashJoinToken(std::string_view token) {
   unsigned char md[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), md);
   std::string out;
-  for (unsigned char b : md) out += fmt::format("{:02x}", b);
+  for (unsigned char b : md)
+    out += fmt::format("{:02x}", b);
   return out;
 }
 

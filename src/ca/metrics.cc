@@ -20,10 +20,14 @@ const char* citadelError(DenialReason reason) {
   switch (reason) {
     case DenialReason::kBadCsr:
     case DenialReason::kKeyType:
-    case DenialReason::kForeignIdentity: return "CSRError";
-    case DenialReason::kBadLifetime: return "TTLError";
-    case DenialReason::kSignerUnavailable: return "CANotReady";
-    default: return "CertGenError";
+    case DenialReason::kForeignIdentity:
+      return "CSRError";
+    case DenialReason::kBadLifetime:
+      return "TTLError";
+    case DenialReason::kSignerUnavailable:
+      return "CANotReady";
+    default:
+      return "CertGenError";
   }
 }
 
@@ -67,7 +71,8 @@ class CitadelCollectable final : public prometheus::Collectable {
       m.untyped.value = v;
       errors.metric.push_back(m);
     }
-    if (!errors.metric.empty()) out.push_back(std::move(errors));
+    if (!errors.metric.empty())
+      out.push_back(std::move(errors));
     return out;
   }
 
@@ -97,11 +102,10 @@ struct CaMetrics::Impl {
           .Name("meshid_ca_issuance_duration_seconds")
           .Help("Time from request to answer for signing requests, by API")
           .Register(*registry);
-  prometheus::Family<prometheus::Counter>& issued =
-      prometheus::BuildCounter()
-          .Name("meshid_ca_certificates_issued_total")
-          .Help("Certificates issued, by signer")
-          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& issued = prometheus::BuildCounter()
+                                                        .Name("meshid_ca_certificates_issued_total")
+                                                        .Help("Certificates issued, by signer")
+                                                        .Register(*registry);
   prometheus::Family<prometheus::Counter>& reloads =
       prometheus::BuildCounter()
           .Name("meshid_ca_signer_reloads_total")
@@ -119,37 +123,34 @@ struct CaMetrics::Impl {
           .Help("Unix time the signing (intermediate) certificate expires")
           .Register(*registry)
           .Add({});
-  prometheus::Gauge& bundle_version =
-      prometheus::BuildGauge()
-          .Name("meshid_ca_trust_bundle_version")
-          .Help("Version of the trust bundle being served")
-          .Register(*registry)
-          .Add({});
-  prometheus::Gauge& watchers =
-      prometheus::BuildGauge()
-          .Name("meshid_ca_trust_bundle_watchers")
-          .Help("Open WatchTrustBundle streams")
-          .Register(*registry)
-          .Add({});
-  prometheus::Gauge& inflight =
-      prometheus::BuildGauge()
-          .Name("meshid_ca_signings_in_flight")
-          .Help("Signing requests being processed now")
-          .Register(*registry)
-          .Add({});
+  prometheus::Gauge& bundle_version = prometheus::BuildGauge()
+                                          .Name("meshid_ca_trust_bundle_version")
+                                          .Help("Version of the trust bundle being served")
+                                          .Register(*registry)
+                                          .Add({});
+  prometheus::Gauge& watchers = prometheus::BuildGauge()
+                                    .Name("meshid_ca_trust_bundle_watchers")
+                                    .Help("Open WatchTrustBundle streams")
+                                    .Register(*registry)
+                                    .Add({});
+  prometheus::Gauge& inflight = prometheus::BuildGauge()
+                                    .Name("meshid_ca_signings_in_flight")
+                                    .Help("Signing requests being processed now")
+                                    .Register(*registry)
+                                    .Add({});
   prometheus::Gauge& ready = prometheus::BuildGauge()
                                  .Name("meshid_ca_ready")
                                  .Help("1 when the CA has a working signer")
                                  .Register(*registry)
                                  .Add({});
-
 };
 
 CaMetrics::CaMetrics() : impl_(std::make_unique<Impl>()) {
   // Pre-create the bounded label sets so series exist from the start (rates
   // and alerts see zero, not absence).
   for (const char* api : {"istio", "meshid"}) {
-    for (const char* result : {"ok", "denied"}) impl_->requests.Add({{"api", api}, {"result", result}});
+    for (const char* result : {"ok", "denied"})
+      impl_->requests.Add({{"api", api}, {"result", result}});
   }
   impl_->reloads.Add({{"result", "ok"}});
   impl_->reloads.Add({{"result", "failed"}});
@@ -157,7 +158,9 @@ CaMetrics::CaMetrics() : impl_(std::make_unique<Impl>()) {
 
 CaMetrics::~CaMetrics() = default;
 
-void CaMetrics::csrReceived(Api) { impl_->citadel->csr_count = impl_->citadel->csr_count + 1; }
+void CaMetrics::csrReceived(Api) {
+  impl_->citadel->csr_count = impl_->citadel->csr_count + 1;
+}
 
 void CaMetrics::requestFinished(Api api, bool ok, double seconds) {
   impl_->requests.Add({{"api", apiName(api)}, {"result", ok ? "ok" : "denied"}}).Increment();
@@ -180,8 +183,12 @@ void CaMetrics::issued(const std::string& signer) {
   impl_->citadel->success = impl_->citadel->success + 1;
 }
 
-void CaMetrics::signingStarted() { impl_->inflight.Increment(); }
-void CaMetrics::signingFinished() { impl_->inflight.Decrement(); }
+void CaMetrics::signingStarted() {
+  impl_->inflight.Increment();
+}
+void CaMetrics::signingFinished() {
+  impl_->inflight.Decrement();
+}
 
 void CaMetrics::signerReload(bool ok) {
   impl_->reloads.Add({{"result", ok ? "ok" : "failed"}}).Increment();
@@ -202,11 +209,14 @@ void CaMetrics::setBundleVersion(uint64_t version) {
 void CaMetrics::setBundleWatchers(size_t watchers) {
   impl_->watchers.Set(static_cast<double>(watchers));
 }
-void CaMetrics::setReady(bool ready) { impl_->ready.Set(ready ? 1 : 0); }
+void CaMetrics::setReady(bool ready) {
+  impl_->ready.Set(ready ? 1 : 0);
+}
 
 std::string CaMetrics::serialize() const {
   std::vector<prometheus::MetricFamily> families = impl_->registry->Collect();
-  for (auto& f : impl_->citadel->Collect()) families.push_back(std::move(f));
+  for (auto& f : impl_->citadel->Collect())
+    families.push_back(std::move(f));
   return prometheus::TextSerializer().Serialize(families);
 }
 

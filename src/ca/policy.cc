@@ -11,19 +11,28 @@ std::optional<pki::KeyType> keyTypeOf(const EVP_PKEY* key) {
   switch (EVP_PKEY_get_base_id(key)) {
     case EVP_PKEY_RSA:
       switch (EVP_PKEY_get_bits(key)) {
-        case 2048: return pki::KeyType::kRsa2048;
-        case 3072: return pki::KeyType::kRsa3072;
-        case 4096: return pki::KeyType::kRsa4096;
-        default: return std::nullopt;
+        case 2048:
+          return pki::KeyType::kRsa2048;
+        case 3072:
+          return pki::KeyType::kRsa3072;
+        case 4096:
+          return pki::KeyType::kRsa4096;
+        default:
+          return std::nullopt;
       }
     case EVP_PKEY_EC:
       switch (EVP_PKEY_get_bits(key)) {
-        case 256: return pki::KeyType::kEcP256;
-        case 384: return pki::KeyType::kEcP384;
-        default: return std::nullopt;
+        case 256:
+          return pki::KeyType::kEcP256;
+        case 384:
+          return pki::KeyType::kEcP384;
+        default:
+          return std::nullopt;
       }
-    case EVP_PKEY_ED25519: return pki::KeyType::kEd25519;
-    default: return std::nullopt;
+    case EVP_PKEY_ED25519:
+      return pki::KeyType::kEd25519;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -31,15 +40,24 @@ std::optional<pki::KeyType> keyTypeOf(const EVP_PKEY* key) {
 
 const char* denialLabel(DenialReason reason) {
   switch (reason) {
-    case DenialReason::kNoCredential: return "no_credential";
-    case DenialReason::kBadCredential: return "bad_credential";
-    case DenialReason::kForeignIdentity: return "foreign_identity";
-    case DenialReason::kBadCsr: return "bad_csr";
-    case DenialReason::kKeyType: return "key_type";
-    case DenialReason::kBadLifetime: return "bad_lifetime";
-    case DenialReason::kOverloaded: return "overloaded";
-    case DenialReason::kSignerUnavailable: return "signer_unavailable";
-    case DenialReason::kStoreFailed: return "store_failed";
+    case DenialReason::kNoCredential:
+      return "no_credential";
+    case DenialReason::kBadCredential:
+      return "bad_credential";
+    case DenialReason::kForeignIdentity:
+      return "foreign_identity";
+    case DenialReason::kBadCsr:
+      return "bad_csr";
+    case DenialReason::kKeyType:
+      return "key_type";
+    case DenialReason::kBadLifetime:
+      return "bad_lifetime";
+    case DenialReason::kOverloaded:
+      return "overloaded";
+    case DenialReason::kSignerUnavailable:
+      return "signer_unavailable";
+    case DenialReason::kStoreFailed:
+      return "store_failed";
   }
   return "unknown";
 }
@@ -81,9 +99,9 @@ Result<SignDecision> decide(const Identity& caller, const pki::ParsedCsr& csr,
   if (ttl > config.max_ttl) {
     if (api == Api::kMeshid) {
       return deny(DenialReason::kBadLifetime,
-                  Error::invalidArgument(fmt::format(
-                      "requested lifetime {} is above this CA's maximum of {}",
-                      formatDuration(ttl), formatDuration(config.max_ttl))));
+                  Error::invalidArgument(
+                      fmt::format("requested lifetime {} is above this CA's maximum of {}",
+                                  formatDuration(ttl), formatDuration(config.max_ttl))));
     }
     ttl = config.max_ttl;
   }

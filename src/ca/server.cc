@@ -4,8 +4,8 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "ca/admin_http.h"
 #include "ca/authn/join_token_authenticator.h"
@@ -31,7 +31,8 @@ constexpr unsigned kServingRefreshSeconds = 1;
 
 SystemTime earliestExpiry(const std::vector<pki::X509Ptr>& certs) {
   SystemTime t = SystemTime::max();
-  for (const auto& c : certs) t = std::min(t, pki::notAfter(c.get()));
+  for (const auto& c : certs)
+    t = std::min(t, pki::notAfter(c.get()));
   return t;
 }
 
@@ -132,9 +133,9 @@ Result<void> CaServerImpl::init() {
     return Error::unavailable("cannot record the trust bundle in the database");
   }
 
-  MESHID_ASSIGN_OR_RETURN(serving_, ServingIdentity::start(config_.serving,
-                                                           config_.state_dir / "serving",
-                                                           *authority_, clock_));
+  MESHID_ASSIGN_OR_RETURN(
+      serving_,
+      ServingIdentity::start(config_.serving, config_.state_dir / "serving", *authority_, clock_));
   MESHID_RETURN_IF_ERROR(serving_->writeRoots(*bundle_->current()));
   bundle_->watch([s = serving_.get()](std::shared_ptr<const BundleSnapshot> b) {
     if (auto r = s->writeRoots(*b); !r.ok()) {
@@ -175,10 +176,9 @@ Result<void> CaServerImpl::init() {
     return Error::unavailable(fmt::format("cannot listen on {} for gRPC", config_.listen));
   }
 
-  AdminHandlers handlers{
-      .metrics = [this] { return metrics_.serialize(); },
-      .ready = [this](std::string* why) { return ready(why); },
-      .debug_json = [this] { return debugJson(); }};
+  AdminHandlers handlers{.metrics = [this] { return metrics_.serialize(); },
+                         .ready = [this](std::string* why) { return ready(why); },
+                         .debug_json = [this] { return debugJson(); }};
   MESHID_ASSIGN_OR_RETURN(admin_, AdminHttp::start(config_.admin_listen, handlers));
   metrics_.setReady(true);
   return okResult();
@@ -204,12 +204,12 @@ std::string CaServerImpl::debugJson() const {
   auto m = authority_->material();
   auto describe = [&](const X509* c) {
     auto info = pki::describeCertificate(c);
-    return nlohmann::json{{"subject", info.subject},
-                          {"serial", info.serial_hex},
-                          {"not_after", formatRfc3339(info.not_after)},
-                          {"remaining_seconds",
-                           std::chrono::duration_cast<Seconds>(info.not_after - now).count()},
-                          {"sha256", info.sha256_fingerprint}};
+    return nlohmann::json{
+        {"subject", info.subject},
+        {"serial", info.serial_hex},
+        {"not_after", formatRfc3339(info.not_after)},
+        {"remaining_seconds", std::chrono::duration_cast<Seconds>(info.not_after - now).count()},
+        {"sha256", info.sha256_fingerprint}};
   };
   nlohmann::json j;
   j["trust_domain"] = config_.trust_domain.name();
@@ -217,8 +217,10 @@ std::string CaServerImpl::debugJson() const {
   j["chain"] = nlohmann::json::array();
   j["roots"] = nlohmann::json::array();
   if (m) {
-    for (const auto& c : m->chain) j["chain"].push_back(describe(c.get()));
-    for (const auto& r : m->roots) j["roots"].push_back(describe(r.get()));
+    for (const auto& c : m->chain)
+      j["chain"].push_back(describe(c.get()));
+    for (const auto& r : m->roots)
+      j["roots"].push_back(describe(r.get()));
   }
   auto b = bundle_->current();
   j["bundle"] = {{"version", b ? b->version : 0}, {"sha256", b ? b->sha256 : ""}};
@@ -230,17 +232,20 @@ std::string CaServerImpl::debugJson() const {
 }
 
 void CaServerImpl::shutdown(std::chrono::milliseconds grace) {
-  if (stopped_) return;
+  if (stopped_)
+    return;
   stopped_ = true;
   metrics_.setReady(false);
-  if (mesh_service_) mesh_service_->closeWatches();
+  if (mesh_service_)
+    mesh_service_->closeWatches();
   if (grpc_) {
     // In-flight unary calls finish; anything still running at the deadline
     // is cancelled.
     grpc_->Shutdown(std::chrono::system_clock::now() + grace);
     grpc_->Wait();
   }
-  if (admin_) admin_->stop();
+  if (admin_)
+    admin_->stop();
   files_.reset();
   serving_.reset();
 }

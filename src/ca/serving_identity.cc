@@ -10,9 +10,9 @@
 namespace meshid::ca {
 
 Result<std::unique_ptr<ServingIdentity>> ServingIdentity::start(const CaConfig::Serving& config,
-                                                               const std::filesystem::path& dir,
-                                                               Authority& authority,
-                                                               const Clock& clock) {
+                                                                const std::filesystem::path& dir,
+                                                                Authority& authority,
+                                                                const Clock& clock) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
@@ -28,7 +28,8 @@ ServingIdentity::~ServingIdentity() {
     stopping_ = true;
   }
   cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (thread_.joinable())
+    thread_.join();
 }
 
 SystemTime ServingIdentity::notAfter() const {
@@ -48,7 +49,8 @@ Result<void> ServingIdentity::renew() {
   MESHID_ASSIGN_OR_RETURN(IssuedChain issued, authority_.sign(req));
   MESHID_ASSIGN_OR_RETURN(std::string key_pem, pki::privateKeyToPem(key.get()));
   std::string content = key_pem + issued.leaf.pem;
-  for (const auto& pem : issued.material->chain_pem) content += pem;
+  for (const auto& pem : issued.material->chain_pem)
+    content += pem;
   OPENSSL_cleanse(key_pem.data(), key_pem.size());
   auto wrote = writeFileAtomic(identityFile(), content, kSecretFileMode);
   OPENSSL_cleanse(content.data(), content.size());
@@ -66,7 +68,8 @@ Result<void> ServingIdentity::renew() {
 
 Result<void> ServingIdentity::writeRoots(const BundleSnapshot& bundle) {
   std::string pem;
-  for (const auto& r : bundle.roots_pem) pem += r;
+  for (const auto& r : bundle.roots_pem)
+    pem += r;
   return writeFileAtomic(rootsFile(), pem, kPublicFileMode);
 }
 

@@ -19,8 +19,8 @@ class ServingIdentity {
   // Issues the first certificate and writes the files before returning, so
   // the gRPC server can start on them.
   static Result<std::unique_ptr<ServingIdentity>> start(const CaConfig::Serving& config,
-                                                       const std::filesystem::path& dir,
-                                                       Authority& authority, const Clock& clock);
+                                                        const std::filesystem::path& dir,
+                                                        Authority& authority, const Clock& clock);
   ~ServingIdentity();
 
   // Key and chain in one file (0600) replaced by one atomic rename, so the

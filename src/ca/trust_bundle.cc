@@ -9,11 +9,13 @@ namespace meshid::ca {
 
 std::string rootsDigest(const std::vector<pki::X509Ptr>& roots) {
   std::string der;
-  for (const auto& r : roots) der += pki::certificateToDer(r.get());
+  for (const auto& r : roots)
+    der += pki::certificateToDer(r.get());
   unsigned char md[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(der.data()), der.size(), md);
   std::string out;
-  for (unsigned char b : md) out += fmt::format("{:02x}", b);
+  for (unsigned char b : md)
+    out += fmt::format("{:02x}", b);
   return out;
 }
 
@@ -50,9 +52,11 @@ Result<std::shared_ptr<const BundleSnapshot>> TrustBundle::update(
   {
     std::lock_guard lock(mu_);
     current_ = snap;
-    for (const auto& [id, w] : watchers_) to_call.push_back(w);
+    for (const auto& [id, w] : watchers_)
+      to_call.push_back(w);
   }
-  for (const auto& w : to_call) w(snap);
+  for (const auto& w : to_call)
+    w(snap);
   return snap;
 }
 

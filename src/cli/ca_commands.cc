@@ -1,7 +1,7 @@
 // `meshid ca init` and `meshid ca intermediate`: make the CA files a mesh
 // starts from, in Istio's cacerts layout.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -61,7 +61,8 @@ void printCa(Context& ctx, const pki::CaMaterial& ca, const fs::path& out,
       j["roots"].push_back(certificateJson(pki::describeCertificate(r.get()), now));
     }
     j["files"] = {pki::kCaCertFile, pki::kCaKeyFile, pki::kCertChainFile, pki::kRootCertFile};
-    if (!root_key_note.empty()) j["root_key"] = root_key_note;
+    if (!root_key_note.empty())
+      j["root_key"] = root_key_note;
     ctx.out << j.dump(2) << "\n";
     return;
   }
@@ -78,8 +79,8 @@ void printCa(Context& ctx, const pki::CaMaterial& ca, const fs::path& out,
                          pki::kCaCertFile, pki::kCaKeyFile, pki::kCertChainFile,
                          pki::kRootCertFile);
   if (!root_key_note.empty()) {
-    ctx.out << fmt::format("  root key      {} (0600): keep it offline; it is not part of cacerts\n",
-                           root_key_note);
+    ctx.out << fmt::format(
+        "  root key      {} (0600): keep it offline; it is not part of cacerts\n", root_key_note);
   }
 }
 
@@ -100,7 +101,8 @@ Result<void> runInit(Context& ctx, const InitOptions& o) {
   MESHID_ASSIGN_OR_RETURN(Seconds root_ttl, parseDuration(o.root_ttl));
   MESHID_ASSIGN_OR_RETURN(Seconds int_ttl, parseDuration(o.intermediate_ttl));
   fs::path out(o.out);
-  fs::path root_key_path = o.root_key_out.empty() ? out / "root" / "root-key.pem" : fs::path(o.root_key_out);
+  fs::path root_key_path =
+      o.root_key_out.empty() ? out / "root" / "root-key.pem" : fs::path(o.root_key_out);
   // Beside a default-placed root key goes a copy of the root certificate; a
   // key placed explicitly (a vault folder) gets nothing else written near it.
   fs::path root_cert_path =
@@ -108,8 +110,10 @@ Result<void> runInit(Context& ctx, const InitOptions& o) {
   // Check every target before writing anything: a refused run leaves nothing
   // behind, and the root key is written first, so no CA exists without it.
   std::vector<fs::path> targets{root_key_path};
-  if (!root_cert_path.empty()) targets.push_back(root_cert_path);
-  for (const char* n : {pki::kCaCertFile, pki::kCaKeyFile, pki::kCertChainFile, pki::kRootCertFile}) {
+  if (!root_cert_path.empty())
+    targets.push_back(root_cert_path);
+  for (const char* n :
+       {pki::kCaCertFile, pki::kCaKeyFile, pki::kCertChainFile, pki::kRootCertFile}) {
     targets.push_back(out / n);
   }
   if (!o.force) {
@@ -125,7 +129,8 @@ Result<void> runInit(Context& ctx, const InitOptions& o) {
   const pki::CaMaterial& ca = created.ca;
   std::error_code ec;
   for (const fs::path& dir : {root_key_path.parent_path(), out}) {
-    if (!dir.empty()) fs::create_directories(dir, ec);
+    if (!dir.empty())
+      fs::create_directories(dir, ec);
     if (ec) {
       return Error::internal(fmt::format("cannot create {}: {}", dir.string(), ec.message()));
     }
@@ -152,8 +157,8 @@ Result<void> runIntermediate(Context& ctx, const IntermediateOptions& o) {
     return Error::invalidArgument("--path-length must not be negative");
   }
   X509* root = root_certs.front().get();
-  Result<pki::TrustDomain> td = o.trust_domain.empty() ? trustDomainOfRoot(root)
-                                                       : pki::TrustDomain::parse(o.trust_domain);
+  Result<pki::TrustDomain> td =
+      o.trust_domain.empty() ? trustDomainOfRoot(root) : pki::TrustDomain::parse(o.trust_domain);
   if (!td.ok()) {
     return td.error();
   }
@@ -198,10 +203,11 @@ void addCaCommands(CLI::App& app, Context& ctx) {
   ca->require_subcommand(1);
 
   auto init = std::make_shared<InitOptions>();
-  CLI::App* c = ca->add_subcommand(
-      "init", "Create a root and an intermediate CA in Istio's cacerts layout");
+  CLI::App* c =
+      ca->add_subcommand("init", "Create a root and an intermediate CA in Istio's cacerts layout");
   c->add_option("--trust-domain", init->trust_domain, "Trust domain, e.g. example.org")->required();
-  c->add_option("--out", init->out, "Directory for ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem")
+  c->add_option("--out", init->out,
+                "Directory for ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem")
       ->required();
   c->add_option("--key-type", init->key_type,
                 "ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096 or ed25519")

@@ -1,7 +1,7 @@
 // `meshid cert issue|inspect|verify`: offline issuance and the tools an
 // operator uses to see what a file or a live endpoint holds.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -77,15 +77,15 @@ Result<void> runIssue(Context& ctx, const IssueOptions& o) {
   fs::path out(o.out);
   MESHID_RETURN_IF_ERROR(checkIdentityFilesAbsent(out, o.force));
 
-  pki::EvpPkeyPtr leaf_key;     // generated here, when no CSR is given
+  pki::EvpPkeyPtr leaf_key;  // generated here, when no CSR is given
   pki::EvpPkeyPtr public_key;
   if (!o.csr.empty()) {
     MESHID_ASSIGN_OR_RETURN(std::string csr_data, readInput(o.csr, pki::kMaxCsrBytes));
     MESHID_ASSIGN_OR_RETURN(pki::ParsedCsr csr, pki::parseCsr(csr_data));
     MESHID_ASSIGN_OR_RETURN(pki::SpiffeId csr_id, pki::csrSpiffeId(csr));
     if (!(csr_id == id)) {
-      return Error::permissionDenied(fmt::format(
-          "the CSR asks for {}, not {}", csr_id.str(), id.str()));
+      return Error::permissionDenied(
+          fmt::format("the CSR asks for {}, not {}", csr_id.str(), id.str()));
     }
     public_key = std::move(csr.public_key);
   } else {
@@ -99,20 +99,22 @@ Result<void> runIssue(Context& ctx, const IssueOptions& o) {
 
   MESHID_ASSIGN_OR_RETURN(auto signer,
                           pki::MemoryKeySigner::create(pki::shareKey(ca.signing_key.get())));
-  pki::SvidRequest req{.public_key = public_key.get(), .spiffe_id = id, .lifetime = ttl, .now = now};
+  pki::SvidRequest req{
+      .public_key = public_key.get(), .spiffe_id = id, .lifetime = ttl, .now = now};
   MESHID_ASSIGN_OR_RETURN(pki::X509Ptr leaf,
                           pki::issueX509Svid(req, ca.signing_cert.get(), *signer));
 
-  MESHID_RETURN_IF_ERROR(writeIdentityFiles(
-      out, pki::certificateToPem(leaf.get()) + pki::certificatesToPem(ca.chain), leaf_key.get(),
-      pki::certificatesToPem(ca.roots)));
+  MESHID_RETURN_IF_ERROR(
+      writeIdentityFiles(out, pki::certificateToPem(leaf.get()) + pki::certificatesToPem(ca.chain),
+                         leaf_key.get(), pki::certificatesToPem(ca.roots)));
 
   auto info = pki::describeCertificate(leaf.get());
   if (o.json) {
     nlohmann::json j = {{"certificate", certificateJson(info, now)},
                         {"directory", out.string()},
                         {"files", {{"chain", kLeafChainFile}, {"bundle", kBundleFile}}}};
-    if (leaf_key) j["files"]["key"] = kLeafKeyFile;
+    if (leaf_key)
+      j["files"]["key"] = kLeafKeyFile;
     ctx.out << j.dump(2) << "\n";
     return okResult();
   }
@@ -154,7 +156,8 @@ Result<std::pair<std::string, uint16_t>> splitEndpoint(const std::string& endpoi
 nlohmann::json verdictJson(const Result<pki::VerifiedChain>& r) {
   if (r.ok()) {
     nlohmann::json j = {{"valid", true}, {"chain_length", r->path.size()}};
-    if (r->spiffe_id) j["spiffe_id"] = r->spiffe_id->str();
+    if (r->spiffe_id)
+      j["spiffe_id"] = r->spiffe_id->str();
     return j;
   }
   return {{"valid", false}, {"reason", r.error().message}};
@@ -214,15 +217,16 @@ Result<int> runInspect(Context& ctx, const InspectOptions& o) {
   }
 
   j["certificates"] = nlohmann::json::array();
-  if (!o.json && !header.empty()) ctx.out << header << "\n";
+  if (!o.json && !header.empty())
+    ctx.out << header << "\n";
   for (size_t i = 0; i < certs.size(); ++i) {
     auto info = pki::describeCertificate(certs[i].get());
     if (o.json) {
       j["certificates"].push_back(certificateJson(info, now));
     } else {
-      printCertificate(ctx.out, info, now,
-                       fmt::format("certificate {} of {}: {}", i + 1, certs.size(),
-                                   certificateRole(info)));
+      printCertificate(
+          ctx.out, info, now,
+          fmt::format("certificate {} of {}: {}", i + 1, certs.size(), certificateRole(info)));
     }
   }
   int code = kExitOk;
@@ -239,7 +243,8 @@ Result<int> runInspect(Context& ctx, const InspectOptions& o) {
     }
     code = verdict.ok() ? kExitOk : kExitFailure;
   }
-  if (o.json) ctx.out << j.dump(2) << "\n";
+  if (o.json)
+    ctx.out << j.dump(2) << "\n";
   return code;
 }
 
@@ -248,7 +253,8 @@ Result<int> runVerify(Context& ctx, const VerifyOptions& o) {
   MESHID_ASSIGN_OR_RETURN(auto certs, readCertificatesFile(o.leaf));
   if (!o.chain.empty()) {
     MESHID_ASSIGN_OR_RETURN(auto extra, readCertificatesFile(o.chain));
-    for (auto& c : extra) certs.push_back(std::move(c));
+    for (auto& c : extra)
+      certs.push_back(std::move(c));
   }
   MESHID_ASSIGN_OR_RETURN(auto expected, optionalSpiffeId(o.spiffe_id));
   SystemTime at = ctx.clock.now();
@@ -259,7 +265,8 @@ Result<int> runVerify(Context& ctx, const VerifyOptions& o) {
   if (verdict.ok() && !o.key.empty()) {
     MESHID_ASSIGN_OR_RETURN(pki::EvpPkeyPtr key, readPrivateKeyFile(o.key));
     auto match = pki::checkKeyMatchesCertificate(certs.front().get(), key.get());
-    if (!match.ok()) verdict = match.error();
+    if (!match.ok())
+      verdict = match.error();
   }
   if (o.json) {
     ctx.out << verdictJson(verdict).dump(2) << "\n";
@@ -299,7 +306,8 @@ void addCertCommands(CLI::App& app, Context& ctx) {
   c->add_option("--out", issue->out, "Directory for cert-chain.pem, key.pem, root-cert.pem")
       ->required();
   c->add_option("--key-type", issue->key_type, "Key type for a new key")->capture_default_str();
-  c->add_option("--csr", issue->csr, "Sign this CSR (PEM or DER, - for stdin) instead of making a key");
+  c->add_option("--csr", issue->csr,
+                "Sign this CSR (PEM or DER, - for stdin) instead of making a key");
   c->add_flag("--force", issue->force, "Replace existing files");
   c->add_flag("--json", issue->json, "Print JSON");
   c->callback([&ctx, issue] {

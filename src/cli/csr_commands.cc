@@ -1,7 +1,7 @@
 // `meshid csr create|inspect`: the request side, for bootstrapping hosts and
 // for checking what another tool produced.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -19,8 +19,8 @@ namespace {
 
 struct CreateOptions {
   std::string spiffe_id;
-  std::string key;       // existing key to use
-  std::string key_out;   // where to write a new key
+  std::string key;      // existing key to use
+  std::string key_out;  // where to write a new key
   std::string out = "-";
   std::string key_type = "ec-p256";
   bool force = false;
@@ -68,17 +68,20 @@ Result<int> runInspect(Context& ctx, const InspectOptions& o) {
   MESHID_ASSIGN_OR_RETURN(pki::ParsedCsr csr, pki::parseCsr(data));
   auto id = pki::csrSpiffeId(csr);
   if (o.json) {
-    nlohmann::json j = {{"subject", csr.subject},     {"key", pki::describeKey(csr.public_key.get())},
-                        {"uri_sans", csr.uri_sans},   {"dns_sans", csr.dns_sans},
-                        {"ip_sans", csr.ip_sans},     {"email_sans", csr.email_sans},
+    nlohmann::json j = {{"subject", csr.subject},   {"key", pki::describeKey(csr.public_key.get())},
+                        {"uri_sans", csr.uri_sans}, {"dns_sans", csr.dns_sans},
+                        {"ip_sans", csr.ip_sans},   {"email_sans", csr.email_sans},
                         {"signature_valid", true}};
     j["spiffe_id"] = id.ok() ? nlohmann::json(id->str()) : nlohmann::json(nullptr);
-    if (!id.ok()) j["spiffe_id_error"] = id.error().message;
+    if (!id.ok())
+      j["spiffe_id_error"] = id.error().message;
     ctx.out << j.dump(2) << "\n";
   } else {
     ctx.out << "certificate signing request (signature verified)\n";
-    ctx.out << fmt::format("  {:<12}  {}\n", "spiffe id", id.ok() ? id->str() : "(invalid: " + id.error().message + ")");
-    ctx.out << fmt::format("  {:<12}  {}\n", "subject", csr.subject.empty() ? "(empty)" : csr.subject);
+    ctx.out << fmt::format("  {:<12}  {}\n", "spiffe id",
+                           id.ok() ? id->str() : "(invalid: " + id.error().message + ")");
+    ctx.out << fmt::format("  {:<12}  {}\n", "subject",
+                           csr.subject.empty() ? "(empty)" : csr.subject);
     ctx.out << fmt::format("  {:<12}  {}\n", "key", pki::describeKey(csr.public_key.get()));
     if (!csr.dns_sans.empty())
       ctx.out << fmt::format("  {:<12}  {}\n", "dns names", fmt::join(csr.dns_sans, ", "));

@@ -10,7 +10,8 @@ namespace meshid::cli {
 namespace fs = std::filesystem;
 
 Result<void> checkIdentityFilesAbsent(const fs::path& out, bool force) {
-  if (force) return okResult();
+  if (force)
+    return okResult();
   for (const char* n : {kLeafChainFile, kLeafKeyFile, kBundleFile}) {
     if (fs::exists(out / n)) {
       return Error::alreadyExists(

@@ -39,8 +39,7 @@ nlohmann::json certificateJson(const pki::CertificateInfo& info, SystemTime now)
   j["serial"] = info.serial_hex;
   j["not_before"] = formatRfc3339(info.not_before);
   j["not_after"] = formatRfc3339(info.not_after);
-  j["remaining_seconds"] =
-      std::chrono::duration_cast<Seconds>(info.not_after - now).count();
+  j["remaining_seconds"] = std::chrono::duration_cast<Seconds>(info.not_after - now).count();
   j["key"] = info.key;
   j["sha256_fingerprint"] = info.sha256_fingerprint;
   j["is_ca"] = info.is_ca;
@@ -56,23 +55,31 @@ void printCertificate(std::ostream& out, const pki::CertificateInfo& info, Syste
   auto line = [&](std::string_view field, std::string_view value) {
     out << fmt::format("  {:<12}  {}\n", field, value);
   };
-  auto join = [](const std::vector<std::string>& v) { return fmt::format("{}", fmt::join(v, ", ")); };
+  auto join = [](const std::vector<std::string>& v) {
+    return fmt::format("{}", fmt::join(v, ", "));
+  };
   out << heading << "\n";
   line("spiffe id", info.spiffe_id ? *info.spiffe_id : "(none)");
   line("subject", info.subject.empty() ? "(empty)" : info.subject);
   line("issuer", info.issuer);
-  if (!info.dns_sans.empty()) line("dns names", join(info.dns_sans));
-  if (!info.ip_sans.empty()) line("ip addresses", join(info.ip_sans));
-  if (info.uri_sans.size() > 1) line("uri sans", join(info.uri_sans));
+  if (!info.dns_sans.empty())
+    line("dns names", join(info.dns_sans));
+  if (!info.ip_sans.empty())
+    line("ip addresses", join(info.ip_sans));
+  if (info.uri_sans.size() > 1)
+    line("uri sans", join(info.uri_sans));
   line("serial", info.serial_hex);
   line("valid", fmt::format("{} .. {} ({})", formatRfc3339(info.not_before),
                             formatRfc3339(info.not_after), validityRemark(info, now)));
   line("key", info.key);
   std::string kind(certificateRole(info));
-  if (info.path_length) kind += fmt::format(", path length {}", *info.path_length);
+  if (info.path_length)
+    kind += fmt::format(", path length {}", *info.path_length);
   line("type", kind);
-  if (!info.key_usage.empty()) line("key usage", join(info.key_usage));
-  if (!info.ext_key_usage.empty()) line("ext usage", join(info.ext_key_usage));
+  if (!info.key_usage.empty())
+    line("key usage", join(info.key_usage));
+  if (!info.ext_key_usage.empty())
+    line("ext usage", join(info.ext_key_usage));
   line("sha256", info.sha256_fingerprint);
 }
 

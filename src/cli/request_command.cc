@@ -1,8 +1,8 @@
 // `meshid cert request`: get a certificate from a running CA over gRPC, with
 // a join token, a service-account token or (renewal) the current certificate.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
+#include <CLI/CLI.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -53,7 +53,8 @@ Result<int> runRequest(Context& ctx, const RequestOptions& o) {
     return Error::invalidArgument("--api must be meshid or istio");
   }
   if (o.token_file.empty() == o.cert.empty()) {
-    return Error::invalidArgument("give --token-file (join token or JWT) or --cert/--key (renewal)");
+    return Error::invalidArgument(
+        "give --token-file (join token or JWT) or --cert/--key (renewal)");
   }
   MESHID_RETURN_IF_ERROR(checkIdentityFilesAbsent(o.out, o.force));
 
@@ -62,11 +63,13 @@ Result<int> runRequest(Context& ctx, const RequestOptions& o) {
   std::string token;
   if (!o.token_file.empty()) {
     MESHID_ASSIGN_OR_RETURN(token, readInput(o.token_file, 16 * 1024));
-    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
+    while (!token.empty() &&
+           (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
       token.pop_back();
     }
   } else {
-    if (o.key.empty()) return Error::invalidArgument("--cert needs --key");
+    if (o.key.empty())
+      return Error::invalidArgument("--cert needs --key");
     MESHID_ASSIGN_OR_RETURN(tls.pem_cert_chain, readFile(o.cert, pki::kMaxBundleBytes));
     MESHID_ASSIGN_OR_RETURN(tls.pem_private_key, readFile(o.key, 64 * 1024));
   }
@@ -79,7 +82,8 @@ Result<int> runRequest(Context& ctx, const RequestOptions& o) {
 
   grpc::ClientContext call;
   call.set_deadline(std::chrono::system_clock::now() + timeout);
-  if (!token.empty()) call.AddMetadata("authorization", "Bearer " + token);
+  if (!token.empty())
+    call.AddMetadata("authorization", "Bearer " + token);
   std::vector<std::string> chain;  // leaf first, then intermediates
   std::string bundle_pem;
   if (o.api == "meshid") {
@@ -89,9 +93,11 @@ Result<int> runRequest(Context& ctx, const RequestOptions& o) {
     request.set_ttl_seconds(ttl.count());
     meshid::v1::SignResponse response;
     grpc::Status s = stub->Sign(&call, request, &response);
-    if (!s.ok()) return fromStatus(s);
+    if (!s.ok())
+      return fromStatus(s);
     chain.assign(response.cert_chain().begin(), response.cert_chain().end());
-    for (const auto& r : response.bundle().roots()) bundle_pem += r;
+    for (const auto& r : response.bundle().roots())
+      bundle_pem += r;
   } else {
     auto stub = istio::v1::auth::IstioCertificateService::NewStub(channel);
     istio::v1::auth::IstioCertificateRequest request;
@@ -99,27 +105,32 @@ Result<int> runRequest(Context& ctx, const RequestOptions& o) {
     request.set_validity_duration(ttl.count());
     istio::v1::auth::IstioCertificateResponse response;
     grpc::Status s = stub->CreateCertificate(&call, request, &response);
-    if (!s.ok()) return fromStatus(s);
+    if (!s.ok())
+      return fromStatus(s);
     if (response.cert_chain_size() < 2) {
       return Error::internal("the CA answered with fewer than two certificates");
     }
     chain.assign(response.cert_chain().begin(), response.cert_chain().end() - 1);
     bundle_pem = response.cert_chain(response.cert_chain_size() - 1);
   }
-  if (chain.empty()) return Error::internal("the CA answered with no certificate");
+  if (chain.empty())
+    return Error::internal("the CA answered with no certificate");
 
   // Check what came back before writing it anywhere.
   std::string chain_pem;
-  for (const auto& c : chain) chain_pem += c;
+  for (const auto& c : chain)
+    chain_pem += c;
   MESHID_ASSIGN_OR_RETURN(auto certs, pki::parseCertificatesPem(chain_pem));
   MESHID_ASSIGN_OR_RETURN(auto roots, pki::parseCertificatesPem(bundle_pem));
   MESHID_RETURN_IF_ERROR(pki::checkKeyMatchesCertificate(certs.front().get(), key.get()));
   std::vector<pki::X509Ptr> intermediates;
-  for (size_t i = 1; i < certs.size(); ++i) intermediates.push_back(pki::shareX509(certs[i].get()));
+  for (size_t i = 1; i < certs.size(); ++i)
+    intermediates.push_back(pki::shareX509(certs[i].get()));
   SystemTime now = ctx.clock.now();
   auto verified = pki::verifyChain(certs.front().get(), intermediates, roots,
                                    {.at = now, .expected_id = id, .svid_leaf_checks = true});
-  if (!verified.ok()) return verified.error().wrap("the CA's answer does not verify");
+  if (!verified.ok())
+    return verified.error().wrap("the CA's answer does not verify");
   MESHID_RETURN_IF_ERROR(writeIdentityFiles(o.out, chain_pem, key.get(), bundle_pem));
 
   auto info = pki::describeCertificate(certs.front().get());

@@ -1,8 +1,8 @@
 // `meshid ca serve` and `meshid token create`.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <nlohmann/json.hpp>
 

@@ -45,7 +45,9 @@ class FakeClock final : public Clock {
   SystemTime now_;  // guarded by mu_
 };
 
-inline SystemTime fromUnixSeconds(int64_t s) { return SystemTime(std::chrono::seconds(s)); }
+inline SystemTime fromUnixSeconds(int64_t s) {
+  return SystemTime(std::chrono::seconds(s));
+}
 inline int64_t toUnixSeconds(SystemTime t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }

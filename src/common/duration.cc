@@ -50,10 +50,18 @@ Result<std::chrono::seconds> parseDuration(std::string_view text) {
     }
     int64_t unit = 0;
     switch (text[pos]) {
-      case 's': unit = 1; break;
-      case 'm': unit = 60; break;
-      case 'h': unit = 3600; break;
-      case 'd': unit = 86400; break;
+      case 's':
+        unit = 1;
+        break;
+      case 'm':
+        unit = 60;
+        break;
+      case 'h':
+        unit = 3600;
+        break;
+      case 'd':
+        unit = 86400;
+        break;
       default:
         return Error::invalidArgument(
             fmt::format("invalid duration \"{}\": unknown unit '{}'", text, text[pos]));

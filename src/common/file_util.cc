@@ -14,7 +14,7 @@ namespace {
 
 Error errnoError(std::string_view what, const std::filesystem::path& path) {
   int e = errno;
-  Code code = (e == ENOENT) ? Code::kNotFound
+  Code code = (e == ENOENT)                 ? Code::kNotFound
               : (e == EACCES || e == EPERM) ? Code::kPermissionDenied
                                             : Code::kInternal;
   return Error{code, fmt::format("{} {}: {}", what, path.string(), std::strerror(e))};
@@ -31,7 +31,11 @@ class Fd {
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
   int get() const { return fd_; }
-  int release() { int f = fd_; fd_ = -1; return f; }
+  int release() {
+    int f = fd_;
+    fd_ = -1;
+    return f;
+  }
 
  private:
   int fd_;
@@ -74,7 +78,9 @@ Result<std::string> readFile(const std::filesystem::path& path, size_t max_bytes
   return readAll(fd.get(), path, max_bytes);
 }
 
-Result<std::string> readStdin(size_t max_bytes) { return readAll(0, "standard input", max_bytes); }
+Result<std::string> readStdin(size_t max_bytes) {
+  return readAll(0, "standard input", max_bytes);
+}
 
 Result<void> writeFileAtomic(const std::filesystem::path& path, std::string_view data,
                              unsigned mode) {

@@ -42,7 +42,9 @@ struct Error {
   static Error alreadyExists(std::string m) { return {Code::kAlreadyExists, std::move(m)}; }
   static Error permissionDenied(std::string m) { return {Code::kPermissionDenied, std::move(m)}; }
   static Error resourceExhausted(std::string m) { return {Code::kResourceExhausted, std::move(m)}; }
-  static Error failedPrecondition(std::string m) { return {Code::kFailedPrecondition, std::move(m)}; }
+  static Error failedPrecondition(std::string m) {
+    return {Code::kFailedPrecondition, std::move(m)};
+  }
   static Error outOfRange(std::string m) { return {Code::kOutOfRange, std::move(m)}; }
   static Error internal(std::string m) { return {Code::kInternal, std::move(m)}; }
   static Error unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
@@ -62,22 +64,34 @@ struct Error {
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design, like expected
+  Result(T value) : v_(std::move(value)) {}      // NOLINT: implicit by design, like expected
   Result(Error error) : v_(std::move(error)) {}  // NOLINT
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
 
-  T& value() & { MESHID_CHECK(ok()); return std::get<0>(v_); }
-  const T& value() const& { MESHID_CHECK(ok()); return std::get<0>(v_); }
-  T&& value() && { MESHID_CHECK(ok()); return std::get<0>(std::move(v_)); }
+  T& value() & {
+    MESHID_CHECK(ok());
+    return std::get<0>(v_);
+  }
+  const T& value() const& {
+    MESHID_CHECK(ok());
+    return std::get<0>(v_);
+  }
+  T&& value() && {
+    MESHID_CHECK(ok());
+    return std::get<0>(std::move(v_));
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
 
-  const Error& error() const { MESHID_CHECK(!ok()); return std::get<1>(v_); }
+  const Error& error() const {
+    MESHID_CHECK(!ok());
+    return std::get<1>(v_);
+  }
 
  private:
   std::variant<T, Error> v_;
@@ -91,24 +105,29 @@ class [[nodiscard]] Result<void> {
 
   bool ok() const { return ok_; }
   explicit operator bool() const { return ok_; }
-  const Error& error() const { MESHID_CHECK(!ok_); return error_; }
+  const Error& error() const {
+    MESHID_CHECK(!ok_);
+    return error_;
+  }
 
  private:
   Error error_;
   bool ok_ = true;
 };
 
-inline Result<void> okResult() { return {}; }
+inline Result<void> okResult() {
+  return {};
+}
 
 }  // namespace meshid
 
 // Returns the error of a Result-valued expression from the enclosing function.
-#define MESHID_RETURN_IF_ERROR(expr)         \
-  do {                                       \
-    auto meshid_r_ = (expr);                 \
-    if (!meshid_r_.ok()) {                   \
-      return meshid_r_.error();              \
-    }                                        \
+#define MESHID_RETURN_IF_ERROR(expr) \
+  do {                               \
+    auto meshid_r_ = (expr);         \
+    if (!meshid_r_.ok()) {           \
+      return meshid_r_.error();      \
+    }                                \
   } while (false)
 
 #define MESHID_CONCAT_INNER_(a, b) a##b

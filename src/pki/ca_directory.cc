@@ -52,9 +52,9 @@ Result<CaMaterial> loadCaDirectory(const fs::path& dir, SystemTime now) {
     key_path = dir / kTlsKeyFile;
     roots_path = dir / kCaCrtFile;
   } else {
-    return Error::notFound(fmt::format(
-        "{} holds no CA: expected {} (Istio cacerts) or {} (cert-manager)", dir.string(),
-        kCaCertFile, kTlsCrtFile));
+    return Error::notFound(
+        fmt::format("{} holds no CA: expected {} (Istio cacerts) or {} (cert-manager)",
+                    dir.string(), kCaCertFile, kTlsCrtFile));
   }
 
   MESHID_ASSIGN_OR_RETURN(std::vector<X509Ptr> certs, readCertificates(cert_path));
@@ -85,9 +85,9 @@ Result<CaMaterial> loadCaDirectory(const fs::path& dir, SystemTime now) {
 
   X509* signing = ca.signing_cert.get();
   if (!isCa(signing)) {
-    return Error::failedPrecondition(fmt::format(
-        "{}: {} is not a CA (basicConstraints CA:TRUE missing)", cert_path.string(),
-        subjectString(signing)));
+    return Error::failedPrecondition(
+        fmt::format("{}: {} is not a CA (basicConstraints CA:TRUE missing)", cert_path.string(),
+                    subjectString(signing)));
   }
   uint32_t ku = X509_get_key_usage(signing);
   if (ku != UINT32_MAX && (ku & KU_KEY_CERT_SIGN) == 0) {
@@ -160,11 +160,11 @@ Result<void> writeIstioCacerts(const fs::path& dir, const CaMaterial& ca, bool o
   auto wrote = writeFileAtomic(dir / kCaKeyFile, key_pem, kSecretFileMode);
   OPENSSL_cleanse(key_pem.data(), key_pem.size());
   MESHID_RETURN_IF_ERROR(wrote);
-  MESHID_RETURN_IF_ERROR(writeFileAtomic(dir / kCaCertFile,
-                                         certificateToPem(ca.signing_cert.get()), kPublicFileMode));
-  MESHID_RETURN_IF_ERROR(writeFileAtomic(
-      dir / kCertChainFile, certificatesToPem(ca.chain) + certificatesToPem(ca.roots),
-      kPublicFileMode));
+  MESHID_RETURN_IF_ERROR(
+      writeFileAtomic(dir / kCaCertFile, certificateToPem(ca.signing_cert.get()), kPublicFileMode));
+  MESHID_RETURN_IF_ERROR(writeFileAtomic(dir / kCertChainFile,
+                                         certificatesToPem(ca.chain) + certificatesToPem(ca.roots),
+                                         kPublicFileMode));
   return writeFileAtomic(dir / kRootCertFile, certificatesToPem(ca.roots), kPublicFileMode);
 }
 

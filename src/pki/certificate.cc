@@ -33,8 +33,8 @@ std::string nameString(const X509_NAME* name) {
 }
 
 SubjectAltNames collectSans(const X509* cert) {
-  GeneralNamesPtr names(static_cast<GENERAL_NAMES*>(
-      X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)));
+  GeneralNamesPtr names(
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)));
   drainOpensslErrors();
   return collectSubjectAltNames(names.get());
 }
@@ -150,10 +150,16 @@ std::string certificateToDer(const X509* cert) {
   return std::string(reinterpret_cast<char*>(der), static_cast<size_t>(len));
 }
 
-SystemTime notBefore(const X509* cert) { return asn1ToTime(X509_get0_notBefore(cert)); }
-SystemTime notAfter(const X509* cert) { return asn1ToTime(X509_get0_notAfter(cert)); }
+SystemTime notBefore(const X509* cert) {
+  return asn1ToTime(X509_get0_notBefore(cert));
+}
+SystemTime notAfter(const X509* cert) {
+  return asn1ToTime(X509_get0_notAfter(cert));
+}
 
-std::vector<std::string> uriSans(const X509* cert) { return collectSans(cert).uri; }
+std::vector<std::string> uriSans(const X509* cert) {
+  return collectSans(cert).uri;
+}
 
 bool isCa(const X509* cert) {
   // X509_check_ca also honours v1 roots; meshid means basicConstraints CA:TRUE.
@@ -164,8 +170,12 @@ bool isSelfSigned(const X509* cert) {
   return X509_self_signed(const_cast<X509*>(cert), 1) == 1;
 }
 
-std::string subjectString(const X509* cert) { return nameString(X509_get_subject_name(cert)); }
-std::string issuerString(const X509* cert) { return nameString(X509_get_issuer_name(cert)); }
+std::string subjectString(const X509* cert) {
+  return nameString(X509_get_subject_name(cert));
+}
+std::string issuerString(const X509* cert) {
+  return nameString(X509_get_issuer_name(cert));
+}
 
 std::string serialHex(const X509* cert) {
   BignumPtr bn(ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr));
@@ -220,11 +230,13 @@ CertificateInfo describeCertificate(const X509* cert) {
   info.self_signed = isSelfSigned(cert);
   uint32_t ku = X509_get_key_usage(x);
   if (ku != UINT32_MAX) {
-    const std::pair<uint32_t, const char*> names[] = {
-        {KU_DIGITAL_SIGNATURE, "digitalSignature"}, {KU_NON_REPUDIATION, "contentCommitment"},
-        {KU_KEY_ENCIPHERMENT, "keyEncipherment"},   {KU_DATA_ENCIPHERMENT, "dataEncipherment"},
-        {KU_KEY_AGREEMENT, "keyAgreement"},         {KU_KEY_CERT_SIGN, "keyCertSign"},
-        {KU_CRL_SIGN, "cRLSign"}};
+    const std::pair<uint32_t, const char*> names[] = {{KU_DIGITAL_SIGNATURE, "digitalSignature"},
+                                                      {KU_NON_REPUDIATION, "contentCommitment"},
+                                                      {KU_KEY_ENCIPHERMENT, "keyEncipherment"},
+                                                      {KU_DATA_ENCIPHERMENT, "dataEncipherment"},
+                                                      {KU_KEY_AGREEMENT, "keyAgreement"},
+                                                      {KU_KEY_CERT_SIGN, "keyCertSign"},
+                                                      {KU_CRL_SIGN, "cRLSign"}};
     for (const auto& [bit, name] : names) {
       if (ku & bit) {
         info.key_usage.push_back(name);
@@ -233,10 +245,14 @@ CertificateInfo describeCertificate(const X509* cert) {
   }
   uint32_t xku = X509_get_extended_key_usage(x);
   if (xku != UINT32_MAX) {
-    if (xku & XKU_SSL_SERVER) info.ext_key_usage.push_back("serverAuth");
-    if (xku & XKU_SSL_CLIENT) info.ext_key_usage.push_back("clientAuth");
-    if (xku & XKU_CODE_SIGN) info.ext_key_usage.push_back("codeSigning");
-    if (xku & XKU_SMIME) info.ext_key_usage.push_back("emailProtection");
+    if (xku & XKU_SSL_SERVER)
+      info.ext_key_usage.push_back("serverAuth");
+    if (xku & XKU_SSL_CLIENT)
+      info.ext_key_usage.push_back("clientAuth");
+    if (xku & XKU_CODE_SIGN)
+      info.ext_key_usage.push_back("codeSigning");
+    if (xku & XKU_SMIME)
+      info.ext_key_usage.push_back("emailProtection");
   }
   drainOpensslErrors();
   return info;

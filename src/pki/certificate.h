@@ -32,10 +32,10 @@ SystemTime notBefore(const X509* cert);
 SystemTime notAfter(const X509* cert);
 std::vector<std::string> uriSans(const X509* cert);
 bool isCa(const X509* cert);
-bool isSelfSigned(const X509* cert);  // issuer == subject and its own key verifies it
+bool isSelfSigned(const X509* cert);          // issuer == subject and its own key verifies it
 std::string subjectString(const X509* cert);  // RFC 2253, e.g. "CN=x,O=example.org"
 std::string issuerString(const X509* cert);
-std::string serialHex(const X509* cert);      // lowercase, no separators
+std::string serialHex(const X509* cert);          // lowercase, no separators
 std::string sha256Fingerprint(const X509* cert);  // "AB:CD:..."
 
 struct CertificateInfo {

@@ -59,9 +59,8 @@ Error explainVerifyFailure(X509_STORE_CTX* ctx, const std::vector<X509Ptr>& root
           "unknown root: the chain ends at self-signed {}, which is not a trusted root", who);
       break;
     case X509_V_ERR_CERT_SIGNATURE_FAILURE:
-      message = fmt::format(
-          "bad signature: {} is not signed by the key of its issuer \"{}\"", who,
-          cert ? issuerString(cert) : "?");
+      message = fmt::format("bad signature: {} is not signed by the key of its issuer \"{}\"", who,
+                            cert ? issuerString(cert) : "?");
       break;
     case X509_V_ERR_INVALID_CA:
     case X509_V_ERR_KEYUSAGE_NO_CERTSIGN:
@@ -75,8 +74,8 @@ Error explainVerifyFailure(X509_STORE_CTX* ctx, const std::vector<X509Ptr>& root
       message = fmt::format("wrong purpose: {} is not allowed for this use", who);
       break;
     default:
-      message = fmt::format("chain does not verify: {} at {}",
-                            X509_verify_cert_error_string(err), who);
+      message =
+          fmt::format("chain does not verify: {} at {}", X509_verify_cert_error_string(err), who);
   }
   drainOpensslErrors();
   return Error::unauthenticated(std::move(message));
@@ -175,8 +174,8 @@ Result<VerifiedChain> verifyChain(const X509* leaf, const std::vector<X509Ptr>& 
 
 Result<void> checkKeyMatchesCertificate(const X509* cert, const EVP_PKEY* private_key) {
   if (!samePublicKey(X509_get0_pubkey(cert), private_key)) {
-    return Error::failedPrecondition(fmt::format(
-        "key mismatch: the private key does not belong to {}", certificateLabel(cert)));
+    return Error::failedPrecondition(
+        fmt::format("key mismatch: the private key does not belong to {}", certificateLabel(cert)));
   }
   return okResult();
 }

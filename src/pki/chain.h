@@ -13,9 +13,9 @@
 namespace meshid::pki {
 
 struct ChainVerifyOptions {
-  SystemTime at;                          // the moment the chain must be valid at
-  std::optional<SpiffeId> expected_id;    // the leaf must carry exactly this ID
-  bool svid_leaf_checks = true;           // checkSvidLeaf on the leaf
+  SystemTime at;                        // the moment the chain must be valid at
+  std::optional<SpiffeId> expected_id;  // the leaf must carry exactly this ID
+  bool svid_leaf_checks = true;         // checkSvidLeaf on the leaf
 };
 
 struct VerifiedChain {

@@ -6,9 +6,9 @@
 #include <algorithm>
 
 #include "pki/der.h"
-#include "pki/public_key.h"
 #include "pki/key.h"
 #include "pki/ossl_error.h"
+#include "pki/public_key.h"
 
 namespace meshid::pki {
 
@@ -26,12 +26,14 @@ Result<std::string> decodePem(std::string_view pem) {
   constexpr std::string_view kLabels[] = {"CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"};
   size_t begin = pem.find("-----BEGIN ");
   if (pem.find("-----BEGIN", begin + 1) != std::string_view::npos) {
-    return Error::invalidArgument("expected exactly one PEM block in a certificate signing request");
+    return Error::invalidArgument(
+        "expected exactly one PEM block in a certificate signing request");
   }
   for (std::string_view label : kLabels) {
     std::string head = "-----BEGIN " + std::string(label) + "-----";
     std::string tail = "-----END " + std::string(label) + "-----";
-    if (pem.substr(begin, head.size()) != head) continue;
+    if (pem.substr(begin, head.size()) != head)
+      continue;
     size_t body_at = begin + head.size();
     size_t end = pem.find(tail, body_at);
     if (end == std::string_view::npos) {
@@ -40,10 +42,13 @@ Result<std::string> decodePem(std::string_view pem) {
     std::string b64;
     b64.reserve(end - body_at);
     for (char c : pem.substr(body_at, end - body_at)) {
-      if (c == '\n' || c == '\r' || c == ' ' || c == '\t') continue;
+      if (c == '\n' || c == '\r' || c == ' ' || c == '\t')
+        continue;
       bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                 c == '+' || c == '/' || c == '=';
-      if (!ok) return Error::invalidArgument("malformed PEM certificate signing request: not valid base64");
+      if (!ok)
+        return Error::invalidArgument(
+            "malformed PEM certificate signing request: not valid base64");
       b64.push_back(c);
     }
     if (b64.empty() || b64.size() % 4 != 0) {
@@ -57,7 +62,8 @@ Result<std::string> decodePem(std::string_view pem) {
     int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(der.data()),
                             reinterpret_cast<const unsigned char*>(b64.data()),
                             static_cast<int>(b64.size()));
-    if (n < 0) return Error::invalidArgument("malformed PEM certificate signing request: not valid base64");
+    if (n < 0)
+      return Error::invalidArgument("malformed PEM certificate signing request: not valid base64");
     der.resize(static_cast<size_t>(n) - pad);
     return der;
   }
@@ -65,10 +71,12 @@ Result<std::string> decodePem(std::string_view pem) {
 }
 
 std::string ipString(Bytes b) {
-  if (b.size() == 4) return fmt::format("{}.{}.{}.{}", b[0], b[1], b[2], b[3]);
+  if (b.size() == 4)
+    return fmt::format("{}.{}.{}.{}", b[0], b[1], b[2], b[3]);
   if (b.size() == 16) {
     std::string out;
-    for (size_t i = 0; i < 16; i += 2) out += fmt::format("{}{:x}", i ? ":" : "", (b[i] << 8) | b[i + 1]);
+    for (size_t i = 0; i < 16; i += 2)
+      out += fmt::format("{}{:x}", i ? ":" : "", (b[i] << 8) | b[i + 1]);
     return out;
   }
   return "<malformed ip address>";
@@ -89,8 +97,8 @@ Result<void> readSubjectAltNames(Bytes extn_value, ParsedCsr& out) {
       return Error::invalidArgument("certificate signing request has a malformed subjectAltName");
     }
     std::string text(der::asView(gn.value));
-    bool ascii = std::all_of(text.begin(), text.end(),
-                             [](char c) { return c >= 0x20 && c < 0x7f; });
+    bool ascii =
+        std::all_of(text.begin(), text.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
     switch (gn.tag) {
       case 0x86:  // [6] uniformResourceIdentifier
       case 0x82:  // [2] dNSName
@@ -99,7 +107,9 @@ Result<void> readSubjectAltNames(Bytes extn_value, ParsedCsr& out) {
           return Error::invalidArgument(
               "certificate signing request has a subjectAltName that is not printable ASCII");
         }
-        (gn.tag == 0x86 ? out.uri_sans : gn.tag == 0x82 ? out.dns_sans : out.email_sans)
+        (gn.tag == 0x86   ? out.uri_sans
+         : gn.tag == 0x82 ? out.dns_sans
+                          : out.email_sans)
             .push_back(std::move(text));
         break;
       case 0x87:  // [7] iPAddress
@@ -130,13 +140,15 @@ Result<void> readAttributes(Bytes attrs, ParsedCsr& out) {
     if (!a.expect(der::kOid, &oid) || !a.expect(der::kSet, &values) || !a.empty()) {
       return Error::invalidArgument("certificate signing request has a malformed attribute");
     }
-    if (!der::equals(oid.value, kOidExtensionRequest)) continue;
+    if (!der::equals(oid.value, kOidExtensionRequest))
+      continue;
     if (++ext_requests > 1) {
       return Error::invalidArgument("certificate signing request has two extension requests");
     }
     der::Reader v(values.value);
     if (!v.expect(der::kSequence, &exts) || !v.empty()) {
-      return Error::invalidArgument("certificate signing request has a malformed extension request");
+      return Error::invalidArgument(
+          "certificate signing request has a malformed extension request");
     }
     der::Reader e(exts.value);
     der::Tlv ext;
@@ -156,7 +168,8 @@ Result<void> readAttributes(Bytes attrs, ParsedCsr& out) {
       if (!x.expect(der::kOctetString, &value) || !x.empty()) {
         return Error::invalidArgument("certificate signing request has a malformed extension");
       }
-      if (!der::equals(ext_oid.value, kOidSubjectAltName)) continue;
+      if (!der::equals(ext_oid.value, kOidSubjectAltName))
+        continue;
       if (++san_count > 1) {
         return Error::invalidArgument(
             "certificate signing request has more than one subjectAltName extension");
@@ -168,7 +181,8 @@ Result<void> readAttributes(Bytes attrs, ParsedCsr& out) {
 }
 
 std::string subjectText(const der::Tlv& subject) {
-  if (subject.value.empty()) return "";
+  if (subject.value.empty())
+    return "";
   const unsigned char* p = subject.whole.data();
   X509NamePtr name(d2i_X509_NAME(nullptr, &p, static_cast<long>(subject.whole.size())));
   if (!name) {
@@ -198,13 +212,13 @@ Result<ParsedCsr> parseCsr(std::string_view input) {
     MESHID_ASSIGN_OR_RETURN(pem_der, decodePem(input));
     data = der::asBytes(pem_der);
   }
-  auto malformed = [] {
-    return Error::invalidArgument("malformed certificate signing request");
-  };
+  auto malformed = [] { return Error::invalidArgument("malformed certificate signing request"); };
   der::Reader top(data);
   der::Tlv csr, info, sig_alg, sig, version, subject, spki, attrs, sig_oid, sig_params;
-  if (!top.expect(der::kSequence, &csr)) return malformed();
-  if (!top.empty()) return Error::invalidArgument("certificate signing request has trailing bytes");
+  if (!top.expect(der::kSequence, &csr))
+    return malformed();
+  if (!top.empty())
+    return Error::invalidArgument("certificate signing request has trailing bytes");
   der::Reader c(csr.value);
   if (!c.expect(der::kSequence, &info) || !c.expect(der::kSequence, &sig_alg) ||
       !c.expect(der::kBitString, &sig) || !c.empty()) {
@@ -214,21 +228,28 @@ Result<ParsedCsr> parseCsr(std::string_view input) {
   if (!i.expect(der::kInteger, &version) || version.value.size() != 1 || version.value[0] != 0) {
     return Error::invalidArgument("certificate signing request is not version 1");
   }
-  if (!i.expect(der::kSequence, &subject) || !i.expect(der::kSequence, &spki)) return malformed();
+  if (!i.expect(der::kSequence, &subject) || !i.expect(der::kSequence, &spki))
+    return malformed();
   bool has_attrs = i.optional(der::kContext0Constructed, &attrs);
-  if (!i.empty()) return malformed();
+  if (!i.empty())
+    return malformed();
   der::Reader sa(sig_alg.value);
-  if (!sa.expect(der::kOid, &sig_oid)) return malformed();
+  if (!sa.expect(der::kOid, &sig_oid))
+    return malformed();
   // Parameters: absent (ECDSA, Ed25519) or NULL (RSA PKCS#1 v1.5).
-  if (!sa.empty() && (!sa.expect(der::kNull, &sig_params) || !sig_params.value.empty() || !sa.empty())) {
-    return Error::invalidArgument("certificate signing request signature algorithm is not supported");
+  if (!sa.empty() &&
+      (!sa.expect(der::kNull, &sig_params) || !sig_params.value.empty() || !sa.empty())) {
+    return Error::invalidArgument(
+        "certificate signing request signature algorithm is not supported");
   }
-  if (sig.value.empty() || sig.value[0] != 0) return malformed();
+  if (sig.value.empty() || sig.value[0] != 0)
+    return malformed();
 
   ParsedCsr out;
   out.spki_der.assign(der::asView(spki.whole));
   MESHID_ASSIGN_OR_RETURN(out.public_key, publicKeyFromSpki(spki.whole));
-  auto verified = verifySignature(out.public_key.get(), sig_oid.value, info.whole, sig.value.subspan(1));
+  auto verified =
+      verifySignature(out.public_key.get(), sig_oid.value, info.whole, sig.value.subspan(1));
   if (!verified.ok()) {
     return Error::invalidArgument(
         "certificate signing request signature does not verify with its own key (" +
@@ -246,14 +267,14 @@ Result<SpiffeId> csrSpiffeId(const ParsedCsr& csr) {
     return Error::invalidArgument("certificate signing request has no URI SAN (no SPIFFE ID)");
   }
   if (csr.uri_sans.size() > 1) {
-    return Error::invalidArgument(fmt::format(
-        "certificate signing request has {} URI SANs; exactly one SPIFFE ID is allowed",
-        csr.uri_sans.size()));
+    return Error::invalidArgument(
+        fmt::format("certificate signing request has {} URI SANs; exactly one SPIFFE ID is allowed",
+                    csr.uri_sans.size()));
   }
   MESHID_ASSIGN_OR_RETURN(SpiffeId id, SpiffeId::parse(csr.uri_sans.front()));
   if (id.isTrustDomainId()) {
-    return Error::invalidArgument(fmt::format(
-        "spiffe id {} has no path: a workload identity needs one", id.str()));
+    return Error::invalidArgument(
+        fmt::format("spiffe id {} has no path: a workload identity needs one", id.str()));
   }
   return id;
 }

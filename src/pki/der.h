@@ -52,8 +52,9 @@ class Reader {
 };
 
 inline bool equals(Bytes a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(),
-                                            [](uint8_t x, char y) { return x == static_cast<uint8_t>(y); });
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](uint8_t x, char y) {
+           return x == static_cast<uint8_t>(y);
+         });
 }
 inline std::string_view asView(Bytes b) {
   return {reinterpret_cast<const char*>(b.data()), b.size()};

@@ -33,11 +33,21 @@ SubjectAltNames collectSubjectAltNames(const GENERAL_NAMES* names) {
   for (int i = 0; names && i < sk_GENERAL_NAME_num(names); ++i) {
     const GENERAL_NAME* gn = sk_GENERAL_NAME_value(names, i);
     switch (gn->type) {
-      case GEN_URI: out.uri.push_back(asn1String(gn->d.uniformResourceIdentifier)); break;
-      case GEN_DNS: out.dns.push_back(asn1String(gn->d.dNSName)); break;
-      case GEN_EMAIL: out.email.push_back(asn1String(gn->d.rfc822Name)); break;
-      case GEN_IPADD: out.ip.push_back(ipString(gn->d.iPAddress)); break;
-      default: ++out.other; break;
+      case GEN_URI:
+        out.uri.push_back(asn1String(gn->d.uniformResourceIdentifier));
+        break;
+      case GEN_DNS:
+        out.dns.push_back(asn1String(gn->d.dNSName));
+        break;
+      case GEN_EMAIL:
+        out.email.push_back(asn1String(gn->d.rfc822Name));
+        break;
+      case GEN_IPADD:
+        out.ip.push_back(ipString(gn->d.iPAddress));
+        break;
+      default:
+        ++out.other;
+        break;
     }
   }
   return out;

@@ -9,8 +9,8 @@
 
 #include "common/duration.h"
 #include "pki/certificate.h"
-#include "pki/key.h"
 #include "pki/der.h"
+#include "pki/key.h"
 #include "pki/ossl_error.h"
 #include "pki/public_key.h"
 
@@ -19,8 +19,6 @@ namespace meshid::pki {
 using namespace std::literals;
 namespace {
 
-constexpr int kUsageDigitalSignature = 0;
-constexpr int kUsageKeyEncipherment = 2;
 constexpr int kUsageKeyCertSign = 5;
 constexpr int kUsageCrlSign = 6;
 
@@ -65,39 +63,15 @@ Result<void> addBasicConstraints(X509* cert, bool ca, std::optional<int> path_le
   return addExtension(cert, NID_basic_constraints, bc.get(), true);
 }
 
-void pushName(GENERAL_NAMES* names, int type, const std::string& value) {
+// The SAN of the CA certificates meshid makes: the trust domain's ID.
+Result<void> addUriSan(X509* cert, const std::string& uri, bool critical) {
+  GeneralNamesPtr names(GENERAL_NAMES_new());
   GENERAL_NAME* gn = GENERAL_NAME_new();
   ASN1_IA5STRING* s = ASN1_IA5STRING_new();
-  ASN1_STRING_set(s, value.data(), static_cast<int>(value.size()));
-  GENERAL_NAME_set0_value(gn, type, s);
-  sk_GENERAL_NAME_push(names, gn);
-}
-
-Result<void> addSans(X509* cert, const std::string& uri, const std::vector<std::string>& dns,
-                     const std::vector<std::string>& ips, bool critical) {
-  GeneralNamesPtr names(GENERAL_NAMES_new());
-  pushName(names.get(), GEN_URI, uri);
-  for (const auto& d : dns) {
-    if (d.empty() || d.size() > 253) {
-      return Error::invalidArgument(fmt::format("invalid DNS name \"{}\"", d.substr(0, 40)));
-    }
-    pushName(names.get(), GEN_DNS, d);
-  }
-  for (const auto& ip : ips) {
-    Asn1OctetStringPtr octets(a2i_IPADDRESS(ip.c_str()));
-    if (!octets) {
-      drainOpensslErrors();
-      return Error::invalidArgument(fmt::format("invalid IP address \"{}\"", ip.substr(0, 40)));
-    }
-    GENERAL_NAME* gn = GENERAL_NAME_new();
-    GENERAL_NAME_set0_value(gn, GEN_IPADD, octets.release());
-    sk_GENERAL_NAME_push(names.get(), gn);
-  }
+  ASN1_STRING_set(s, uri.data(), static_cast<int>(uri.size()));
+  GENERAL_NAME_set0_value(gn, GEN_URI, s);
+  sk_GENERAL_NAME_push(names.get(), gn);
   return addExtension(cert, NID_subject_alt_name, names.get(), critical);
-}
-
-Result<void> addUriSan(X509* cert, const std::string& uri, bool critical) {
-  return addSans(cert, uri, {}, {}, critical);
 }
 
 Result<Asn1OctetStringPtr> keyIdentifier(const X509* cert) {
@@ -118,7 +92,8 @@ Result<void> addKeyIdentifiers(X509* cert, const X509* issuer) {
   MESHID_ASSIGN_OR_RETURN(Asn1OctetStringPtr ski, keyIdentifier(cert));
   MESHID_RETURN_IF_ERROR(addExtension(cert, NID_subject_key_identifier, ski.get(), false));
   AuthorityKeyIdPtr aki(AUTHORITY_KEYID_new());
-  const ASN1_OCTET_STRING* issuer_ski = issuer ? X509_get0_subject_key_id(const_cast<X509*>(issuer)) : nullptr;
+  const ASN1_OCTET_STRING* issuer_ski =
+      issuer ? X509_get0_subject_key_id(const_cast<X509*>(issuer)) : nullptr;
   if (issuer_ski != nullptr) {
     aki->keyid = ASN1_OCTET_STRING_dup(issuer_ski);
   } else if (issuer != nullptr) {
@@ -151,9 +126,9 @@ Result<void> checkSigningCapability(const X509* ca_cert, const KeySigner& signer
         "signing certificate {} lacks the keyCertSign key usage", subjectString(ca_cert)));
   }
   if (!samePublicKey(X509_get0_pubkey(ca_cert), signer.publicKey())) {
-    return Error::failedPrecondition(fmt::format(
-        "signing key does not match the public key of signing certificate {}",
-        subjectString(ca_cert)));
+    return Error::failedPrecondition(
+        fmt::format("signing key does not match the public key of signing certificate {}",
+                    subjectString(ca_cert)));
   }
   return okResult();
 }
@@ -223,8 +198,8 @@ Result<X509Ptr> issueCa(const CaCertificateRequest& request, const X509* parent,
   if (request.path_length && *request.path_length < 0) {
     return Error::invalidArgument("path length must not be negative");
   }
-  MESHID_ASSIGN_OR_RETURN(X509Ptr cert,
-                          newCertificate(request.public_key, request.lifetime, request.now, parent));
+  MESHID_ASSIGN_OR_RETURN(
+      X509Ptr cert, newCertificate(request.public_key, request.lifetime, request.now, parent));
   X509NamePtr subject = caName(request.trust_domain, request.common_name);
   X509_set_subject_name(cert.get(), subject.get());
   X509_set_issuer_name(cert.get(), parent ? X509_get_subject_name(parent) : subject.get());
@@ -239,7 +214,9 @@ Result<X509Ptr> issueCa(const CaCertificateRequest& request, const X509* parent,
 
 }  // namespace
 
-Seconds backdateFor(Seconds lifetime) { return std::min(Seconds(60), lifetime / 10); }
+Seconds backdateFor(Seconds lifetime) {
+  return std::min(Seconds(60), lifetime / 10);
+}
 
 Result<X509Ptr> issueX509Svid(const SvidRequest& request, const X509* ca_cert,
                               const KeySigner& ca_signer) {
@@ -253,8 +230,7 @@ Result<X509Ptr> issueX509Svid(const SvidRequest& request, const X509* ca_cert,
   return cert;
 }
 
-Result<X509Ptr> issueRootCertificate(const CaCertificateRequest& request,
-                                     const KeySigner& signer) {
+Result<X509Ptr> issueRootCertificate(const CaCertificateRequest& request, const KeySigner& signer) {
   if (!samePublicKey(request.public_key, signer.publicKey())) {
     return Error::invalidArgument("a root certificate must be signed by its own key");
   }
@@ -266,17 +242,16 @@ Result<X509Ptr> issueIntermediateCertificate(const CaCertificateRequest& request
   MESHID_RETURN_IF_ERROR(checkSigningCertificate(parent, parent_signer, request.now));
   long parent_pathlen = X509_get_pathlen(const_cast<X509*>(parent));
   if (parent_pathlen == 0) {
-    return Error::failedPrecondition(fmt::format(
-        "{} has path length 0 and may not sign another CA", subjectString(parent)));
+    return Error::failedPrecondition(
+        fmt::format("{} has path length 0 and may not sign another CA", subjectString(parent)));
   }
   if (parent_pathlen > 0 && request.path_length && *request.path_length >= parent_pathlen) {
-    return Error::invalidArgument(fmt::format(
-        "path length {} does not fit under {} (path length {})", *request.path_length,
-        subjectString(parent), parent_pathlen));
+    return Error::invalidArgument(
+        fmt::format("path length {} does not fit under {} (path length {})", *request.path_length,
+                    subjectString(parent), parent_pathlen));
   }
   return issueCa(request, parent, parent_signer);
 }
-
 
 namespace {
 
@@ -292,7 +267,8 @@ constexpr std::string_view kOidSubjectAltName = "\x55\x1d\x11"sv;
 
 std::string extension(std::string_view oid, bool critical, std::string_view value) {
   std::string body = tlv(der::kOid, oid);
-  if (critical) body += std::string_view("\x01\x01\xff", 3);
+  if (critical)
+    body += std::string_view("\x01\x01\xff", 3);
   appendTlv(body, der::kOctetString, value);
   return tlv(der::kSequence, body);
 }
@@ -312,10 +288,10 @@ const std::string& constantLeafExtensions(bool rsa) {
 }
 
 const std::string& extKeyUsageExtension() {
-  static const std::string kEku = extension(
-      kOidExtKeyUsage, false,
-      tlv(der::kSequence, tlv(der::kOid, "\x2b\x06\x01\x05\x05\x07\x03\x01") +
-                              tlv(der::kOid, "\x2b\x06\x01\x05\x05\x07\x03\x02")));
+  static const std::string kEku =
+      extension(kOidExtKeyUsage, false,
+                tlv(der::kSequence, tlv(der::kOid, "\x2b\x06\x01\x05\x05\x07\x03\x01") +
+                                        tlv(der::kOid, "\x2b\x06\x01\x05\x05\x07\x03\x02")));
   return kEku;
 }
 
@@ -337,8 +313,8 @@ std::string encodeTime(SystemTime t) {
 std::string signatureAlgorithmFor(const EVP_PKEY* key) {
   switch (EVP_PKEY_get_base_id(key)) {
     case EVP_PKEY_RSA:  // sha256WithRSAEncryption, NULL parameters
-      return tlv(der::kSequence, tlv(der::kOid, "\x2a\x86\x48\x86\xf7\x0d\x01\x01\x0b") +
-                                     tlv(der::kNull, ""));
+      return tlv(der::kSequence,
+                 tlv(der::kOid, "\x2a\x86\x48\x86\xf7\x0d\x01\x01\x0b") + tlv(der::kNull, ""));
     case EVP_PKEY_ED25519:
       return tlv(der::kSequence, tlv(der::kOid, "\x2b\x65\x70"));
     default: {  // ECDSA with the digest signatureDigestFor picks
@@ -392,7 +368,8 @@ Result<std::unique_ptr<SvidIssuer>> SvidIssuer::create(const X509* ca_cert,
   std::unique_ptr<SvidIssuer> s(new SvidIssuer(ca_cert, signer));
   unsigned char* name = nullptr;
   int name_len = i2d_X509_NAME(X509_get_subject_name(ca_cert), &name);
-  if (name_len <= 0) return opensslError(Code::kInternal, "cannot encode the CA's name");
+  if (name_len <= 0)
+    return opensslError(Code::kInternal, "cannot encode the CA's name");
   s->issuer_name_.assign(reinterpret_cast<char*>(name), static_cast<size_t>(name_len));
   OPENSSL_free(name);
   s->signature_alg_ = signatureAlgorithmFor(signer.publicKey());
@@ -432,7 +409,8 @@ Result<SvidIssuer::Leaf> SvidIssuer::issue(const SvidRequest& request) const {
     MESHID_RETURN_IF_ERROR(checkKeyStrength(request.public_key));
     unsigned char* buf = nullptr;
     int len = i2d_PUBKEY(const_cast<EVP_PKEY*>(request.public_key), &buf);
-    if (len <= 0) return opensslError(Code::kInvalidArgument, "cannot encode the public key");
+    if (len <= 0)
+      return opensslError(Code::kInvalidArgument, "cannot encode the public key");
     derived_spki.assign(reinterpret_cast<char*>(buf), static_cast<size_t>(len));
     OPENSSL_free(buf);
     spki = derived_spki;

@@ -24,8 +24,8 @@ struct SvidRequest {
   // Its SubjectPublicKeyInfo DER when the caller has it (ParsedCsr::spki_der):
   // copied into the certificate as is, sparing an encode. Empty: derived.
   std::string_view spki_der;
-  SpiffeId spiffe_id;                    // must have a path
-  Seconds lifetime{0};                   // > 0
+  SpiffeId spiffe_id;   // must have a path
+  Seconds lifetime{0};  // > 0
   SystemTime now;
   // Extra SANs beside the one URI (the X.509-SVID profile allows them). Only
   // meshid's own server certificates use these; workload CSRs may not ask.
@@ -62,9 +62,9 @@ class SvidIssuer {
   SvidIssuer(const X509* ca_cert, const KeySigner& signer) : ca_cert_(ca_cert), signer_(signer) {}
   const X509* ca_cert_;
   const KeySigner& signer_;
-  std::string issuer_name_;      // DER Name
-  std::string signature_alg_;    // DER AlgorithmIdentifier
-  std::string authority_key_id_; // DER Extension
+  std::string issuer_name_;       // DER Name
+  std::string signature_alg_;     // DER AlgorithmIdentifier
+  std::string authority_key_id_;  // DER Extension
   SystemTime ca_not_before_;
   SystemTime ca_not_after_;
 };
@@ -92,8 +92,7 @@ struct CaCertificateRequest {
 };
 
 // Self-signed root; request.public_key must be signer's key.
-Result<X509Ptr> issueRootCertificate(const CaCertificateRequest& request,
-                                     const KeySigner& signer);
+Result<X509Ptr> issueRootCertificate(const CaCertificateRequest& request, const KeySigner& signer);
 
 // Intermediate under parent (signed by parent_signer); notAfter is clamped to
 // the parent's; refused when the parent's path length forbids another CA.

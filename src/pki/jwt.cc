@@ -239,17 +239,6 @@ Result<std::optional<std::string>> optionalString(const json& obj, const char* n
 
 // ---- keys ----
 
-std::string ecGroupName(const EVP_PKEY* key) {
-  char name[64] = {0};
-  size_t len = 0;
-  if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, name, sizeof name, &len) !=
-      1) {
-    drainOpensslErrors();
-    return {};
-  }
-  return std::string(name, len);
-}
-
 Result<JwkType> jwkTypeOf(const EVP_PKEY* key) {
   if (key == nullptr) {
     return Error::invalidArgument("no key");

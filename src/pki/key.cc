@@ -21,24 +21,18 @@ struct KeyTypeSpelling {
   KeyType type;
 };
 constexpr std::array<KeyTypeSpelling, 11> kSpellings{{
-    {"ec-p256", KeyType::kEcP256},   {"p256", KeyType::kEcP256},
-    {"ecdsa-p256", KeyType::kEcP256}, {"ec-p384", KeyType::kEcP384},
-    {"p384", KeyType::kEcP384},      {"ecdsa-p384", KeyType::kEcP384},
-    {"rsa-2048", KeyType::kRsa2048}, {"rsa-3072", KeyType::kRsa3072},
-    {"rsa-4096", KeyType::kRsa4096}, {"rsa2048", KeyType::kRsa2048},
+    {"ec-p256", KeyType::kEcP256},
+    {"p256", KeyType::kEcP256},
+    {"ecdsa-p256", KeyType::kEcP256},
+    {"ec-p384", KeyType::kEcP384},
+    {"p384", KeyType::kEcP384},
+    {"ecdsa-p384", KeyType::kEcP384},
+    {"rsa-2048", KeyType::kRsa2048},
+    {"rsa-3072", KeyType::kRsa3072},
+    {"rsa-4096", KeyType::kRsa4096},
+    {"rsa2048", KeyType::kRsa2048},
     {"ed25519", KeyType::kEd25519},
 }};
-
-std::string ecGroupName(const EVP_PKEY* key) {
-  char name[64] = {0};
-  size_t len = 0;
-  if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, name, sizeof name, &len) !=
-      1) {
-    drainOpensslErrors();
-    return {};
-  }
-  return std::string(name, len);
-}
 
 // OpenSSL names an explicit-parameter key after the named curve its parameters
 // match, so only the encoding tells it apart.
@@ -66,6 +60,17 @@ int passphraseCallback(char* buf, int size, int /*rwflag*/, void* user) {
 
 }  // namespace
 
+std::string ecGroupName(const EVP_PKEY* key) {
+  char name[64] = {0};
+  size_t len = 0;
+  if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, name, sizeof name, &len) !=
+      1) {
+    drainOpensslErrors();
+    return {};
+  }
+  return std::string(name, len);
+}
+
 Result<KeyType> parseKeyType(std::string_view name) {
   for (const auto& s : kSpellings) {
     if (s.name == name) {
@@ -79,12 +84,18 @@ Result<KeyType> parseKeyType(std::string_view name) {
 
 std::string_view keyTypeName(KeyType type) {
   switch (type) {
-    case KeyType::kEcP256: return "ec-p256";
-    case KeyType::kEcP384: return "ec-p384";
-    case KeyType::kRsa2048: return "rsa-2048";
-    case KeyType::kRsa3072: return "rsa-3072";
-    case KeyType::kRsa4096: return "rsa-4096";
-    case KeyType::kEd25519: return "ed25519";
+    case KeyType::kEcP256:
+      return "ec-p256";
+    case KeyType::kEcP384:
+      return "ec-p384";
+    case KeyType::kRsa2048:
+      return "rsa-2048";
+    case KeyType::kRsa3072:
+      return "rsa-3072";
+    case KeyType::kRsa4096:
+      return "rsa-4096";
+    case KeyType::kEd25519:
+      return "ed25519";
   }
   return "unknown";
 }
@@ -92,16 +103,27 @@ std::string_view keyTypeName(KeyType type) {
 Result<EvpPkeyPtr> generateKey(KeyType type) {
   EVP_PKEY* key = nullptr;
   switch (type) {
-    case KeyType::kEcP256: key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"); break;
-    case KeyType::kEcP384: key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384"); break;
-    case KeyType::kRsa2048: key = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{2048}); break;
-    case KeyType::kRsa3072: key = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{3072}); break;
-    case KeyType::kRsa4096: key = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{4096}); break;
-    case KeyType::kEd25519: key = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"); break;
+    case KeyType::kEcP256:
+      key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
+      break;
+    case KeyType::kEcP384:
+      key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384");
+      break;
+    case KeyType::kRsa2048:
+      key = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{2048});
+      break;
+    case KeyType::kRsa3072:
+      key = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{3072});
+      break;
+    case KeyType::kRsa4096:
+      key = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{4096});
+      break;
+    case KeyType::kEd25519:
+      key = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
+      break;
   }
   if (key == nullptr) {
-    return opensslError(Code::kInternal,
-                        fmt::format("cannot generate {} key", keyTypeName(type)));
+    return opensslError(Code::kInternal, fmt::format("cannot generate {} key", keyTypeName(type)));
   }
   return EvpPkeyPtr(key);
 }
@@ -114,9 +136,8 @@ Result<void> checkKeyStrength(const EVP_PKEY* key) {
     case EVP_PKEY_RSA: {
       int bits = EVP_PKEY_get_bits(key);
       if (bits < kMinRsaBits) {
-        return Error::invalidArgument(
-            fmt::format("RSA key of {} bits is too weak: at least {} bits are required", bits,
-                        kMinRsaBits));
+        return Error::invalidArgument(fmt::format(
+            "RSA key of {} bits is too weak: at least {} bits are required", bits, kMinRsaBits));
       }
       if (bits > kMaxRsaBits) {
         return Error::invalidArgument(
@@ -152,15 +173,20 @@ std::string describeKey(const EVP_PKEY* key) {
     return "none";
   }
   switch (EVP_PKEY_get_base_id(key)) {
-    case EVP_PKEY_RSA: return fmt::format("RSA {}", EVP_PKEY_get_bits(key));
+    case EVP_PKEY_RSA:
+      return fmt::format("RSA {}", EVP_PKEY_get_bits(key));
     case EVP_PKEY_EC: {
       std::string g = ecGroupName(key);
-      if (g == "prime256v1") return "ECDSA P-256";
-      if (g == "secp384r1") return "ECDSA P-384";
-      if (g == "secp521r1") return "ECDSA P-521";
+      if (g == "prime256v1")
+        return "ECDSA P-256";
+      if (g == "secp384r1")
+        return "ECDSA P-384";
+      if (g == "secp521r1")
+        return "ECDSA P-521";
       return fmt::format("ECDSA {}", g.empty() ? "explicit-curve" : g);
     }
-    case EVP_PKEY_ED25519: return "Ed25519";
+    case EVP_PKEY_ED25519:
+      return "Ed25519";
     default: {
       const char* sn = OBJ_nid2sn(EVP_PKEY_get_base_id(key));
       return sn ? sn : "unknown";
@@ -174,8 +200,10 @@ const EVP_MD* signatureDigestFor(const EVP_PKEY* key) {
   }
   if (EVP_PKEY_get_base_id(key) == EVP_PKEY_EC) {
     int bits = EVP_PKEY_get_bits(key);
-    if (bits > 384) return EVP_sha512();
-    if (bits > 256) return EVP_sha384();
+    if (bits > 384)
+      return EVP_sha512();
+    if (bits > 256)
+      return EVP_sha384();
   }
   return EVP_sha256();
 }

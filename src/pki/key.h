@@ -23,6 +23,9 @@ Result<EvpPkeyPtr> generateKey(KeyType type);
 // parameters), and every other algorithm but Ed25519.
 Result<void> checkKeyStrength(const EVP_PKEY* key);
 
+// The OpenSSL group name of an EC key ("prime256v1"), empty for other keys.
+std::string ecGroupName(const EVP_PKEY* key);
+
 // "ECDSA P-256", "RSA 2048", "Ed25519".
 std::string describeKey(const EVP_PKEY* key);
 

@@ -23,10 +23,18 @@ struct OsslDeleter {
   }
 };
 
-inline void freeGeneralNames(GENERAL_NAMES* names) { GENERAL_NAMES_free(names); }
-inline void freeX509Stack(STACK_OF(X509) * s) { sk_X509_pop_free(s, X509_free); }
-inline void freeOpensslString(char* s) { OPENSSL_free(s); }
-inline void freeOpensslBytes(unsigned char* s) { OPENSSL_free(s); }
+inline void freeGeneralNames(GENERAL_NAMES* names) {
+  GENERAL_NAMES_free(names);
+}
+inline void freeX509Stack(STACK_OF(X509) * s) {
+  sk_X509_pop_free(s, X509_free);
+}
+inline void freeOpensslString(char* s) {
+  OPENSSL_free(s);
+}
+inline void freeOpensslBytes(unsigned char* s) {
+  OPENSSL_free(s);
+}
 
 using X509Ptr = std::unique_ptr<X509, OsslDeleter<X509_free>>;
 using X509ReqPtr = std::unique_ptr<X509_REQ, OsslDeleter<X509_REQ_free>>;
@@ -36,8 +44,7 @@ using X509StorePtr = std::unique_ptr<X509_STORE, OsslDeleter<X509_STORE_free>>;
 using X509StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, OsslDeleter<X509_STORE_CTX_free>>;
 using X509StackPtr = std::unique_ptr<STACK_OF(X509), OsslDeleter<freeX509Stack>>;
 using ExtensionStackPtr =
-    std::unique_ptr<STACK_OF(X509_EXTENSION),
-                    OsslDeleter<+[](STACK_OF(X509_EXTENSION) * s) {
+    std::unique_ptr<STACK_OF(X509_EXTENSION), OsslDeleter<+[](STACK_OF(X509_EXTENSION) * s) {
                       sk_X509_EXTENSION_pop_free(s, X509_EXTENSION_free);
                     }>>;
 using GeneralNamesPtr = std::unique_ptr<GENERAL_NAMES, OsslDeleter<freeGeneralNames>>;

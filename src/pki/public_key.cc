@@ -36,7 +36,8 @@ std::string oidName(Bytes oid) {
   std::unique_ptr<ASN1_OBJECT, OsslDeleter<ASN1_OBJECT_free>> obj(
       d2i_ASN1_OBJECT(nullptr, &p, static_cast<long>(der.size())));
   char buf[128] = "unknown";
-  if (obj) OBJ_obj2txt(buf, sizeof buf, obj.get(), 0);
+  if (obj)
+    OBJ_obj2txt(buf, sizeof buf, obj.get(), 0);
   drainOpensslErrors();
   return buf;
 }
@@ -99,11 +100,13 @@ Result<EvpPkeyPtr> rsaKey(Bytes key_bits) {
   BignumPtr bn_n(BN_bin2bn(n.value.data(), static_cast<int>(n.value.size()), nullptr));
   BignumPtr bn_e(BN_bin2bn(e.value.data(), static_cast<int>(e.value.size()), nullptr));
   std::unique_ptr<OSSL_PARAM_BLD, OsslDeleter<OSSL_PARAM_BLD_free>> bld(OSSL_PARAM_BLD_new());
-  if (!bn_n || !bn_e || !bld || !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, bn_n.get()) ||
+  if (!bn_n || !bn_e || !bld ||
+      !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, bn_n.get()) ||
       !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, bn_e.get())) {
     return opensslError(Code::kInternal, "cannot build RSA key parameters");
   }
-  std::unique_ptr<OSSL_PARAM, OsslDeleter<OSSL_PARAM_free>> params(OSSL_PARAM_BLD_to_param(bld.get()));
+  std::unique_ptr<OSSL_PARAM, OsslDeleter<OSSL_PARAM_free>> params(
+      OSSL_PARAM_BLD_to_param(bld.get()));
   EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr));
   EVP_PKEY* key = nullptr;
   if (!params || !ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
@@ -186,7 +189,8 @@ Result<EvpPkeyPtr> publicKeyFromSpki(Bytes spki) {
       return Error::invalidArgument("malformed Ed25519 public key");
     }
     key.reset(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, key_bits.data(), 32));
-    if (!key) return opensslError(Code::kInvalidArgument, "malformed Ed25519 public key");
+    if (!key)
+      return opensslError(Code::kInvalidArgument, "malformed Ed25519 public key");
   } else {
     return Error::invalidArgument("key algorithm is not accepted: use ECDSA, RSA or Ed25519");
   }
@@ -194,8 +198,7 @@ Result<EvpPkeyPtr> publicKeyFromSpki(Bytes spki) {
   return key;
 }
 
-Result<void> verifySignature(const EVP_PKEY* key, Bytes sig_alg_oid, Bytes data,
-                             Bytes signature) {
+Result<void> verifySignature(const EVP_PKEY* key, Bytes sig_alg_oid, Bytes data, Bytes signature) {
   SigAlg alg{};
   if (!sigAlgFor(sig_alg_oid, &alg)) {
     return Error::invalidArgument(
@@ -209,7 +212,8 @@ Result<void> verifySignature(const EVP_PKEY* key, Bytes sig_alg_oid, Bytes data,
   if (alg.base_id == EVP_PKEY_ED25519) {
     EvpMdCtxPtr md(EVP_MD_CTX_new());
     if (!md || EVP_DigestVerifyInit(md.get(), nullptr, nullptr, nullptr, k) != 1 ||
-        EVP_DigestVerify(md.get(), signature.data(), signature.size(), data.data(), data.size()) != 1) {
+        EVP_DigestVerify(md.get(), signature.data(), signature.size(), data.data(), data.size()) !=
+            1) {
       return opensslError(Code::kInvalidArgument, "signature does not verify");
     }
     return okResult();

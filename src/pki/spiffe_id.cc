@@ -30,7 +30,8 @@ std::string quoted(std::string_view s) {
 
 Result<void> validateTrustDomain(std::string_view td, std::string_view whole) {
   if (td.empty()) {
-    return Error::invalidArgument(fmt::format("spiffe id {} has an empty trust domain", quoted(whole)));
+    return Error::invalidArgument(
+        fmt::format("spiffe id {} has an empty trust domain", quoted(whole)));
   }
   if (td.size() > kMaxTrustDomainBytes) {
     return Error::invalidArgument(
@@ -41,8 +42,8 @@ Result<void> validateTrustDomain(std::string_view td, std::string_view whole) {
       continue;
     }
     if (c >= 'A' && c <= 'Z') {
-      return Error::invalidArgument(fmt::format(
-          "trust domain in {} must be lowercase", quoted(whole)));
+      return Error::invalidArgument(
+          fmt::format("trust domain in {} must be lowercase", quoted(whole)));
     }
     if (c == ':') {
       return Error::invalidArgument(
@@ -72,7 +73,8 @@ Result<void> validatePath(std::string_view path, std::string_view whole) {
   size_t pos = 1;
   while (pos <= path.size()) {
     size_t next = path.find('/', pos);
-    std::string_view seg = path.substr(pos, (next == std::string_view::npos ? path.size() : next) - pos);
+    std::string_view seg =
+        path.substr(pos, (next == std::string_view::npos ? path.size() : next) - pos);
     if (seg.empty()) {
       return Error::invalidArgument(
           fmt::format("spiffe id {} has an empty path segment", quoted(whole)));
@@ -164,7 +166,9 @@ Result<SpiffeId> SpiffeId::forServiceAccount(const TrustDomain& td, std::string_
   return parse(fmt::format("spiffe://{}/ns/{}/sa/{}", td.name(), ns, sa));
 }
 
-SpiffeId SpiffeId::forTrustDomain(const TrustDomain& td) { return SpiffeId(td, td.idString()); }
+SpiffeId SpiffeId::forTrustDomain(const TrustDomain& td) {
+  return SpiffeId(td, td.idString());
+}
 
 std::string_view SpiffeId::path() const {
   return std::string_view(uri_).substr(kScheme.size() + td_.name().size());

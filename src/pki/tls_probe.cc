@@ -53,7 +53,8 @@ Result<int> connectWithTimeout(const std::string& host, uint16_t port,
   std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> owned(res, freeaddrinfo);
   std::string last_error = "no address";
   for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
-    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+    int fd =
+        ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
     if (fd < 0) {
       last_error = std::strerror(errno);
       continue;
@@ -123,7 +124,8 @@ Result<TlsProbeResult> probeTls(const TlsProbeOptions& options) {
   auto deadline = std::chrono::steady_clock::now() + options.timeout;
   for (;;) {
     int rc = SSL_connect(ssl.get());
-    if (rc == 1) break;
+    if (rc == 1)
+      break;
     int err = SSL_get_error(ssl.get(), rc);
     if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
       return opensslError(Code::kUnavailable, fmt::format("TLS handshake with {}:{} failed",

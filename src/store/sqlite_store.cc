@@ -43,7 +43,9 @@ CREATE TABLE bundle_versions (
 )sql",
 };
 
-int64_t unix(SystemTime t) { return toUnixSeconds(t); }
+int64_t unix(SystemTime t) {
+  return toUnixSeconds(t);
+}
 
 Error sqliteError(sqlite3* db, std::string_view what) {
   int code = sqlite3_errcode(db);
@@ -57,7 +59,7 @@ Error sqliteError(sqlite3* db, std::string_view what) {
 // A prepared statement, finalized on scope exit.
 class Statement {
  public:
-  Statement(sqlite3* db, std::string_view sql) : db_(db) {
+  Statement(sqlite3* db, std::string_view sql) {
     ok_ = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr) ==
           SQLITE_OK;
   }
@@ -91,7 +93,6 @@ class Statement {
   bool isNull(int col) { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
 
  private:
-  sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
   bool ok_ = false;
 };
@@ -152,13 +153,16 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
 }
 
 SqliteStore::~SqliteStore() {
-  for (sqlite3_stmt* st : {begin_, insert_, commit_}) sqlite3_finalize(st);
+  for (sqlite3_stmt* st : {begin_, insert_, commit_})
+    sqlite3_finalize(st);
   sqlite3_close(db_);
 }
 
 Result<void> SqliteStore::migrate() {
   std::lock_guard lock(mu_);
-  MESHID_RETURN_IF_ERROR(exec(db_, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+  MESHID_RETURN_IF_ERROR(exec(db_,
+                              "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER "
+                              "PRIMARY KEY, applied_at INTEGER NOT NULL)",
                               "cannot create schema_migrations"));
   // The statement is finalized before any BEGIN: a pending read keeps a WAL
   // snapshot, and upgrading a stale snapshot to a writer fails at once with
@@ -191,7 +195,9 @@ Result<void> SqliteStore::migrate() {
     }
     auto applied = exec(db_, kMigrations[v - 1], fmt::format("migration {} failed", v));
     if (applied.ok()) {
-      Statement mark(db_, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%s','now'))");
+      Statement mark(
+          db_,
+          "INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%s','now'))");
       mark.bind(1, static_cast<int64_t>(v));
       if (!mark.ok() || mark.step() != SQLITE_DONE) {
         applied = sqliteError(db_, "cannot record migration");
@@ -221,7 +227,8 @@ Result<void> SqliteStore::recordIssuance(const IssuanceRecord& r) {
   pending_.push_back(&mine);
   // Someone is committing: wait for them to take our row in the next batch.
   batch_cv_.wait(lock, [&] { return mine.done || !committing_; });
-  if (mine.done) return mine.result;
+  if (mine.done)
+    return mine.result;
   // We lead: commit everything pending, again and again, until none is left.
   committing_ = true;
   while (!pending_.empty()) {
@@ -230,7 +237,8 @@ Result<void> SqliteStore::recordIssuance(const IssuanceRecord& r) {
     lock.unlock();
     std::vector<const IssuanceRecord*> rows;
     rows.reserve(batch.size());
-    for (auto* p : batch) rows.push_back(p->record);
+    for (auto* p : batch)
+      rows.push_back(p->record);
     Result<void> result;
     {
       std::lock_guard db_lock(mu_);
@@ -265,7 +273,8 @@ Result<void> SqliteStore::insertIssuancesLocked(const std::vector<const Issuance
     sqlite3_reset(st);
     return rc == SQLITE_DONE;
   };
-  if (!run(begin_)) return sqliteError(db_, "cannot begin transaction");
+  if (!run(begin_))
+    return sqliteError(db_, "cannot begin transaction");
   Result<void> result;
   for (const IssuanceRecord* r : batch) {
     auto text = [&](int i, const std::string& v) {
@@ -281,12 +290,15 @@ Result<void> SqliteStore::insertIssuancesLocked(const std::vector<const Issuance
     text(8, r->api);
     sqlite3_bind_int64(insert_, 9, unix(r->issued_at));
     bool ok = sqlite3_step(insert_) == SQLITE_DONE;
-    if (!ok) result = sqliteError(db_, "cannot record issuance");
+    if (!ok)
+      result = sqliteError(db_, "cannot record issuance");
     sqlite3_reset(insert_);
     sqlite3_clear_bindings(insert_);
-    if (!ok) break;
+    if (!ok)
+      break;
   }
-  if (result.ok() && !run(commit_)) result = sqliteError(db_, "cannot commit issuances");
+  if (result.ok() && !run(commit_))
+    result = sqliteError(db_, "cannot commit issuances");
   if (!result.ok() && !sqlite3_get_autocommit(db_)) {
     (void)exec(db_, "ROLLBACK", "rollback");
   }
@@ -309,8 +321,14 @@ Result<std::optional<IssuanceRecord>> SqliteStore::findIssuance(const std::strin
   if (rc != SQLITE_ROW) {
     return sqliteError(db_, "cannot query issuance");
   }
-  IssuanceRecord r{s.text(0), s.text(1), fromUnixSeconds(s.integer(2)),
-                   fromUnixSeconds(s.integer(3)), s.text(4), s.text(5), s.text(6), s.text(7),
+  IssuanceRecord r{s.text(0),
+                   s.text(1),
+                   fromUnixSeconds(s.integer(2)),
+                   fromUnixSeconds(s.integer(3)),
+                   s.text(4),
+                   s.text(5),
+                   s.text(6),
+                   s.text(7),
                    fromUnixSeconds(s.integer(8))};
   return std::optional<IssuanceRecord>(std::move(r));
 }
@@ -332,7 +350,10 @@ Result<void> SqliteStore::createJoinToken(const JoinTokenRecord& r) {
   if (!s.ok()) {
     return sqliteError(db_, "cannot create join token");
   }
-  s.bind(1, r.token_hash).bind(2, r.spiffe_id).bind(3, unix(r.created_at)).bind(4, unix(r.expires_at));
+  s.bind(1, r.token_hash)
+      .bind(2, r.spiffe_id)
+      .bind(3, unix(r.created_at))
+      .bind(4, unix(r.expires_at));
   int rc = s.step();
   if (rc == SQLITE_CONSTRAINT) {
     return Error::alreadyExists("a join token with this hash already exists");
@@ -421,12 +442,16 @@ Result<BundleVersion> SqliteStore::saveBundle(const std::string& roots_pem,
     return *latest;
   }
   BundleVersion next{latest ? latest->version + 1 : 1, roots_pem, sha256, now};
-  Statement s(db_,
-              "INSERT INTO bundle_versions (version, roots_pem, sha256, created_at) VALUES (?, ?, ?, ?)");
+  Statement s(
+      db_,
+      "INSERT INTO bundle_versions (version, roots_pem, sha256, created_at) VALUES (?, ?, ?, ?)");
   if (!s.ok()) {
     return sqliteError(db_, "cannot save trust bundle");
   }
-  s.bind(1, static_cast<int64_t>(next.version)).bind(2, roots_pem).bind(3, sha256).bind(4, unix(now));
+  s.bind(1, static_cast<int64_t>(next.version))
+      .bind(2, roots_pem)
+      .bind(3, sha256)
+      .bind(4, unix(now));
   if (s.step() != SQLITE_DONE) {
     return sqliteError(db_, "cannot save trust bundle");
   }

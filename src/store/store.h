@@ -13,14 +13,14 @@
 namespace meshid::store {
 
 struct IssuanceRecord {
-  std::string serial;     // lowercase hex, unique
+  std::string serial;  // lowercase hex, unique
   std::string spiffe_id;
   SystemTime not_before;
   SystemTime not_after;
-  std::string signer;     // which authority signed (e.g. "selfsigned", "files")
-  std::string caller;     // the authenticated identity that asked
-  std::string method;     // how it authenticated: "jwt", "mtls", "join_token"
-  std::string api;        // "istio" or "meshid"
+  std::string signer;  // which authority signed (e.g. "selfsigned", "files")
+  std::string caller;  // the authenticated identity that asked
+  std::string method;  // how it authenticated: "jwt", "mtls", "join_token"
+  std::string api;     // "istio" or "meshid"
   SystemTime issued_at;
 };
 
@@ -59,8 +59,8 @@ class Store {
 
   // Stores roots as a new version unless they equal the latest (by sha256), in
   // which case the latest is returned unchanged.
-  virtual Result<BundleVersion> saveBundle(const std::string& roots_pem,
-                                           const std::string& sha256, SystemTime now) = 0;
+  virtual Result<BundleVersion> saveBundle(const std::string& roots_pem, const std::string& sha256,
+                                           SystemTime now) = 0;
   virtual Result<std::optional<BundleVersion>> latestBundle() = 0;
 
   // The applied schema version (migrations are numbered from 1).

@@ -18,20 +18,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (csr.ok() && input.find("-----BEGIN") == std::string_view::npos) {
     const unsigned char* p = data;
     meshid::pki::X509ReqPtr req(d2i_X509_REQ(nullptr, &p, static_cast<long>(size)));
-    if (!req || p != data + size) std::abort();
+    if (!req || p != data + size)
+      std::abort();
     EVP_PKEY* key = X509_REQ_get0_pubkey(req.get());
-    if (key == nullptr || X509_REQ_verify(req.get(), key) != 1) std::abort();
-    if (!meshid::pki::samePublicKey(key, csr->public_key.get())) std::abort();
+    if (key == nullptr || X509_REQ_verify(req.get(), key) != 1)
+      std::abort();
+    if (!meshid::pki::samePublicKey(key, csr->public_key.get()))
+      std::abort();
     meshid::pki::ExtensionStackPtr exts(X509_REQ_get_extensions(req.get()));
     meshid::pki::SubjectAltNames sans;
     for (int i = 0; exts && i < sk_X509_EXTENSION_num(exts.get()); ++i) {
       X509_EXTENSION* ext = sk_X509_EXTENSION_value(exts.get(), i);
-      if (OBJ_obj2nid(X509_EXTENSION_get_object(ext)) != NID_subject_alt_name) continue;
+      if (OBJ_obj2nid(X509_EXTENSION_get_object(ext)) != NID_subject_alt_name)
+        continue;
       meshid::pki::GeneralNamesPtr names(static_cast<GENERAL_NAMES*>(X509V3_EXT_d2i(ext)));
-      if (!names) std::abort();
+      if (!names)
+        std::abort();
       sans = meshid::pki::collectSubjectAltNames(names.get());
     }
-    if (sans.uri != csr->uri_sans || sans.dns != csr->dns_sans) std::abort();
+    if (sans.uri != csr->uri_sans || sans.dns != csr->dns_sans)
+      std::abort();
   }
   if (csr.ok()) {
     (void)meshid::pki::csrSpiffeId(*csr);

@@ -14,8 +14,8 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
-#include <set>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -68,15 +68,16 @@ std::shared_ptr<grpc::Channel> channel(int port, const std::string& root_pem,
   }
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // a connection of its own
-  return grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port),
-                                   grpc::SslCredentials(tls), args);
+  return grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port), grpc::SslCredentials(tls),
+                                   args);
 }
 
 std::unique_ptr<grpc::ClientContext> context(std::optional<std::string> bearer = std::nullopt,
                                              std::chrono::milliseconds timeout = 5s) {
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(std::chrono::system_clock::now() + timeout);
-  if (bearer) ctx->AddMetadata("authorization", "Bearer " + *bearer);
+  if (bearer)
+    ctx->AddMetadata("authorization", "Bearer " + *bearer);
   return ctx;
 }
 
@@ -108,7 +109,8 @@ std::string describe(const grpc::Status& s) {
 std::vector<pki::X509Ptr> certs(const google::protobuf::RepeatedPtrField<std::string>& pems) {
   std::vector<pki::X509Ptr> out;
   for (const auto& p : pems) {
-    for (auto& c : orThrow(pki::parseCertificatesPem(p), "response pem")) out.push_back(std::move(c));
+    for (auto& c : orThrow(pki::parseCertificatesPem(p), "response pem"))
+      out.push_back(std::move(c));
   }
   return out;
 }
@@ -118,7 +120,8 @@ std::string httpGet(int port, const std::string& path) {
   cli.set_connection_timeout(2s);
   cli.set_read_timeout(5s);
   auto res = cli.Get(path.c_str());
-  if (!res) return "<no response>";
+  if (!res)
+    return "<no response>";
   return std::to_string(res->status) + "\n" + res->body;
 }
 
@@ -126,7 +129,8 @@ std::string httpGet(int port, const std::string& path) {
 double metric(int admin_port, const std::string& series) {
   std::string text = httpGet(admin_port, "/metrics");
   size_t at = text.find("\n" + series + " ");
-  if (at == std::string::npos) return -1;
+  if (at == std::string::npos)
+    return -1;
   return std::stod(text.substr(at + series.size() + 2));
 }
 
@@ -135,7 +139,8 @@ template <class F>
 bool eventually(F cond, std::chrono::milliseconds timeout) {
   auto deadline = Steady::now() + timeout;
   while (Steady::now() < deadline) {
-    if (cond()) return true;
+    if (cond())
+      return true;
     std::this_thread::sleep_for(20ms);
   }
   return cond();
@@ -146,11 +151,12 @@ bool eventually(F cond, std::chrono::milliseconds timeout) {
 class CaGrpcTest : public ::testing::Test {
  protected:
   CaConfig config(const std::string& extra_yaml = "") {
-    std::string yaml = "trust_domain: example.org\n"
-                       "listen: 127.0.0.1:0\n"
-                       "admin_listen: 127.0.0.1:0\n"
-                       "state_dir: state\n" +
-                       extra_yaml;
+    std::string yaml =
+        "trust_domain: example.org\n"
+        "listen: 127.0.0.1:0\n"
+        "admin_listen: 127.0.0.1:0\n"
+        "state_dir: state\n" +
+        extra_yaml;
     return orThrow(parseCaConfig(yaml, dir_.path()), "config");
   }
 
@@ -170,7 +176,8 @@ class CaGrpcTest : public ::testing::Test {
   // A join token for id, straight into the server's database (WAL lets a
   // second connection write beside the server's).
   std::string joinToken(std::string_view id = kHost) {
-    if (!db_) db_ = orThrow(store::SqliteStore::open(config_->databasePath()), "second db");
+    if (!db_)
+      db_ = orThrow(store::SqliteStore::open(config_->databasePath()), "second db");
     std::string token = orThrow(generateJoinToken(), "token");
     orThrow(db_->createJoinToken({.token_hash = hashJoinToken(token),
                                   .spiffe_id = std::string(id),
@@ -181,7 +188,8 @@ class CaGrpcTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (server_) server_->shutdown(0ms);
+    if (server_)
+      server_->shutdown(0ms);
   }
 
   TempDir dir_;
@@ -204,7 +212,8 @@ TEST_F(CaGrpcTest, JoinTokenThenMtlsRenewalKeepsTheIdentity) {
   ASSERT_GE(first.response.cert_chain_size(), 2);
   auto chain = certs(first.response.cert_chain());
   std::vector<pki::X509Ptr> intermediates;
-  for (size_t i = 1; i < chain.size(); ++i) intermediates.push_back(pki::shareX509(chain[i].get()));
+  for (size_t i = 1; i < chain.size(); ++i)
+    intermediates.push_back(pki::shareX509(chain[i].get()));
   auto roots = certs(first.response.bundle().roots());
   ASSERT_EQ(roots.size(), 1u);
   pki::ChainVerifyOptions verify;
@@ -220,7 +229,8 @@ TEST_F(CaGrpcTest, JoinTokenThenMtlsRenewalKeepsTheIdentity) {
 
   // Renewal: a new key, no token, the issued certificate as client cert.
   ClientIdentity id{orThrow(pki::privateKeyToPem(key.get())), ""};
-  for (const auto& pem : first.response.cert_chain()) id.chain_pem += pem;
+  for (const auto& pem : first.response.cert_chain())
+    id.chain_pem += pem;
   auto next_key = pki::testing::newKey();
   Signed renewed = sign(port(), root, csrPem(next_key.get(), kHost), std::nullopt, &id);
   ASSERT_TRUE(renewed.status.ok()) << describe(renewed.status);
@@ -335,13 +345,14 @@ TEST_F(CaGrpcTest, FilesSignerReloadUnderLoad) {
   Signed boot = sign(port(), root, csrPem(key.get(), kHost), joinToken());
   ASSERT_TRUE(boot.status.ok()) << describe(boot.status);
   ClientIdentity id{orThrow(pki::privateKeyToPem(key.get())), ""};
-  for (const auto& pem : boot.response.cert_chain()) id.chain_pem += pem;
+  for (const auto& pem : boot.response.cert_chain())
+    id.chain_pem += pem;
   const std::string csr = csrPem(key.get(), kHost);
 
   // Load: two clients renewing in a loop, each call a new connection. Each
   // success records the DER of the intermediate its leaf came with.
   std::mutex mu;
-  std::vector<std::string> issuers;  // guarded by mu, in completion order
+  std::vector<std::string> issuers;   // guarded by mu, in completion order
   std::vector<std::string> failures;  // guarded by mu
   std::set<std::string> serials;      // guarded by mu
   std::atomic<bool> stop{false};
@@ -355,8 +366,10 @@ TEST_F(CaGrpcTest, FilesSignerReloadUnderLoad) {
       }
       auto chain = certs(s.response.cert_chain());
       std::vector<pki::X509Ptr> inter;
-      for (size_t i = 1; i < chain.size(); ++i) inter.push_back(pki::shareX509(chain[i].get()));
-      auto v = pki::verifyChain(chain[0].get(), inter, ca.roots(), pki::testing::verifyAt(clock_.now()));
+      for (size_t i = 1; i < chain.size(); ++i)
+        inter.push_back(pki::shareX509(chain[i].get()));
+      auto v =
+          pki::verifyChain(chain[0].get(), inter, ca.roots(), pki::testing::verifyAt(clock_.now()));
       if (!v.ok() || chain.size() != 2) {
         failures.push_back("bad chain: " + meshid::testing::messageOf(v));
         continue;
@@ -389,7 +402,10 @@ TEST_F(CaGrpcTest, FilesSignerReloadUnderLoad) {
   ASSERT_TRUE(eventually([&] { return count(ca.intermediate.get()) >= 5; }, 10s));
 
   // Rotate in a new intermediate under the same root.
-  auto [key2, inter2] = issueIntermediate("rotated intermediate");
+  // Not a structured binding: clang 14 cannot capture those in lambdas.
+  auto rotated = issueIntermediate("rotated intermediate");
+  auto& key2 = rotated.first;
+  auto& inter2 = rotated.second;
   volume.publish(cacertsFiles(inter2.get(), key2.get(), {inter2.get()}, {ca.root.get()}));
   auto swapped_at = Steady::now();
   ASSERT_TRUE(eventually([&] { return count(inter2.get()) >= 1; }, 10s))
@@ -405,20 +421,22 @@ TEST_F(CaGrpcTest, FilesSignerReloadUnderLoad) {
     std::string new_der = pki::certificateToDer(inter2.get());
     size_t first_new = std::find(issuers.begin(), issuers.end(), new_der) - issuers.begin();
     size_t old_after = 0;
-    for (size_t i = first_new; i < issuers.size(); ++i) old_after += issuers[i] != new_der;
+    for (size_t i = first_new; i < issuers.size(); ++i)
+      old_after += issuers[i] != new_der;
     EXPECT_LE(old_after, 1u);
   }
   EXPECT_EQ(metric(server_->adminPort(), "meshid_ca_signer_reloads_total{result=\"ok\"}"), 1);
 
   // A broken set: the certificate of a third intermediate with a key that is
   // not its own. Refused; signing goes on with the second.
-  auto [key3, inter3] = issueIntermediate("broken intermediate");
+  auto broken = issueIntermediate("broken intermediate");
+  auto& inter3 = broken.second;
   auto stray = pki::testing::newKey();
   volume.publish(cacertsFiles(inter3.get(), stray.get(), {inter3.get()}, {ca.root.get()}));
   ASSERT_TRUE(eventually(
       [&] {
-        return metric(server_->adminPort(),
-                      "meshid_ca_signer_reloads_total{result=\"failed\"}") >= 1;
+        return metric(server_->adminPort(), "meshid_ca_signer_reloads_total{result=\"failed\"}") >=
+               1;
       },
       10s))
       << httpGet(server_->adminPort(), "/metrics");
@@ -439,8 +457,7 @@ TEST_F(CaGrpcTest, FilesSignerReloadUnderLoad) {
   RecordProperty("requests", static_cast<int>(issuers.size()));
   std::cout << "signed " << issuers.size() << " certificates, each over a new connection, "
             << "new intermediate picked up after "
-            << std::chrono::duration_cast<std::chrono::milliseconds>(picked_up).count()
-            << " ms\n";
+            << std::chrono::duration_cast<std::chrono::milliseconds>(picked_up).count() << " ms\n";
 }
 
 // A root rotation through the files signer: the new set's roots include the
@@ -467,8 +484,7 @@ TEST_F(CaGrpcTest, WatchTrustBundlePushesARootRotation) {
   EXPECT_EQ(first.roots_size(), 1);
 
   volume.publish(cacertsFiles(new_ca.intermediate.get(), new_ca.intermediate_key.get(),
-                              {new_ca.intermediate.get()},
-                              {new_ca.root.get(), old_ca.root.get()}));
+                              {new_ca.intermediate.get()}, {new_ca.root.get(), old_ca.root.get()}));
   auto published = Steady::now();
   meshid::v1::TrustBundle pushed;
   ASSERT_TRUE(reader->Read(&pushed)) << describe(reader->Finish());
@@ -526,7 +542,8 @@ TEST_F(CaGrpcTest, MalformedCallsAreRefusedAndNothingIsRecorded) {
   ASSERT_TRUE(boot.status.ok()) << describe(boot.status);
   uint64_t after_boot = count();
   ClientIdentity id{orThrow(pki::privateKeyToPem(key.get())), ""};
-  for (const auto& pem : boot.response.cert_chain()) id.chain_pem += pem;
+  for (const auto& pem : boot.response.cert_chain())
+    id.chain_pem += pem;
   {
     auto stub = meshid::v1::MeshCA::NewStub(channel(port(), root, &id));
     meshid::v1::SignRequest req;
@@ -540,7 +557,8 @@ TEST_F(CaGrpcTest, MalformedCallsAreRefusedAndNothingIsRecorded) {
     }
   }
   // A bearer JWT when Kubernetes authentication is off: nobody claims it.
-  Signed jwt = sign(port(), root, csrPem(key.get(), kHost), std::string("eyJhbGciOiJFUzI1NiJ9.e30.c2ln"));
+  Signed jwt =
+      sign(port(), root, csrPem(key.get(), kHost), std::string("eyJhbGciOiJFUzI1NiJ9.e30.c2ln"));
   EXPECT_EQ(jwt.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
 
   // A client certificate from a foreign CA fails the TLS handshake.
@@ -550,8 +568,7 @@ TEST_F(CaGrpcTest, MalformedCallsAreRefusedAndNothingIsRecorded) {
                           pki::certificateToPem(foreign_leaf.get()) +
                               pki::certificateToPem(foreign.intermediate.get())};
   Signed refused = sign(port(), root, csrPem(key.get(), kHost), std::nullopt, &stranger);
-  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE)
-      << describe(refused.status);
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE) << describe(refused.status);
 
   EXPECT_EQ(count(), after_boot);
   EXPECT_EQ(after_boot, before + 1);
@@ -588,14 +605,16 @@ TEST_F(CaGrpcTest, RestartKeepsTheTrustBundle) {
   EXPECT_EQ(after.sha256(), before.sha256());
   EXPECT_EQ(after.version(), before.version());
   ASSERT_EQ(after.roots_size(), before.roots_size());
-  for (int i = 0; i < after.roots_size(); ++i) EXPECT_EQ(after.roots(i), before.roots(i));
+  for (int i = 0; i < after.roots_size(); ++i)
+    EXPECT_EQ(after.roots(i), before.roots(i));
 
   // The issuance made before the restart is still on record, and the
   // certificate it made still renews against the restarted CA.
   auto db = orThrow(store::SqliteStore::open(config_->databasePath()));
   EXPECT_TRUE(orThrow(db->findIssuance(issued.response.serial())).has_value());
   ClientIdentity id{orThrow(pki::privateKeyToPem(key.get())), ""};
-  for (const auto& pem : issued.response.cert_chain()) id.chain_pem += pem;
+  for (const auto& pem : issued.response.cert_chain())
+    id.chain_pem += pem;
   Signed renewed = sign(port(), root, csrPem(key.get(), kHost), std::nullopt, &id);
   EXPECT_TRUE(renewed.status.ok()) << describe(renewed.status);
 }
@@ -657,8 +676,8 @@ TEST_F(CaGrpcTest, StartFailsCleanlyWhenItCannotServe) {
   SecretVolume broken(dir_ / "broken-cacerts");
   pki::testing::TestCa ca = pki::testing::TestCa::create({.now = clock_.now()});
   auto stray = pki::testing::newKey();
-  broken.publish(cacertsFiles(ca.intermediate.get(), stray.get(), {ca.intermediate.get()},
-                              {ca.root.get()}));
+  broken.publish(
+      cacertsFiles(ca.intermediate.get(), stray.get(), {ca.intermediate.get()}, {ca.root.get()}));
   CaConfig files = other("d");
   files.signer.type = "files";
   files.signer.dir = broken.path();
@@ -699,7 +718,12 @@ TEST_F(CaGrpcTest, ServingCertificateIsRenewedWithoutRestart) {
   std::string first = servedSerial();
   ASSERT_FALSE(first.empty());
   // Renewal at 2 s, re-read by gRPC within 1 s after that.
-  EXPECT_TRUE(eventually([&] { auto s = servedSerial(); return !s.empty() && s != first; }, 8s))
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto s = servedSerial();
+        return !s.empty() && s != first;
+      },
+      8s))
       << "still serving " << first;
   auto stub = meshid::v1::MeshCA::NewStub(channel(port(), root));
   meshid::v1::TrustBundle bundle;
@@ -719,8 +743,9 @@ TEST_F(CaGrpcTest, JwksFetchedOverHttpsAuthenticatesServiceAccountTokens) {
                            .lifetime = std::chrono::seconds(3600),
                            .now = clock_.now(),
                            .ip_addresses = {"127.0.0.1"}};
-  auto web_cert = orThrow(pki::issueX509Svid(web_req, web_ca.intermediate.get(),
-                                             *web_ca.intermediate_signer), "web cert");
+  auto web_cert =
+      orThrow(pki::issueX509Svid(web_req, web_ca.intermediate.get(), *web_ca.intermediate_signer),
+              "web cert");
   ASSERT_TRUE(writeFileAtomic(dir_.path() / "web.pem",
                               pki::certificateToPem(web_cert.get()) +
                                   pki::certificateToPem(web_ca.intermediate.get()),
@@ -745,20 +770,21 @@ TEST_F(CaGrpcTest, JwksFetchedOverHttpsAuthenticatesServiceAccountTokens) {
   std::thread web([&] { https.listen_after_bind(); });
 
   start(config("authentication:\n  kubernetes:\n    jwks_url: https://127.0.0.1:" +
-               std::to_string(web_port) + "/openid/v1/jwks\n    jwks_ca_file: web-ca.pem\n"
+               std::to_string(web_port) +
+               "/openid/v1/jwks\n    jwks_ca_file: web-ca.pem\n"
                "    issuer: https://kubernetes.default.svc\n"));
   EXPECT_GE(fetches.load(), 1);
   std::string root = selfSignedRootPem();
   auto token = [&](const EVP_PKEY* key) {
     auto now = toUnixSeconds(clock_.now());
-    nlohmann::json claims = {{"iss", "https://kubernetes.default.svc"},
-                             {"aud", {"istio-ca"}},
-                             {"sub", "system:serviceaccount:default:sleep"},
-                             {"iat", now},
-                             {"exp", now + 600},
-                             {"kubernetes.io",
-                              {{"namespace", "default"},
-                               {"serviceaccount", {{"name", "sleep"}, {"uid", "u1"}}}}}};
+    nlohmann::json claims = {
+        {"iss", "https://kubernetes.default.svc"},
+        {"aud", {"istio-ca"}},
+        {"sub", "system:serviceaccount:default:sleep"},
+        {"iat", now},
+        {"exp", now + 600},
+        {"kubernetes.io",
+         {{"namespace", "default"}, {"serviceaccount", {{"name", "sleep"}, {"uid", "u1"}}}}}};
     return orThrow(pki::signJwt({{"alg", "RS256"}, {"kid", "k1"}}, claims, key), "jwt");
   };
   const std::string id = "spiffe://example.org/ns/default/sa/sleep";
@@ -768,7 +794,8 @@ TEST_F(CaGrpcTest, JwksFetchedOverHttpsAuthenticatesServiceAccountTokens) {
   EXPECT_EQ(ok.response.spiffe_id(), id);
   auto stranger = pki::testing::newKey(pki::KeyType::kRsa2048);
   Signed refused = sign(port(), root, csrPem(key.get(), id), token(stranger.get()));
-  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << describe(refused.status);
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+      << describe(refused.status);
   server_->shutdown(0ms);
   https.stop();
   web.join();

@@ -16,9 +16,12 @@ Result<std::optional<Identity>> JoinTokenAuthenticator::authenticate(
   auto record = store_.consumeJoinToken(hash, clock_.now());
   if (!record.ok()) {
     switch (record.error().code) {
-      case Code::kNotFound: return Error::unauthenticated("unknown join token");
-      case Code::kFailedPrecondition: return Error::unauthenticated(record.error().message);
-      default: return Error::unavailable("cannot check join token: " + record.error().message);
+      case Code::kNotFound:
+        return Error::unauthenticated("unknown join token");
+      case Code::kFailedPrecondition:
+        return Error::unauthenticated(record.error().message);
+      default:
+        return Error::unavailable("cannot check join token: " + record.error().message);
     }
   }
   auto id = pki::SpiffeId::parse(record->spiffe_id);

@@ -14,7 +14,8 @@ constexpr auto kMinRefreshGap = std::chrono::seconds(30);
 
 size_t appendBody(char* data, size_t size, size_t n, void* user) {
   auto* body = static_cast<std::string*>(user);
-  if (body->size() + size * n > pki::kMaxJwksBytes) return 0;  // aborts the transfer
+  if (body->size() + size * n > pki::kMaxJwksBytes)
+    return 0;  // aborts the transfer
   body->append(data, size * n);
   return size * n;
 }
@@ -37,15 +38,16 @@ Result<std::shared_ptr<const pki::Jwks>> FileJwksProvider::current() {
   auto parsed = text.ok() ? pki::parseJwks(*text) : Result<pki::Jwks>(text.error());
   if (!parsed.ok()) {
     if (jwks_) {
-      spdlog::error("JWKS file refused, keeping the previous keys path={} error={}",
-                    path_.string(), parsed.error().message);
+      spdlog::error("JWKS file refused, keeping the previous keys path={} error={}", path_.string(),
+                    parsed.error().message);
       loaded_mtime_ = mtime;  // do not re-read the same broken file every second
       return jwks_;
     }
-    return Error::unavailable(fmt::format("no usable JWKS in {}: {}", path_.string(),
-                                          parsed.error().message));
+    return Error::unavailable(
+        fmt::format("no usable JWKS in {}: {}", path_.string(), parsed.error().message));
   }
-  for (const auto& note : parsed->notes) spdlog::info("JWKS note path={} {}", path_.string(), note);
+  for (const auto& note : parsed->notes)
+    spdlog::info("JWKS note path={} {}", path_.string(), note);
   jwks_ = std::make_shared<const pki::Jwks>(std::move(parsed).value());
   loaded_mtime_ = mtime;
   spdlog::info("JWKS loaded path={} keys={}", path_.string(), jwks_->size());
@@ -71,7 +73,8 @@ UrlJwksProvider::~UrlJwksProvider() {
 
 Result<void> UrlJwksProvider::fetch() {
   std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
-  if (!curl) return Error::internal("cannot start an HTTP client");
+  if (!curl)
+    return Error::internal("cannot start an HTTP client");
   std::string body;
   char errbuf[CURL_ERROR_SIZE] = {0};
   curl_easy_setopt(curl.get(), CURLOPT_URL, url_.c_str());
@@ -82,18 +85,21 @@ Result<void> UrlJwksProvider::fetch() {
   curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT, 10L);
   curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl.get(), CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2);
-  if (!ca_file_.empty()) curl_easy_setopt(curl.get(), CURLOPT_CAINFO, ca_file_.c_str());
+  if (!ca_file_.empty())
+    curl_easy_setopt(curl.get(), CURLOPT_CAINFO, ca_file_.c_str());
   CURLcode rc = curl_easy_perform(curl.get());
   {
     std::lock_guard lock(mu_);
     last_fetch_ = std::chrono::steady_clock::now();
   }
   if (rc != CURLE_OK) {
-    return Error::unavailable(fmt::format("GET {}: {}", url_, errbuf[0] ? errbuf : curl_easy_strerror(rc)));
+    return Error::unavailable(
+        fmt::format("GET {}: {}", url_, errbuf[0] ? errbuf : curl_easy_strerror(rc)));
   }
   long status = 0;
   curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &status);
-  if (status != 200) return Error::unavailable(fmt::format("GET {}: HTTP {}", url_, status));
+  if (status != 200)
+    return Error::unavailable(fmt::format("GET {}: HTTP {}", url_, status));
   MESHID_ASSIGN_OR_RETURN(pki::Jwks jwks, pki::parseJwks(body));
   auto fresh = std::make_shared<const pki::Jwks>(std::move(jwks));
   std::lock_guard lock(mu_);
@@ -127,7 +133,8 @@ void UrlJwksProvider::run() {
     auto wait = jwks_ ? std::chrono::duration_cast<std::chrono::seconds>(refresh_)
                       : std::chrono::seconds(5);
     cv_.wait_for(lock, wait, [this] { return stopping_ || wake_; });
-    if (stopping_) return;
+    if (stopping_)
+      return;
     wake_ = false;
     lock.unlock();
     auto r = fetch();

@@ -37,8 +37,8 @@ class FileJwksProvider final : public JwksProvider {
  private:
   const std::filesystem::path path_;
   std::mutex mu_;
-  std::filesystem::file_time_type loaded_mtime_{};  // guarded by mu_
-  std::shared_ptr<const pki::Jwks> jwks_;          // guarded by mu_
+  std::filesystem::file_time_type loaded_mtime_{};   // guarded by mu_
+  std::shared_ptr<const pki::Jwks> jwks_;            // guarded by mu_
   std::chrono::steady_clock::time_point checked_{};  // guarded by mu_
 };
 
@@ -60,10 +60,10 @@ class UrlJwksProvider final : public JwksProvider {
   const Seconds refresh_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::shared_ptr<const pki::Jwks> jwks_;  // guarded by mu_
-  std::string last_error_;                 // guarded by mu_
-  bool stopping_ = false;                  // guarded by mu_
-  bool wake_ = false;                      // guarded by mu_
+  std::shared_ptr<const pki::Jwks> jwks_;               // guarded by mu_
+  std::string last_error_;                              // guarded by mu_
+  bool stopping_ = false;                               // guarded by mu_
+  bool wake_ = false;                                   // guarded by mu_
   std::chrono::steady_clock::time_point last_fetch_{};  // guarded by mu_
   std::thread thread_;
 };

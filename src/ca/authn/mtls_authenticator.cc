@@ -18,7 +18,8 @@ Result<std::optional<Identity>> MtlsAuthenticator::authenticate(
     std::lock_guard lock(mu_);
     auto it = cache_.find(pem);
     if (it != cache_.end()) {
-      if (now < it->second.not_after) return std::optional<Identity>(it->second.identity);
+      if (now < it->second.not_after)
+        return std::optional<Identity>(it->second.identity);
       cache_.erase(it);
     }
   }
@@ -31,9 +32,9 @@ Result<std::optional<Identity>> MtlsAuthenticator::authenticate(
     return Error::unauthenticated("client certificate: " + id.error().message);
   }
   if (!(id->trustDomain() == trust_domain_)) {
-    return Error::unauthenticated(fmt::format(
-        "client certificate is for trust domain {}, this CA serves {}",
-        id->trustDomain().name(), trust_domain_.name()));
+    return Error::unauthenticated(
+        fmt::format("client certificate is for trust domain {}, this CA serves {}",
+                    id->trustDomain().name(), trust_domain_.name()));
   }
   SystemTime not_after = pki::notAfter(certs->front().get());
   if (now >= not_after) {
@@ -41,7 +42,8 @@ Result<std::optional<Identity>> MtlsAuthenticator::authenticate(
   }
   Identity identity{std::move(id).value(), "mtls", ""};
   std::lock_guard lock(mu_);
-  if (cache_.size() >= kMaxCached) cache_.clear();  // bounded; a full cache just starts over
+  if (cache_.size() >= kMaxCached)
+    cache_.clear();  // bounded; a full cache just starts over
   cache_.insert_or_assign(pem, Cached{identity, not_after});
   return std::optional<Identity>(std::move(identity));
 }

@@ -38,7 +38,8 @@ FilesSource::~FilesSource() {
     stopping_ = true;
   }
   cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (thread_.joinable())
+    thread_.join();
 }
 
 // A hash over every file either layout uses (content, not mtime: a symlink
@@ -46,9 +47,9 @@ FilesSource::~FilesSource() {
 std::string FilesSource::fingerprint() const {
   pki::EvpMdCtxPtr ctx(EVP_MD_CTX_new());
   EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
-  for (const char* name : {pki::kCaCertFile, pki::kCaKeyFile, pki::kCertChainFile,
-                           pki::kRootCertFile, pki::kTlsCrtFile, pki::kTlsKeyFile,
-                           pki::kCaCrtFile}) {
+  for (const char* name :
+       {pki::kCaCertFile, pki::kCaKeyFile, pki::kCertChainFile, pki::kRootCertFile,
+        pki::kTlsCrtFile, pki::kTlsKeyFile, pki::kCaCrtFile}) {
     auto content = readFile(dir_ / name, pki::kMaxBundleBytes);
     std::string part = content.ok() ? *content : std::string("<absent>");
     EVP_DigestUpdate(ctx.get(), name, std::strlen(name));
@@ -84,7 +85,8 @@ bool FilesSource::checkOnce() {
   spdlog::info("plugged-in CA files reloaded dir={} subject={} not_after={}", dir_.string(),
                pki::subjectString((*loaded)->cert.get()),
                toUnixSeconds(pki::notAfter((*loaded)->cert.get())));
-  if (on_reload_) on_reload_(*loaded);
+  if (on_reload_)
+    on_reload_(*loaded);
   return true;
 }
 

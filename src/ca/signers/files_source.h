@@ -24,7 +24,7 @@ class FilesSource {
   // Loads the directory now (a broken set at startup is an error: there is
   // nothing to keep signing with).
   static Result<std::shared_ptr<const SigningMaterial>> loadNow(const std::filesystem::path& dir,
-                                                               const Clock& clock);
+                                                                const Clock& clock);
 
   // Watches dir by content (so in-place edits and Kubernetes' `..data` symlink
   // swaps are both seen) every poll_interval. A new set that loads is
@@ -57,7 +57,7 @@ class FilesSource {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;         // guarded by mu_
+  bool stopping_ = false;  // guarded by mu_
   // Only touched by checkOnce's caller (one thread at a time):
   std::string last_fingerprint_;
   bool last_refused_ = false;

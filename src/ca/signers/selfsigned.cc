@@ -18,7 +18,9 @@ namespace {
 namespace fs = std::filesystem;
 constexpr size_t kMaxKeyBytes = 64 * 1024;
 
-fs::path rootKeyPath(const SelfSignedConfig& c) { return c.dir / "root" / "root-key.pem"; }
+fs::path rootKeyPath(const SelfSignedConfig& c) {
+  return c.dir / "root" / "root-key.pem";
+}
 
 Result<void> writeRootKey(const SelfSignedConfig& c, const EVP_PKEY* key) {
   std::error_code ec;
@@ -36,8 +38,10 @@ Result<pki::CaMaterial> renewIntermediate(const SelfSignedConfig& c, pki::CaMate
   MESHID_ASSIGN_OR_RETURN(std::string pem, readFile(rootKeyPath(c), kMaxKeyBytes));
   auto root_key = pki::parsePrivateKeyPem(pem);
   OPENSSL_cleanse(pem.data(), pem.size());
-  if (!root_key.ok()) return root_key.error().wrap(rootKeyPath(c).string());
-  MESHID_ASSIGN_OR_RETURN(auto root_signer, pki::MemoryKeySigner::create(std::move(root_key).value()));
+  if (!root_key.ok())
+    return root_key.error().wrap(rootKeyPath(c).string());
+  MESHID_ASSIGN_OR_RETURN(auto root_signer,
+                          pki::MemoryKeySigner::create(std::move(root_key).value()));
   MESHID_ASSIGN_OR_RETURN(pki::EvpPkeyPtr key, pki::generateKey(c.key_type));
   pki::CaCertificateRequest req{.public_key = key.get(),
                                 .trust_domain = c.trust_domain,

@@ -19,7 +19,9 @@ using meshid::testing::TempDir;
 
 const fs::path kBase = "/etc/meshid";
 
-Result<CaConfig> parse(const std::string& yaml) { return parseCaConfig(yaml, kBase); }
+Result<CaConfig> parse(const std::string& yaml) {
+  return parseCaConfig(yaml, kBase);
+}
 
 constexpr const char* kMinimal = R"(
 trust_domain: example.org
@@ -114,12 +116,12 @@ TEST(CaConfig, UnknownKeyIsRefusedByName) {
   EXPECT_EQ(errorOf(top).code, Code::kInvalidArgument);
   MESHID_EXPECT_CONTAINS(errorOf(top).message, "listne");
 
-  for (const auto& [section, key] : std::vector<std::pair<std::string, std::string>>{
-           {"serving", "lifetme"},
-           {"signer", "pol_interval"},
-           {"issuance", "maxttl"},
-           {"limits", "max_signings"},
-           {"authentication", "oidc"}}) {
+  for (const auto& [section, key] :
+       std::vector<std::pair<std::string, std::string>>{{"serving", "lifetme"},
+                                                        {"signer", "pol_interval"},
+                                                        {"issuance", "maxttl"},
+                                                        {"limits", "max_signings"},
+                                                        {"authentication", "oidc"}}) {
     auto r = parse(std::string(kMinimal) + section + ":\n  " + key + ": 1\n");
     EXPECT_EQ(errorOf(r).code, Code::kInvalidArgument) << section;
     MESHID_EXPECT_CONTAINS(errorOf(r).message, key);
@@ -228,12 +230,10 @@ TEST(CaConfig, BadDurationsAreRefusedWithTheirKey) {
 }
 
 TEST(CaConfig, WrongValueTypesAreInvalidArgument) {
-  for (std::string yaml : {"limits:\n  max_concurrent_signings: lots\n",
-                           "limits:\n  max_concurrent_signings: -1\n",
-                           "authentication:\n  mtls: maybe\n",
-                           "serving:\n  dns_names: {a: b}\n",
-                           "issuance:\n  max_ttl: [1h]\n",
-                           "listen: [a, b]\n"}) {
+  for (std::string yaml :
+       {"limits:\n  max_concurrent_signings: lots\n", "limits:\n  max_concurrent_signings: -1\n",
+        "authentication:\n  mtls: maybe\n", "serving:\n  dns_names: {a: b}\n",
+        "issuance:\n  max_ttl: [1h]\n", "listen: [a, b]\n"}) {
     auto r = parse(std::string(kMinimal) + yaml);
     EXPECT_EQ(errorOf(r).code, Code::kInvalidArgument) << yaml;
   }

@@ -57,7 +57,8 @@ std::string reloads(const CaMetrics& metrics, std::string_view result) {
   std::string text = metrics.serialize();
   std::string prefix = "meshid_ca_signer_reloads_total{result=\"" + std::string(result) + "\"} ";
   size_t at = text.find(prefix);
-  if (at == std::string::npos) return "<absent>";
+  if (at == std::string::npos)
+    return "<absent>";
   size_t end = text.find('\n', at);
   return text.substr(at + prefix.size(), end - at - prefix.size());
 }
@@ -165,8 +166,7 @@ TEST_F(FilesSourceTest, InPlaceEditIsPublished) {
   EXPECT_EQ(X509_cmp(authority.material()->cert.get(), next.cert.get()), 0);
 }
 
-class BrokenSetTest : public FilesSourceTest,
-                      public ::testing::WithParamInterface<std::string> {};
+class BrokenSetTest : public FilesSourceTest, public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(BrokenSetTest, IsRefusedAndSigningContinuesWithThePreviousSet) {
   Intermediate next = newIntermediate(ca_, "next");
@@ -241,13 +241,13 @@ TEST_F(FilesSourceTest, PollThreadPicksUpChangesAndStops) {
   std::mutex mu;
   std::condition_variable cv;
   int reloads_seen = 0;
-  auto polling = std::make_unique<FilesSource>(
-      volume_.path(), *authority_, metrics_, clock_, std::chrono::milliseconds(10),
-      [&](std::shared_ptr<const SigningMaterial>) {
-        std::lock_guard lock(mu);
-        ++reloads_seen;
-        cv.notify_all();
-      });
+  auto polling = std::make_unique<FilesSource>(volume_.path(), *authority_, metrics_, clock_,
+                                               std::chrono::milliseconds(10),
+                                               [&](std::shared_ptr<const SigningMaterial>) {
+                                                 std::lock_guard lock(mu);
+                                                 ++reloads_seen;
+                                                 cv.notify_all();
+                                               });
   Intermediate next = newIntermediate(ca_, "polled");
   volume_.publish(filesFor(next.cert.get(), next.key.get(), ca_.root.get()));
   {

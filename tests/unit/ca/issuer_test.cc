@@ -44,10 +44,13 @@ class TokenAuthenticator final : public Authenticator {
       return std::optional<Identity>();
     }
     std::string_view rest = std::string_view(*c.bearer_token).substr(kTokenPrefix.size());
-    if (rest == "bad") return Error::unauthenticated("bad test token");
-    if (rest == "down") return Error::unavailable("token checker down");
+    if (rest == "bad")
+      return Error::unauthenticated("bad test token");
+    if (rest == "down")
+      return Error::unavailable("token checker down");
     auto id = pki::SpiffeId::parse(rest);
-    if (!id.ok()) return Error::unauthenticated("test token names no identity");
+    if (!id.ok())
+      return Error::unauthenticated("test token names no identity");
     return std::optional<Identity>(Identity{std::move(id).value(), "test", ""});
   }
   std::atomic<int> calls{0};
@@ -115,21 +118,24 @@ class UnrecordingStore final : public store::Store {
 };
 
 std::shared_ptr<const SigningMaterial> materialOf(const TestCa& ca) {
-  return orThrow(makeSigningMaterial(pki::shareX509(ca.intermediate.get()),
-                                     signerFor(ca.intermediate_key), ca.intermediates(),
-                                     ca.roots()),
-                 "material");
+  return orThrow(
+      makeSigningMaterial(pki::shareX509(ca.intermediate.get()), signerFor(ca.intermediate_key),
+                          ca.intermediates(), ca.roots()),
+      "material");
 }
 
 // The issued leaf as a certificate object, parsed back from its DER.
 pki::X509Ptr leafOf(const SignResult& r) {
   auto certs = orThrow(pki::parseCertificates(r.leaf.der), "leaf der");
-  if (certs.size() != 1) throw std::runtime_error("leaf der holds more than one certificate");
+  if (certs.size() != 1)
+    throw std::runtime_error("leaf der holds more than one certificate");
   return std::move(certs.front());
 }
 
 // The intermediates sent after the leaf.
-const std::vector<pki::X509Ptr>& chainOf(const SignResult& r) { return r.signer->chain; }
+const std::vector<pki::X509Ptr>& chainOf(const SignResult& r) {
+  return r.signer->chain;
+}
 
 std::string csrPem(const EVP_PKEY* key, std::string_view id) {
   return pki::csrToPem(orThrow(pki::buildCsr(key, spiffeId(id)), "csr").get());
@@ -159,7 +165,8 @@ class IssuerTest : public ::testing::Test {
     auto token = std::make_unique<TokenAuthenticator>();
     token_ = token.get();
     authn.push_back(std::move(token));
-    for (auto& a : extra_authenticators_) authn.push_back(std::move(a));
+    for (auto& a : extra_authenticators_)
+      authn.push_back(std::move(a));
     extra_authenticators_.clear();
     issuer_ = std::make_unique<Issuer>(std::move(authn), *authority_, *bundle_,
                                        store ? *store : *store_, metrics_, clock_, config);
@@ -177,7 +184,8 @@ class IssuerTest : public ::testing::Test {
                 int64_t ttl = 0) {
     SignCall c;
     c.api = api;
-    if (token) c.credentials = bearer(*token);
+    if (token)
+      c.credentials = bearer(*token);
     c.csr = csr;
     c.requested_ttl_seconds = ttl;
     return c;
@@ -276,8 +284,8 @@ TEST_F(IssuerTest, SuccessRecordsOneIssuanceAndReturnsLeafChainAndBundle) {
   EXPECT_EQ(r->leaf.serial_hex, pki::serialHex(leaf.get()));
   EXPECT_EQ(r->leaf.not_before, pki::notBefore(leaf.get()));
   EXPECT_EQ(r->leaf.not_after, pki::notAfter(leaf.get()));
-  MESHID_EXPECT_OK(pki::verifyChain(leaf.get(), chainOf(*r), r->bundle->roots,
-                                    pki::testing::verifyAt(t0())));
+  MESHID_EXPECT_OK(
+      pki::verifyChain(leaf.get(), chainOf(*r), r->bundle->roots, pki::testing::verifyAt(t0())));
   EXPECT_EQ(pki::notAfter(leaf.get()), t0() + 1h);
 
   EXPECT_EQ(recorded(), 1u);
@@ -385,11 +393,12 @@ TEST_F(IssuerTest, LeafNeverOutlivesTheIntermediate) {
   TestCaOptions options;
   options.intermediate_lifetime = 2h;
   build(options);
-  auto r = issuer().sign(call("tok:" + std::string(kSelf), csrPem(key_.get(), kSelf),
-                              Api::kIstio, 24 * 3600));
+  auto r = issuer().sign(
+      call("tok:" + std::string(kSelf), csrPem(key_.get(), kSelf), Api::kIstio, 24 * 3600));
   MESHID_ASSERT_OK(r);
   EXPECT_EQ(pki::notAfter(leafOf(*r).get()), pki::notAfter(ca_->intermediate.get()));
-  EXPECT_EQ((*store_->findIssuance(r->leaf.serial_hex))->not_after, pki::notAfter(ca_->intermediate.get()));
+  EXPECT_EQ((*store_->findIssuance(r->leaf.serial_hex))->not_after,
+            pki::notAfter(ca_->intermediate.get()));
 }
 
 TEST_F(IssuerTest, ExpiredIntermediateRefusesAndRecordsNothing) {
@@ -398,9 +407,8 @@ TEST_F(IssuerTest, ExpiredIntermediateRefusesAndRecordsNothing) {
   auto r = iss.sign(call("tok:" + std::string(kSelf), csrPem(key_.get(), kSelf)));
   EXPECT_EQ(errorOf(r).code, Code::kFailedPrecondition);
   EXPECT_EQ(recorded(), 0u);
-  MESHID_EXPECT_CONTAINS(
-      metrics_.serialize(),
-      "meshid_ca_denials_total{api=\"meshid\",reason=\"signer_unavailable\"} 1");
+  MESHID_EXPECT_CONTAINS(metrics_.serialize(),
+                         "meshid_ca_denials_total{api=\"meshid\",reason=\"signer_unavailable\"} 1");
 }
 
 TEST_F(IssuerTest, SigningUsesTheAuthorityMaterialOfTheMoment) {
@@ -411,8 +419,8 @@ TEST_F(IssuerTest, SigningUsesTheAuthorityMaterialOfTheMoment) {
   MESHID_ASSERT_OK(r);
   ASSERT_EQ(chainOf(*r).size(), 1u);
   EXPECT_EQ(X509_cmp(chainOf(*r)[0].get(), next.intermediate.get()), 0);
-  MESHID_EXPECT_OK(pki::verifyChain(leafOf(*r).get(), chainOf(*r), next.roots(),
-                                    pki::testing::verifyAt(t0())));
+  MESHID_EXPECT_OK(
+      pki::verifyChain(leafOf(*r).get(), chainOf(*r), next.roots(), pki::testing::verifyAt(t0())));
 }
 
 TEST_F(IssuerTest, AuthenticateAloneSetsReason) {

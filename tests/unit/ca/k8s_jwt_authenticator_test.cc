@@ -116,9 +116,9 @@ TEST_F(K8sJwtAuthenticatorTest, SubjectOnlyTokenIsAccepted) {
 
 TEST_F(K8sJwtAuthenticatorTest, TokenNamingNoServiceAccountIsUnauthenticated) {
   auto authn = make();
-  for (std::string sub : {"alice", "system:serviceaccount:", "system:serviceaccount:ns",
-                          "system:serviceaccount::sa", "system:serviceaccount:ns:",
-                          "system:node:worker-1"}) {
+  for (std::string sub :
+       {"alice", "system:serviceaccount:", "system:serviceaccount:ns", "system:serviceaccount::sa",
+        "system:serviceaccount:ns:", "system:node:worker-1"}) {
     json claims = k8sClaims();
     claims.erase("kubernetes.io");
     claims["sub"] = sub;
@@ -188,8 +188,8 @@ TEST_F(K8sJwtAuthenticatorTest, TokenSignedByAnotherKeyIsUnauthenticated) {
 
 TEST_F(K8sJwtAuthenticatorTest, GarbageBearerIsUnauthenticated) {
   auto authn = make();
-  for (std::string t : {std::string(""), std::string("x"), std::string("a.b.c"),
-                        std::string(20000, 'a')}) {
+  for (std::string t :
+       {std::string(""), std::string("x"), std::string("a.b.c"), std::string(20000, 'a')}) {
     EXPECT_EQ(errorOf(authn->authenticate(bearer(t))).code, Code::kUnauthenticated)
         << t.substr(0, 20);
   }
@@ -220,8 +220,7 @@ TEST_F(K8sJwtAuthenticatorTest, MissingJwksIsUnavailable) {
 
 TEST_F(K8sJwtAuthenticatorTest, BrokenJwksIsUnavailable) {
   writeText(jwks_path_, "{\"keys\": [");
-  EXPECT_EQ(errorOf(make()->authenticate(bearer(sign(key_.get(), "k1")))).code,
-            Code::kUnavailable);
+  EXPECT_EQ(errorOf(make()->authenticate(bearer(sign(key_.get(), "k1")))).code, Code::kUnavailable);
 }
 
 // The cluster rotates its signing key: the JWKS file is replaced on disk and

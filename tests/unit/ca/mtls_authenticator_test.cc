@@ -119,9 +119,10 @@ TEST_F(MtlsAuthenticatorTest, NonSvidLeavesAreUnauthenticated) {
     return craftCertificate(Spec{.public_key = key_.get(), .extensions = std::move(exts)},
                             ca_.intermediate.get(), ca_.intermediate_key.get());
   };
-  auto key_cert_sign = craft({{NID_basic_constraints, "critical,CA:FALSE"},
-                              {NID_key_usage, "critical,digitalSignature,keyCertSign"},
-                              {NID_subject_alt_name, std::string("URI:") + std::string(kWorkload)}});
+  auto key_cert_sign =
+      craft({{NID_basic_constraints, "critical,CA:FALSE"},
+             {NID_key_usage, "critical,digitalSignature,keyCertSign"},
+             {NID_subject_alt_name, std::string("URI:") + std::string(kWorkload)}});
   auto two_uris = craft({{NID_basic_constraints, "critical,CA:FALSE"},
                          {NID_key_usage, "critical,digitalSignature"},
                          {NID_subject_alt_name, std::string("URI:") + std::string(kWorkload) +

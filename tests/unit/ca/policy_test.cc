@@ -22,7 +22,9 @@ using pki::testing::spiffeId;
 
 constexpr std::string_view kSelf = "spiffe://example.org/ns/app/sa/web";
 
-Identity caller(std::string_view id = kSelf) { return Identity{spiffeId(id), "jwt", ""}; }
+Identity caller(std::string_view id = kSelf) {
+  return Identity{spiffeId(id), "jwt", ""};
+}
 
 pki::ParsedCsr csrFor(const EVP_PKEY* key, std::string_view id) {
   auto req = orThrow(pki::buildCsr(key, spiffeId(id)), "csr");
@@ -69,23 +71,26 @@ TEST_F(PolicyTest, ForeignIdentityIsPermissionDenied) {
 
 TEST_F(PolicyTest, SameNameInAnotherTrustDomainIsPermissionDenied) {
   DenialReason reason = kUnset;
-  auto d = decide(caller(), csrFor(key_.get(), "spiffe://other.org/ns/app/sa/web"), 0,
-                  Api::kIstio, config(), &reason);
+  auto d = decide(caller(), csrFor(key_.get(), "spiffe://other.org/ns/app/sa/web"), 0, Api::kIstio,
+                  config(), &reason);
   EXPECT_EQ(errorOf(d).code, Code::kPermissionDenied);
   EXPECT_EQ(reason, DenialReason::kForeignIdentity);
 }
 
 TEST_F(PolicyTest, ExtraDnsSanIsInvalidArgument) {
   DenialReason reason = kUnset;
-  auto d = decide(caller(), craftedCsr(key_.get(), std::string("URI:") + std::string(kSelf) + ",DNS:web.example.org"),
-                  0, Api::kIstio, config(), &reason);
+  auto d = decide(
+      caller(),
+      craftedCsr(key_.get(), std::string("URI:") + std::string(kSelf) + ",DNS:web.example.org"), 0,
+      Api::kIstio, config(), &reason);
   EXPECT_EQ(errorOf(d).code, Code::kInvalidArgument);
   EXPECT_EQ(reason, DenialReason::kBadCsr);
 }
 
 TEST_F(PolicyTest, ExtraIpSanIsInvalidArgument) {
   DenialReason reason = kUnset;
-  auto d = decide(caller(), craftedCsr(key_.get(), std::string("URI:") + std::string(kSelf) + ",IP:10.0.0.1"),
+  auto d = decide(caller(),
+                  craftedCsr(key_.get(), std::string("URI:") + std::string(kSelf) + ",IP:10.0.0.1"),
                   0, Api::kIstio, config(), &reason);
   EXPECT_EQ(errorOf(d).code, Code::kInvalidArgument);
   EXPECT_EQ(reason, DenialReason::kBadCsr);
@@ -93,9 +98,10 @@ TEST_F(PolicyTest, ExtraIpSanIsInvalidArgument) {
 
 TEST_F(PolicyTest, ExtraEmailSanIsInvalidArgument) {
   DenialReason reason = kUnset;
-  auto d = decide(caller(),
-                  craftedCsr(key_.get(), std::string("URI:") + std::string(kSelf) + ",email:a@example.org"),
-                  0, Api::kIstio, config(), &reason);
+  auto d = decide(
+      caller(),
+      craftedCsr(key_.get(), std::string("URI:") + std::string(kSelf) + ",email:a@example.org"), 0,
+      Api::kIstio, config(), &reason);
   EXPECT_EQ(errorOf(d).code, Code::kInvalidArgument);
   EXPECT_EQ(reason, DenialReason::kBadCsr);
 }
@@ -104,8 +110,8 @@ TEST_F(PolicyTest, ExtraEmailSanIsInvalidArgument) {
 // the CSR is malformed for this CA whatever it names.
 TEST_F(PolicyTest, DnsOnlyCsrIsInvalidArgument) {
   DenialReason reason = kUnset;
-  auto d = decide(caller(), craftedCsr(key_.get(), "DNS:web.example.org"), 0, Api::kIstio,
-                  config(), &reason);
+  auto d = decide(caller(), craftedCsr(key_.get(), "DNS:web.example.org"), 0, Api::kIstio, config(),
+                  &reason);
   EXPECT_EQ(errorOf(d).code, Code::kInvalidArgument);
   EXPECT_EQ(reason, DenialReason::kBadCsr);
 }
@@ -186,8 +192,8 @@ TEST_F(PolicyTest, MaximumLifetimeItselfIsAllowed) {
 
 TEST_F(PolicyTest, OverMaximumIsClampedOnIstioApi) {
   DenialReason reason = kUnset;
-  auto d = decide(caller(), csrFor(key_.get(), kSelf), 90LL * 24 * 3600, Api::kIstio, config(),
-                  &reason);
+  auto d =
+      decide(caller(), csrFor(key_.get(), kSelf), 90LL * 24 * 3600, Api::kIstio, config(), &reason);
   MESHID_ASSERT_OK(d);
   EXPECT_EQ(d->ttl, 24h);
   EXPECT_EQ(reason, kUnset);
@@ -195,8 +201,8 @@ TEST_F(PolicyTest, OverMaximumIsClampedOnIstioApi) {
 
 TEST_F(PolicyTest, OverMaximumIsInvalidArgumentOnMeshidApi) {
   DenialReason reason = kUnset;
-  auto d = decide(caller(), csrFor(key_.get(), kSelf), 24 * 3600 + 1, Api::kMeshid, config(),
-                  &reason);
+  auto d =
+      decide(caller(), csrFor(key_.get(), kSelf), 24 * 3600 + 1, Api::kMeshid, config(), &reason);
   EXPECT_EQ(errorOf(d).code, Code::kInvalidArgument);
   EXPECT_EQ(reason, DenialReason::kBadLifetime);
   MESHID_EXPECT_CONTAINS(errorOf(d).message, "maximum");
@@ -221,7 +227,8 @@ TEST(DenialLabel, EveryReasonHasABoundedLabel) {
     std::string label = denialLabel(r);
     EXPECT_FALSE(label.empty());
     EXPECT_NE(label, "unknown");
-    for (char c : label) EXPECT_TRUE((c >= 'a' && c <= 'z') || c == '_') << label;
+    for (char c : label)
+      EXPECT_TRUE((c >= 'a' && c <= 'z') || c == '_') << label;
   }
 }
 

@@ -37,16 +37,19 @@ class SecretVolume {
     for (const auto& [name, content] : files) {
       std::ofstream out(folder / name, std::ios::binary);
       out << content;
-      if (!out) throw std::runtime_error("cannot write " + (folder / name).string());
+      if (!out)
+        throw std::runtime_error("cannot write " + (folder / name).string());
     }
     fs::path tmp = dir_ / "..data_tmp";
     fs::remove(tmp);
     fs::create_symlink(version, tmp);
     fs::rename(tmp, dir_ / "..data");  // atomic: readers see the old set or the new
     for (const auto& [name, content] : files) {
-      if (!fs::is_symlink(dir_ / name)) fs::create_symlink(fs::path("..data") / name, dir_ / name);
+      if (!fs::is_symlink(dir_ / name))
+        fs::create_symlink(fs::path("..data") / name, dir_ / name);
     }
-    if (!previous_.empty()) fs::remove_all(dir_ / previous_);
+    if (!previous_.empty())
+      fs::remove_all(dir_ / previous_);
     previous_ = version;
   }
 
@@ -63,8 +66,10 @@ inline std::map<std::string, std::string> cacertsFiles(const X509* signing_cert,
                                                        const std::vector<const X509*>& chain,
                                                        const std::vector<const X509*>& roots) {
   std::string chain_pem, roots_pem;
-  for (const X509* c : chain) chain_pem += pki::certificateToPem(c);
-  for (const X509* r : roots) roots_pem += pki::certificateToPem(r);
+  for (const X509* c : chain)
+    chain_pem += pki::certificateToPem(c);
+  for (const X509* r : roots)
+    roots_pem += pki::certificateToPem(r);
   return {{"ca-cert.pem", pki::certificateToPem(signing_cert)},
           {"ca-key.pem", orThrow(pki::privateKeyToPem(signing_key), "key pem")},
           {"cert-chain.pem", chain_pem + roots_pem},

@@ -33,9 +33,13 @@ unsigned modeOf(const fs::path& p) {
   return st.st_mode & 07777;
 }
 
-std::string readText(const fs::path& p) { return orThrow(readFile(p, 1 << 20), "read"); }
+std::string readText(const fs::path& p) {
+  return orThrow(readFile(p, 1 << 20), "read");
+}
 
-std::string der(const X509* c) { return pki::certificateToDer(c); }
+std::string der(const X509* c) {
+  return pki::certificateToDer(c);
+}
 
 class SelfSignedTest : public ::testing::Test {
  protected:
@@ -57,8 +61,8 @@ class SelfSignedTest : public ::testing::Test {
 TEST_F(SelfSignedTest, FirstCallCreatesFilesWithPrivateKeys) {
   auto m = load();
   fs::path ca = dir_ / "ca";
-  for (const char* f : {"ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem",
-                        "root/root-key.pem"}) {
+  for (const char* f :
+       {"ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem", "root/root-key.pem"}) {
     EXPECT_TRUE(fs::exists(ca / f)) << f;
   }
   EXPECT_EQ(modeOf(ca / "ca-key.pem"), 0600u);
@@ -144,9 +148,7 @@ TEST_F(SelfSignedTest, IntermediateNeverOutlivesTheRoot) {
 
 TEST_F(SelfSignedTest, BrokenStateIsAnErrorNotARecreation) {
   auto first = load();
-  {
-    std::ofstream(dir_ / "ca" / "ca-key.pem", std::ios::trunc) << "garbage";
-  }
+  { std::ofstream(dir_ / "ca" / "ca-key.pem", std::ios::trunc) << "garbage"; }
   auto r = loadOrCreateSelfSigned(config(), clock_);
   EXPECT_FALSE(r.ok());
   // Nothing was overwritten: an operator can still inspect and repair.

@@ -47,7 +47,8 @@ class NoSaveStore final : public store::Store {
 class TrustBundleTest : public ::testing::Test {
  protected:
   TrustBundle& bundle() {
-    if (!bundle_) bundle_ = std::make_unique<TrustBundle>(a_.trust_domain, *store_, clock_);
+    if (!bundle_)
+      bundle_ = std::make_unique<TrustBundle>(a_.trust_domain, *store_, clock_);
     return *bundle_;
   }
 
@@ -59,7 +60,9 @@ class TrustBundleTest : public ::testing::Test {
   std::unique_ptr<TrustBundle> bundle_;
 };
 
-TEST_F(TrustBundleTest, EmptyBeforeFirstUpdate) { EXPECT_EQ(bundle().current(), nullptr); }
+TEST_F(TrustBundleTest, EmptyBeforeFirstUpdate) {
+  EXPECT_EQ(bundle().current(), nullptr);
+}
 
 TEST_F(TrustBundleTest, FirstUpdatePublishesVersionOne) {
   auto snap = bundle().update(a_.roots());

@@ -125,11 +125,13 @@ TEST(SqliteStore, ConcurrentFirstOpensBothMigrate) {
     std::atomic<bool> go{false};
     Result<std::unique_ptr<SqliteStore>> a = Error::internal("unset"), b = Error::internal("unset");
     std::thread ta([&] {
-      while (!go.load()) std::this_thread::yield();
+      while (!go.load())
+        std::this_thread::yield();
       a = SqliteStore::open(db);
     });
     std::thread tb([&] {
-      while (!go.load()) std::this_thread::yield();
+      while (!go.load())
+        std::this_thread::yield();
       b = SqliteStore::open(db);
     });
     go = true;
@@ -183,14 +185,17 @@ TEST(SqliteStore, ConcurrentIssuanceRecordsAllLand) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kEach; ++i) {
         std::string serial = std::to_string(t) + "-" + std::to_string(i);
-        if (!store->recordIssuance(record(serial)).ok()) ++failures;
+        if (!store->recordIssuance(record(serial)).ok())
+          ++failures;
         // Visible as soon as the call returns.
         auto found = store->findIssuance(serial);
-        if (!found.ok() || !found->has_value()) ++failures;
+        if (!found.ok() || !found->has_value())
+          ++failures;
       }
     });
   }
-  for (auto& th : threads) th.join();
+  for (auto& th : threads)
+    th.join();
   EXPECT_EQ(failures.load(), 0);
   EXPECT_EQ(*store->countIssuances(), static_cast<uint64_t>(kThreads * kEach));
 }
@@ -256,7 +261,8 @@ TEST(SqliteStore, ConcurrentConsumersOfOneTokenHaveOneWinner) {
     std::atomic<int> wins{0}, used{0}, other{0};
     std::atomic<bool> go{false};
     auto consumer = [&] {
-      while (!go.load()) std::this_thread::yield();
+      while (!go.load())
+        std::this_thread::yield();
       auto r = store->consumeJoinToken(hash, kT0);
       if (r.ok()) {
         ++wins;
@@ -289,7 +295,8 @@ TEST(SqliteStore, ConcurrentConsumersOnTwoConnectionsHaveOneWinner) {
     std::atomic<int> wins{0}, used{0}, other{0};
     std::atomic<bool> go{false};
     auto consumer = [&](SqliteStore* s) {
-      while (!go.load()) std::this_thread::yield();
+      while (!go.load())
+        std::this_thread::yield();
       auto r = s->consumeJoinToken(hash, kT0);
       if (r.ok()) {
         ++wins;
@@ -383,9 +390,11 @@ TEST(SqliteStore, UnopenablePathIsUnavailable) {
 // 0 when opening (and, if that works, writing to) db gives UNAVAILABLE.
 int readOnlyOutcome(const fs::path& db) {
   auto r = SqliteStore::open(db);
-  if (!r.ok()) return r.error().code == Code::kUnavailable ? 0 : 10 + static_cast<int>(r.error().code);
+  if (!r.ok())
+    return r.error().code == Code::kUnavailable ? 0 : 10 + static_cast<int>(r.error().code);
   auto w = (*r)->recordIssuance(record("01"));
-  if (w.ok()) return 1;
+  if (w.ok())
+    return 1;
   return w.error().code == Code::kUnavailable ? 0 : 30 + static_cast<int>(w.error().code);
 }
 
@@ -406,7 +415,8 @@ TEST(SqliteStore, ReadOnlyDatabaseIsUnavailable) {
     pid_t pid = ::fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
-      if (::setgid(kNobody) != 0 || ::setuid(kNobody) != 0) ::_exit(2);
+      if (::setgid(kNobody) != 0 || ::setuid(kNobody) != 0)
+        ::_exit(2);
       ::_exit(readOnlyOutcome(db));
     }
     int status = 0;
