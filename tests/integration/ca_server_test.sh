@@ -555,4 +555,19 @@ else
   fail "restart: CA starts again on the same state_dir" "no serving line"
 fi
 
+# The log: one "CSR signed" line per issuance with the ID, serial and
+# notAfter; never a key, a CSR body, a token or the JWT itself.
+logs=$(cat ca1.log ca2.log 2>/dev/null)
+signed_lines=$(grep -c 'CSR signed spiffe_id=spiffe://example.org/' <<<"$logs" || true)
+expect_true "log: a 'CSR signed' line per recorded issuance ($signed_lines lines, $(issuances) recorded)" \
+  test "$signed_lines" -eq "$(issuances)"
+expect_true "log: 'CSR signed' lines carry serial and not_after" \
+  grep -qE 'CSR signed spiffe_id=spiffe://example.org/ns/default/sa/sleep serial=[0-9a-f]{32} not_after=20[0-9-]+T' ca1.log
+expect_true "log: no PEM block of any kind" bash -c "! grep -q -- '-----BEGIN' ca1.log ca2.log"
+for tok in join.tok join2.tok rs256.jwt; do
+  [[ -s $tok ]] || continue
+  secret=$(head -c 40 "$tok" | tail -c 30)
+  expect_true "log: never contains the bearer token from $tok" bash -c "! grep -qF -- '$secret' ca1.log ca2.log"
+done
+
 finish
