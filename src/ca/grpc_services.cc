@@ -53,54 +53,55 @@ CallerCredentials credentialsFrom(const grpc::CallbackServerContext& ctx) {
   return c;
 }
 
-grpc::ServerUnaryReactor* IstioCaService::CreateCertificate(
-    grpc::CallbackServerContext* ctx, const istio::v1::auth::IstioCertificateRequest* request,
-    istio::v1::auth::IstioCertificateResponse* response) {
+// The shape both sign handlers share: run the pipeline, answer its error or
+// let `fill` write the response, finish.
+template <class Response, class Fill>
+grpc::ServerUnaryReactor* answerSign(Issuer& issuer, grpc::CallbackServerContext* ctx, Api api,
+                                     std::string_view csr, int64_t ttl_seconds, Response* response,
+                                     Fill fill) {
   auto* reactor = ctx->DefaultReactor();
-  SignCall call{.api = Api::kIstio,
+  SignCall call{.api = api,
                 .credentials = credentialsFrom(*ctx),
-                .csr = request->csr(),
-                .requested_ttl_seconds = request->validity_duration()};
-  auto result = issuer_.sign(call);
+                .csr = csr,
+                .requested_ttl_seconds = ttl_seconds};
+  auto result = issuer.sign(call);
   if (!result.ok()) {
     reactor->Finish(toGrpcStatus(result.error()));
     return reactor;
   }
-  // Leaf first, root last; the last element carries every root of the bundle
-  // as one PEM string (several during a rotation). Never fewer than two.
   response->add_cert_chain(result->leaf.pem);
   for (const auto& pem : result->signer->chain_pem)
     response->add_cert_chain(pem);
-  std::string roots;
-  for (const auto& r : result->bundle->roots_pem)
-    roots += r;
-  response->add_cert_chain(roots);
+  fill(*result, response);
   reactor->Finish(grpc::Status::OK);
   return reactor;
+}
+
+grpc::ServerUnaryReactor* IstioCaService::CreateCertificate(
+    grpc::CallbackServerContext* ctx, const istio::v1::auth::IstioCertificateRequest* request,
+    istio::v1::auth::IstioCertificateResponse* response) {
+  return answerSign(issuer_, ctx, Api::kIstio, request->csr(), request->validity_duration(),
+                    response, [](const SignResult& r, auto* out) {
+                      // Leaf first, root last; the last element carries every root of
+                      // the bundle as one PEM string (several during a rotation).
+                      // Never fewer than two.
+                      std::string roots;
+                      for (const auto& pem : r.bundle->roots_pem)
+                        roots += pem;
+                      out->add_cert_chain(roots);
+                    });
 }
 
 grpc::ServerUnaryReactor* MeshCaService::Sign(grpc::CallbackServerContext* ctx,
                                               const meshid::v1::SignRequest* request,
                                               meshid::v1::SignResponse* response) {
-  auto* reactor = ctx->DefaultReactor();
-  SignCall call{.api = Api::kMeshid,
-                .credentials = credentialsFrom(*ctx),
-                .csr = request->csr(),
-                .requested_ttl_seconds = request->ttl_seconds()};
-  auto result = issuer_.sign(call);
-  if (!result.ok()) {
-    reactor->Finish(toGrpcStatus(result.error()));
-    return reactor;
-  }
-  response->add_cert_chain(result->leaf.pem);
-  for (const auto& pem : result->signer->chain_pem)
-    response->add_cert_chain(pem);
-  fillBundle(*result->bundle, response->mutable_bundle());
-  response->set_spiffe_id(result->spiffe_id.str());
-  response->set_serial(result->leaf.serial_hex);
-  response->set_not_after_unix(toUnixSeconds(result->leaf.not_after));
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return answerSign(issuer_, ctx, Api::kMeshid, request->csr(), request->ttl_seconds(), response,
+                    [](const SignResult& r, auto* out) {
+                      fillBundle(*r.bundle, out->mutable_bundle());
+                      out->set_spiffe_id(r.spiffe_id.str());
+                      out->set_serial(r.leaf.serial_hex);
+                      out->set_not_after_unix(toUnixSeconds(r.leaf.not_after));
+                    });
 }
 
 grpc::ServerUnaryReactor* MeshCaService::GetTrustBundle(
