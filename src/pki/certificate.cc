@@ -123,12 +123,22 @@ Result<std::vector<X509Ptr>> parseCertificates(std::string_view data) {
   return out;
 }
 
+std::string derToPem(std::string_view der, std::string_view label) {
+  std::string out = "-----BEGIN " + std::string(label) + "-----\n";
+  unsigned char line[65];
+  for (size_t off = 0; off < der.size(); off += 48) {
+    size_t n = std::min<size_t>(48, der.size() - off);
+    int len = EVP_EncodeBlock(line, reinterpret_cast<const unsigned char*>(der.data()) + off,
+                              static_cast<int>(n));
+    out.append(reinterpret_cast<char*>(line), static_cast<size_t>(len));
+    out.push_back('\n');
+  }
+  out += "-----END " + std::string(label) + "-----\n";
+  return out;
+}
+
 std::string certificateToPem(const X509* cert) {
-  BioPtr bio(BIO_new(BIO_s_mem()));
-  PEM_write_bio_X509(bio.get(), cert);
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<size_t>(len));
+  return derToPem(certificateToDer(cert), "CERTIFICATE");
 }
 
 std::string certificatesToPem(const std::vector<X509Ptr>& certs) {

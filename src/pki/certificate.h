@@ -24,6 +24,9 @@ Result<X509Ptr> parseCertificateDer(std::span<const uint8_t> der);
 // PEM bundle, or a single DER certificate when the input has no PEM marker.
 Result<std::vector<X509Ptr>> parseCertificates(std::string_view data);
 
+// "-----BEGIN <label>-----" + base64 in 64-column lines + "-----END <label>-----".
+std::string derToPem(std::string_view der, std::string_view label);
+
 std::string certificateToPem(const X509* cert);
 std::string certificatesToPem(const std::vector<X509Ptr>& certs);
 std::string certificateToDer(const X509* cert);

@@ -7,6 +7,7 @@
 
 #include "pki/der.h"
 #include "pki/key.h"
+#include "pki/oids.h"
 #include "pki/ossl_error.h"
 #include "pki/public_key.h"
 
@@ -16,9 +17,6 @@ using namespace std::literals;
 namespace {
 
 using der::Bytes;
-
-constexpr std::string_view kOidExtensionRequest = "\x2a\x86\x48\x86\xf7\x0d\x01\x09\x0e"sv;
-constexpr std::string_view kOidSubjectAltName = "\x55\x1d\x11"sv;
 
 // The one PEM block of a CSR, base64-decoded. No headers, nothing but
 // whitespace inside, exactly one block in the input.
@@ -140,7 +138,7 @@ Result<void> readAttributes(Bytes attrs, ParsedCsr& out) {
     if (!a.expect(der::kOid, &oid) || !a.expect(der::kSet, &values) || !a.empty()) {
       return Error::invalidArgument("certificate signing request has a malformed attribute");
     }
-    if (!der::equals(oid.value, kOidExtensionRequest))
+    if (!der::equals(oid.value, oid::kExtensionRequest))
       continue;
     if (++ext_requests > 1) {
       return Error::invalidArgument("certificate signing request has two extension requests");
@@ -168,7 +166,7 @@ Result<void> readAttributes(Bytes attrs, ParsedCsr& out) {
       if (!x.expect(der::kOctetString, &value) || !x.empty()) {
         return Error::invalidArgument("certificate signing request has a malformed extension");
       }
-      if (!der::equals(ext_oid.value, kOidSubjectAltName))
+      if (!der::equals(ext_oid.value, oid::kSubjectAltName))
         continue;
       if (++san_count > 1) {
         return Error::invalidArgument(

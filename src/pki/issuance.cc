@@ -11,6 +11,7 @@
 #include "pki/certificate.h"
 #include "pki/der.h"
 #include "pki/key.h"
+#include "pki/oids.h"
 #include "pki/ossl_error.h"
 #include "pki/public_key.h"
 
@@ -258,13 +259,6 @@ namespace {
 using der::appendTlv;
 using der::tlv;
 
-constexpr std::string_view kOidBasicConstraints = "\x55\x1d\x13"sv;
-constexpr std::string_view kOidKeyUsage = "\x55\x1d\x0f"sv;
-constexpr std::string_view kOidExtKeyUsage = "\x55\x1d\x25"sv;
-constexpr std::string_view kOidSubjectKeyId = "\x55\x1d\x0e"sv;
-constexpr std::string_view kOidAuthorityKeyId = "\x55\x1d\x23"sv;
-constexpr std::string_view kOidSubjectAltName = "\x55\x1d\x11"sv;
-
 std::string extension(std::string_view oid, bool critical, std::string_view value) {
   std::string body = tlv(der::kOid, oid);
   if (critical)
@@ -276,22 +270,21 @@ std::string extension(std::string_view oid, bool critical, std::string_view valu
 // The extensions every leaf carries, encoded once.
 const std::string& constantLeafExtensions(bool rsa) {
   static const std::string kCommon = [] {
-    std::string out = extension(kOidBasicConstraints, true, tlv(der::kSequence, ""));
+    std::string out = extension(oid::kBasicConstraints, true, tlv(der::kSequence, ""));
     return out;
   }();
   // keyUsage: digitalSignature (bit 0) [+ keyEncipherment (bit 2) for RSA keys].
   static const std::string kEc =
-      kCommon + extension(kOidKeyUsage, true, std::string_view("\x03\x02\x07\x80", 4));
+      kCommon + extension(oid::kKeyUsage, true, std::string_view("\x03\x02\x07\x80", 4));
   static const std::string kRsa =
-      kCommon + extension(kOidKeyUsage, true, std::string_view("\x03\x02\x05\xa0", 4));
+      kCommon + extension(oid::kKeyUsage, true, std::string_view("\x03\x02\x05\xa0", 4));
   return rsa ? kRsa : kEc;
 }
 
 const std::string& extKeyUsageExtension() {
-  static const std::string kEku =
-      extension(kOidExtKeyUsage, false,
-                tlv(der::kSequence, tlv(der::kOid, "\x2b\x06\x01\x05\x05\x07\x03\x01") +
-                                        tlv(der::kOid, "\x2b\x06\x01\x05\x05\x07\x03\x02")));
+  static const std::string kEku = extension(
+      oid::kExtKeyUsage, false,
+      tlv(der::kSequence, tlv(der::kOid, oid::kServerAuth) + tlv(der::kOid, oid::kClientAuth)));
   return kEku;
 }
 
@@ -313,16 +306,15 @@ std::string encodeTime(SystemTime t) {
 std::string signatureAlgorithmFor(const EVP_PKEY* key) {
   switch (EVP_PKEY_get_base_id(key)) {
     case EVP_PKEY_RSA:  // sha256WithRSAEncryption, NULL parameters
-      return tlv(der::kSequence,
-                 tlv(der::kOid, "\x2a\x86\x48\x86\xf7\x0d\x01\x01\x0b") + tlv(der::kNull, ""));
+      return tlv(der::kSequence, tlv(der::kOid, oid::kRsaSha256) + tlv(der::kNull, ""));
     case EVP_PKEY_ED25519:
-      return tlv(der::kSequence, tlv(der::kOid, "\x2b\x65\x70"));
+      return tlv(der::kSequence, tlv(der::kOid, oid::kEd25519));
     default: {  // ECDSA with the digest signatureDigestFor picks
       int bits = EVP_PKEY_get_bits(key);
-      std::string_view oid = bits > 384   ? std::string_view("\x2a\x86\x48\xce\x3d\x04\x03\x04", 8)
-                             : bits > 256 ? std::string_view("\x2a\x86\x48\xce\x3d\x04\x03\x03", 8)
-                                          : std::string_view("\x2a\x86\x48\xce\x3d\x04\x03\x02", 8);
-      return tlv(der::kSequence, tlv(der::kOid, oid));
+      std::string_view algorithm = bits > 384   ? oid::kEcdsaSha512
+                                   : bits > 256 ? oid::kEcdsaSha384
+                                                : oid::kEcdsaSha256;
+      return tlv(der::kSequence, tlv(der::kOid, algorithm));
     }
   }
 }
@@ -348,20 +340,6 @@ std::string hexOf(std::string_view bytes) {
 
 }  // namespace
 
-std::string derToPem(std::string_view der, std::string_view label) {
-  std::string out = "-----BEGIN " + std::string(label) + "-----\n";
-  unsigned char line[65];
-  for (size_t off = 0; off < der.size(); off += 48) {
-    size_t n = std::min<size_t>(48, der.size() - off);
-    int len = EVP_EncodeBlock(line, reinterpret_cast<const unsigned char*>(der.data()) + off,
-                              static_cast<int>(n));
-    out.append(reinterpret_cast<char*>(line), static_cast<size_t>(len));
-    out.push_back('\n');
-  }
-  out += "-----END " + std::string(label) + "-----\n";
-  return out;
-}
-
 Result<std::unique_ptr<SvidIssuer>> SvidIssuer::create(const X509* ca_cert,
                                                        const KeySigner& signer) {
   MESHID_RETURN_IF_ERROR(checkSigningCapability(ca_cert, signer));
@@ -385,7 +363,7 @@ Result<std::unique_ptr<SvidIssuer>> SvidIssuer::create(const X509* ca_cert,
                   static_cast<size_t>(ASN1_STRING_length(id.get())));
   }
   s->authority_key_id_ =
-      extension(kOidAuthorityKeyId, false, tlv(der::kSequence, tlv(0x80, key_id)));
+      extension(oid::kAuthorityKeyId, false, tlv(der::kSequence, tlv(0x80, key_id)));
   s->ca_not_before_ = notBefore(ca_cert);
   s->ca_not_after_ = notAfter(ca_cert);
   return s;
@@ -450,10 +428,10 @@ Result<SvidIssuer::Leaf> SvidIssuer::issue(const SvidRequest& request) const {
   bool rsa = EVP_PKEY_get_base_id(request.public_key) == EVP_PKEY_RSA;
   std::string exts = constantLeafExtensions(rsa);
   exts += extKeyUsageExtension();
-  exts += extension(kOidSubjectKeyId, false, tlv(der::kOctetString, sha1(parts.key_bits)));
+  exts += extension(oid::kSubjectKeyId, false, tlv(der::kOctetString, sha1(parts.key_bits)));
   exts += authority_key_id_;
   // Critical: with an empty subject the SAN is the whole identity (RFC 5280).
-  exts += extension(kOidSubjectAltName, true, tlv(der::kSequence, sans));
+  exts += extension(oid::kSubjectAltName, true, tlv(der::kSequence, sans));
 
   std::string tbs_body;
   tbs_body.reserve(512 + spki.size());

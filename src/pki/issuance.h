@@ -69,9 +69,6 @@ class SvidIssuer {
   SystemTime ca_not_after_;
 };
 
-// "-----BEGIN <label>-----" + base64 in 64-column lines.
-std::string derToPem(std::string_view der, std::string_view label);
-
 // A leaf signed by ca_cert's key (held by ca_signer): random positive 127-bit
 // serial, empty subject, critical URI SAN, CA:FALSE, KU digitalSignature
 // (+keyEncipherment for RSA keys), EKU serverAuth+clientAuth, SKI/AKI;

@@ -6,6 +6,7 @@
 #include <openssl/rsa.h>
 
 #include "pki/key.h"
+#include "pki/oids.h"
 #include "pki/ossl_error.h"
 
 namespace meshid::pki {
@@ -15,23 +16,9 @@ namespace {
 
 using der::Bytes;
 
-// OID contents (no tag/length).
-constexpr std::string_view kOidEcPublicKey = "\x2a\x86\x48\xce\x3d\x02\x01"sv;
-constexpr std::string_view kOidP256 = "\x2a\x86\x48\xce\x3d\x03\x01\x07"sv;
-constexpr std::string_view kOidP384 = "\x2b\x81\x04\x00\x22"sv;
-constexpr std::string_view kOidP521 = "\x2b\x81\x04\x00\x23"sv;
-constexpr std::string_view kOidRsaEncryption = "\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01"sv;
-constexpr std::string_view kOidEd25519 = "\x2b\x65\x70"sv;
-constexpr std::string_view kOidEcdsaSha256 = "\x2a\x86\x48\xce\x3d\x04\x03\x02"sv;
-constexpr std::string_view kOidEcdsaSha384 = "\x2a\x86\x48\xce\x3d\x04\x03\x03"sv;
-constexpr std::string_view kOidEcdsaSha512 = "\x2a\x86\x48\xce\x3d\x04\x03\x04"sv;
-constexpr std::string_view kOidRsaSha256 = "\x2a\x86\x48\x86\xf7\x0d\x01\x01\x0b"sv;
-constexpr std::string_view kOidRsaSha384 = "\x2a\x86\x48\x86\xf7\x0d\x01\x01\x0c"sv;
-constexpr std::string_view kOidRsaSha512 = "\x2a\x86\x48\x86\xf7\x0d\x01\x01\x0d"sv;
-
 // "secp256k1" (or the dotted OID) for messages; OBJ_* only on this error path.
-std::string oidName(Bytes oid) {
-  std::string der = der::tlv(der::kOid, der::asView(oid));
+std::string oidName(Bytes identifier) {
+  std::string der = der::tlv(der::kOid, der::asView(identifier));
   const auto* p = reinterpret_cast<const unsigned char*>(der.data());
   std::unique_ptr<ASN1_OBJECT, OsslDeleter<ASN1_OBJECT_free>> obj(
       d2i_ASN1_OBJECT(nullptr, &p, static_cast<long>(der.size())));
@@ -69,10 +56,10 @@ Result<EvpPkeyPtr> ecKey(Bytes curve_oid, Bytes point) {
   static const EVP_PKEY* p256 = curveTemplate("P-256");
   static const EVP_PKEY* p384 = curveTemplate("P-384");
   static const EVP_PKEY* p521 = curveTemplate("P-521");
-  const EVP_PKEY* tmpl = der::equals(curve_oid, kOidP256)   ? p256
-                         : der::equals(curve_oid, kOidP384) ? p384
-                         : der::equals(curve_oid, kOidP521) ? p521
-                                                            : nullptr;
+  const EVP_PKEY* tmpl = der::equals(curve_oid, oid::kP256)   ? p256
+                         : der::equals(curve_oid, oid::kP384) ? p384
+                         : der::equals(curve_oid, oid::kP521) ? p521
+                                                              : nullptr;
   if (tmpl == nullptr) {
     drainOpensslErrors();
     return Error::invalidArgument(fmt::format(
@@ -121,16 +108,16 @@ struct SigAlg {
   int digest_bits;
 };
 
-bool sigAlgFor(Bytes oid, SigAlg* out) {
+bool sigAlgFor(Bytes algorithm, SigAlg* out) {
   const struct {
     std::string_view oid;
     SigAlg alg;
-  } table[] = {{kOidEcdsaSha256, {EVP_PKEY_EC, 256}}, {kOidEcdsaSha384, {EVP_PKEY_EC, 384}},
-               {kOidEcdsaSha512, {EVP_PKEY_EC, 512}}, {kOidRsaSha256, {EVP_PKEY_RSA, 256}},
-               {kOidRsaSha384, {EVP_PKEY_RSA, 384}},  {kOidRsaSha512, {EVP_PKEY_RSA, 512}},
-               {kOidEd25519, {EVP_PKEY_ED25519, 0}}};
+  } table[] = {{oid::kEcdsaSha256, {EVP_PKEY_EC, 256}}, {oid::kEcdsaSha384, {EVP_PKEY_EC, 384}},
+               {oid::kEcdsaSha512, {EVP_PKEY_EC, 512}}, {oid::kRsaSha256, {EVP_PKEY_RSA, 256}},
+               {oid::kRsaSha384, {EVP_PKEY_RSA, 384}},  {oid::kRsaSha512, {EVP_PKEY_RSA, 512}},
+               {oid::kEd25519, {EVP_PKEY_ED25519, 0}}};
   for (const auto& t : table) {
-    if (der::equals(oid, t.oid)) {
+    if (der::equals(algorithm, t.oid)) {
       *out = t.alg;
       return true;
     }
@@ -172,19 +159,19 @@ Result<EvpPkeyPtr> publicKeyFromSpki(Bytes spki) {
   der::Reader a(parts.parameters);
   der::Tlv params;
   EvpPkeyPtr key;
-  if (der::equals(parts.algorithm_oid, kOidEcPublicKey)) {
+  if (der::equals(parts.algorithm_oid, oid::kEcPublicKey)) {
     // Named curves only: explicit parameters are refused (as Go and BoringSSL do).
     if (!a.expect(der::kOid, &params) || !a.empty()) {
       return Error::invalidArgument(
           "EC key with explicit curve parameters is not accepted: use a named curve");
     }
     MESHID_ASSIGN_OR_RETURN(key, ecKey(params.value, key_bits));
-  } else if (der::equals(parts.algorithm_oid, kOidRsaEncryption)) {
+  } else if (der::equals(parts.algorithm_oid, oid::kRsaEncryption)) {
     if (!a.expect(der::kNull, &params) || !params.value.empty() || !a.empty()) {
       return Error::invalidArgument("RSA key algorithm must have NULL parameters");
     }
     MESHID_ASSIGN_OR_RETURN(key, rsaKey(key_bits));
-  } else if (der::equals(parts.algorithm_oid, kOidEd25519)) {
+  } else if (der::equals(parts.algorithm_oid, oid::kEd25519)) {
     if (!a.empty() || key_bits.size() != 32) {
       return Error::invalidArgument("malformed Ed25519 public key");
     }
