@@ -1,74 +1,24 @@
 #include "ca/admin_http.h"
 
-#include <fmt/format.h>
-#include <httplib.h>
-
 namespace meshid::ca {
 
-Result<std::pair<std::string, int>> splitHostPort(const std::string& listen) {
-  size_t colon = listen.rfind(':');
-  if (colon == std::string::npos || colon + 1 == listen.size()) {
-    return Error::invalidArgument(fmt::format("listen address \"{}\" must be HOST:PORT", listen));
-  }
-  std::string host = listen.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  int port = 0;
-  for (char c : listen.substr(colon + 1)) {
-    if (c < '0' || c > '9' || (port = port * 10 + (c - '0')) > 65535) {
-      return Error::invalidArgument(fmt::format("listen address \"{}\" has a bad port", listen));
-    }
-  }
-  return std::make_pair(host, port);
-}
-
-Result<std::unique_ptr<AdminHttp>> AdminHttp::start(const std::string& listen,
-                                                    AdminHandlers handlers) {
-  MESHID_ASSIGN_OR_RETURN(auto hp, splitHostPort(listen));
-  std::unique_ptr<AdminHttp> a(new AdminHttp());
-  a->server_ = std::make_unique<httplib::Server>();
-  auto& srv = *a->server_;
-  // httplib's default also sets SO_REUSEPORT, which lets a second CA bind the
-  // same admin port and silently take half the scrapes and probes: keep only
-  // SO_REUSEADDR (a quick restart past TIME_WAIT), as the gRPC port does.
-  srv.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  });
-  srv.Get("/metrics", [h = handlers](const httplib::Request&, httplib::Response& res) {
-    res.set_content(h.metrics(), "text/plain; version=0.0.4; charset=utf-8");
-  });
-  srv.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("ok\n", "text/plain");
-  });
-  srv.Get("/readyz", [h = handlers](const httplib::Request&, httplib::Response& res) {
-    std::string why;
-    bool ready = h.ready(&why);
-    res.status = ready ? 200 : 503;
-    res.set_content(ready ? "ready\n" : "not ready: " + why + "\n", "text/plain");
-  });
-  srv.Get("/debug/ca", [h = handlers](const httplib::Request&, httplib::Response& res) {
-    res.set_content(h.debug_json(), "application/json");
-  });
-  int port = hp.second == 0 ? srv.bind_to_any_port(hp.first)
-                            : (srv.bind_to_port(hp.first, hp.second) ? hp.second : -1);
-  if (port <= 0) {
-    return Error::unavailable(fmt::format("cannot listen on {} for the admin port", listen));
-  }
-  a->port_ = port;
-  a->thread_ = std::thread([s = a->server_.get()] { s->listen_after_bind(); });
-  return a;
-}
-
-void AdminHttp::stop() {
-  if (server_)
-    server_->stop();
-  if (thread_.joinable())
-    thread_.join();
-}
-
-AdminHttp::~AdminHttp() {
-  stop();
+Result<std::unique_ptr<AdminHttp>> startAdminHttp(const std::string& listen,
+                                                  AdminHandlers h) {
+  std::vector<HttpRoute> routes;
+  routes.push_back({"/metrics", [h] {
+                      return HttpReply{200, "text/plain; version=0.0.4; charset=utf-8",
+                                       h.metrics()};
+                    }});
+  routes.push_back({"/healthz", [] { return HttpReply{200, "text/plain", "ok\n"}; }});
+  routes.push_back({"/readyz", [h] {
+                      std::string why;
+                      bool ready = h.ready(&why);
+                      return HttpReply{ready ? 200 : 503, "text/plain",
+                                       ready ? "ready\n" : "not ready: " + why + "\n"};
+                    }});
+  routes.push_back(
+      {"/debug/ca", [h] { return HttpReply{200, "application/json", h.debug_json()}; }});
+  return AdminHttp::start(listen, std::move(routes));
 }
 
 }  // namespace meshid::ca

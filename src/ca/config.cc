@@ -42,7 +42,7 @@ fs::path resolve(const fs::path& base, const std::string& p) {
 Result<CaConfig> parse(const YAML::Node& root, const fs::path& base) {
   MESHID_RETURN_IF_ERROR(onlyKeys(root, "ca config",
                                   {"trust_domain", "listen", "admin_listen", "state_dir", "serving",
-                                   "signer", "issuance", "limits", "authentication"}));
+                                   "signer", "issuance", "limits", "authentication", "delegation"}));
   if (!root["trust_domain"])
     return Error::invalidArgument("ca config: trust_domain is required");
   if (!root["state_dir"])
@@ -127,6 +127,37 @@ Result<CaConfig> parse(const YAML::Node& root, const fs::path& base) {
   }
   if (c.policy.default_ttl > c.policy.max_ttl) {
     return Error::invalidArgument("issuance.default_ttl must not exceed issuance.max_ttl");
+  }
+
+  if (const auto d = root["delegation"]) {
+    if (!d.IsSequence())
+      return Error::invalidArgument("delegation must be a list of {agent, may_request}");
+    for (const auto& g : d) {
+      MESHID_RETURN_IF_ERROR(onlyKeys(g, "delegation entry", {"agent", "may_request"}));
+      if (!g["agent"] || !g["may_request"] || !g["may_request"].IsSequence()) {
+        return Error::invalidArgument("delegation entry needs agent and a may_request list");
+      }
+      auto agent = pki::SpiffeId::parse(g["agent"].as<std::string>());
+      if (!agent.ok())
+        return agent.error().wrap("delegation.agent");
+      if (!(agent->trustDomain() == td))
+        return Error::invalidArgument("delegation.agent must be in the CA's trust domain");
+      Delegation grant{*agent, {}};
+      for (const auto& m : g["may_request"]) {
+        std::string entry = m.as<std::string>();
+        // A prefix must end in '/' so that ns/web/ never matches ns/webhook.
+        std::string checked = entry.ends_with('/') ? entry + "x" : entry;
+        auto id = pki::SpiffeId::parse(checked);
+        if (!id.ok())
+          return id.error().wrap(fmt::format("delegation.may_request \"{}\"", entry));
+        if (!(id->trustDomain() == td)) {
+          return Error::invalidArgument(fmt::format(
+              "delegation.may_request \"{}\" is outside the CA's trust domain", entry));
+        }
+        grant.may_request.push_back(entry);
+      }
+      c.policy.delegations.push_back(std::move(grant));
+    }
   }
 
   if (const auto s = root["limits"]) {

@@ -38,6 +38,17 @@ std::optional<pki::KeyType> keyTypeOf(const EVP_PKEY* key) {
 
 }  // namespace
 
+bool Delegation::allows(const pki::SpiffeId& id) const {
+  const std::string& wanted = id.str();
+  for (const auto& entry : may_request) {
+    if (entry.ends_with('/') ? wanted.starts_with(entry) && wanted.size() > entry.size()
+                             : wanted == entry) {
+      return true;
+    }
+  }
+  return false;
+}
+
 const char* denialLabel(DenialReason reason) {
   switch (reason) {
     case DenialReason::kNoCredential:
@@ -79,10 +90,18 @@ Result<SignDecision> decide(const Identity& caller, const pki::ParsedCsr& csr,
                     "certificate signing request may carry only the SPIFFE ID as a SAN: remove "
                     "its DNS, IP and email SANs"));
   }
-  if (!(*id == caller.spiffe_id)) {
+  auto delegated = [&] {
+    for (const auto& d : config.delegations) {
+      if (d.agent == caller.spiffe_id && d.allows(*id))
+        return true;
+    }
+    return false;
+  };
+  if (!(*id == caller.spiffe_id) && !delegated()) {
     return deny(DenialReason::kForeignIdentity,
                 Error::permissionDenied(fmt::format(
-                    "caller {} (authenticated by {}) may not request a certificate for {}",
+                    "caller {} (authenticated by {}) may not request a certificate for {}: it is "
+                    "neither the caller's own identity nor delegated to it",
                     caller.spiffe_id.str(), caller.method, id->str())));
   }
   auto type = keyTypeOf(csr.public_key.get());

@@ -179,7 +179,7 @@ Result<void> CaServerImpl::init() {
   AdminHandlers handlers{.metrics = [this] { return metrics_.serialize(); },
                          .ready = [this](std::string* why) { return ready(why); },
                          .debug_json = [this] { return debugJson(); }};
-  MESHID_ASSIGN_OR_RETURN(admin_, AdminHttp::start(config_.admin_listen, handlers));
+  MESHID_ASSIGN_OR_RETURN(admin_, startAdminHttp(config_.admin_listen, handlers));
   metrics_.setReady(true);
   return okResult();
 }

@@ -15,5 +15,7 @@ void addCsrCommands(CLI::App& app, Context& ctx);
 void addServeCommands(CLI::App& app, Context& ctx);
 // After addCertCommands: adds `cert request`.
 void addRequestCommand(CLI::App& app, Context& ctx);
+// `agent` and `agent status`.
+void addAgentCommands(CLI::App& app, Context& ctx);
 
 }  // namespace meshid::cli

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   meshid::cli::addCsrCommands(app, ctx);
   meshid::cli::addServeCommands(app, ctx);
   meshid::cli::addRequestCommand(app, ctx);
+  meshid::cli::addAgentCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

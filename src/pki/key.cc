@@ -208,6 +208,18 @@ const EVP_MD* signatureDigestFor(const EVP_PKEY* key) {
   return EVP_sha256();
 }
 
+Result<std::string> privateKeyToDer(const EVP_PKEY* key) {
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (i2d_PKCS8PrivateKey_bio(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
+    return opensslError(Code::kInternal, "cannot encode private key");
+  }
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio.get(), &data);
+  std::string out(data, static_cast<size_t>(len));
+  OPENSSL_cleanse(data, static_cast<size_t>(len));
+  return out;
+}
+
 Result<std::string> privateKeyToPem(const EVP_PKEY* key, std::string_view passphrase) {
   BioPtr bio(BIO_new(BIO_s_mem()));
   int ok = 0;

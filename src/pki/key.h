@@ -33,6 +33,9 @@ std::string describeKey(const EVP_PKEY* key);
 // SHA-384 for P-384, SHA-512 for P-521, none (nullptr) for Ed25519.
 const EVP_MD* signatureDigestFor(const EVP_PKEY* key);
 
+// Unencrypted PKCS#8 DER (the SPIFFE Workload API's x509_svid_key).
+Result<std::string> privateKeyToDer(const EVP_PKEY* key);
+
 // PKCS#8 PEM; with a passphrase, encrypted (PBES2, AES-256-CBC).
 Result<std::string> privateKeyToPem(const EVP_PKEY* key, std::string_view passphrase = {});
 

@@ -1,0 +1,186 @@
+#include "agent/file_sink.h"
+
+#include <fmt/format.h>
+#include <spawn.h>
+#include <spdlog/spdlog.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
+#include "common/file_util.h"
+
+extern char** environ;
+
+namespace meshid::agent {
+
+Result<void> writeSink(const FileSink& sink, const IssuedSvid& svid, const Bundle& bundle) {
+  std::error_code ec;
+  std::filesystem::create_directories(sink.dir, ec);
+  MESHID_RETURN_IF_ERROR(writeFileAtomic(sink.dir / sink.bundle_file, bundle.pem(),
+                                         kPublicFileMode));
+  MESHID_RETURN_IF_ERROR(writeFileAtomic(sink.dir / sink.key_file, svid.key_pem, kSecretFileMode));
+  return writeFileAtomic(sink.dir / sink.cert_file, svid.chain_pem, kPublicFileMode);
+}
+
+Result<void> runCommand(const std::string& command, std::chrono::milliseconds timeout) {
+  const char* argv[] = {"/bin/sh", "-c", command.c_str(), nullptr};
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ);
+  if (rc != 0)
+    return Error::internal(fmt::format("cannot start /bin/sh: {}", std::strerror(rc)));
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  int status = 0;
+  for (;;) {
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid)
+      break;
+    if (r < 0 && errno != EINTR)
+      return Error::internal(fmt::format("waitpid: {}", std::strerror(errno)));
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return Error{Code::kDeadlineExceeded,
+                   fmt::format("command did not finish within {} ms and was killed",
+                               timeout.count())};
+    }
+    usleep(10'000);
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+    return okResult();
+  if (WIFEXITED(status))
+    return Error::internal(fmt::format("command exited with status {}", WEXITSTATUS(status)));
+  return Error::internal(fmt::format("command was killed by signal {}", WTERMSIG(status)));
+}
+
+Result<void> signalPidFile(const std::filesystem::path& pid_file, int signal) {
+  MESHID_ASSIGN_OR_RETURN(std::string text, readFile(pid_file, 64));
+  char* end = nullptr;
+  long pid = std::strtol(text.c_str(), &end, 10);
+  while (end && (*end == '\n' || *end == ' '))
+    ++end;
+  if (pid <= 1 || !end || *end != '\0')
+    return Error::invalidArgument(fmt::format("{} holds no valid pid", pid_file.string()));
+  if (kill(static_cast<pid_t>(pid), signal) != 0) {
+    return Error::unavailable(
+        fmt::format("cannot signal pid {}: {}", pid, std::strerror(errno)));
+  }
+  return okResult();
+}
+
+FileSinks::FileSinks(const AgentConfig& config, SecretCache& cache, AgentMetrics& metrics)
+    : config_(config), cache_(cache), metrics_(metrics) {
+  thread_ = std::thread([this] { hookLoop(); });
+}
+
+FileSinks::~FileSinks() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void FileSinks::hooksFor(const FileSink& sink, const std::string& what) {
+  if (!sink.reload_command.empty())
+    enqueue({what, sink.reload_command, {}, 0});
+  if (!sink.signal_pid_file.empty())
+    enqueue({what, {}, sink.signal_pid_file, sink.signal});
+}
+
+void FileSinks::svidChanged(const IssuedSvid& svid) {
+  auto bundle = cache_.bundle();
+  if (!bundle)
+    return;
+  for (const auto& e : config_.entries) {
+    if (!e.file_sink || !(e.spiffe_id == svid.spiffe_id))
+      continue;
+    Result<void> r = okResult();
+    {
+      std::lock_guard lock(write_mu_);
+      r = writeSink(*e.file_sink, svid, *bundle);
+    }
+    metrics_.sinkWrite(r.ok());
+    if (!r.ok()) {
+      spdlog::error("file sink {} for {} not written: {}", e.file_sink->dir.string(),
+                    svid.spiffe_id.str(), r.error().message);
+      continue;
+    }
+    spdlog::info("file sink {} written for {} serial {}", e.file_sink->dir.string(),
+                 svid.spiffe_id.str(), svid.serial_hex);
+    hooksFor(*e.file_sink, e.file_sink->dir.string());
+  }
+}
+
+void FileSinks::bundleChanged(const Bundle& bundle) {
+  for (const auto& e : config_.entries) {
+    if (!e.file_sink)
+      continue;
+    Result<void> r = okResult();
+    {
+      std::lock_guard lock(write_mu_);
+      std::error_code ec;
+      std::filesystem::create_directories(e.file_sink->dir, ec);
+      r = writeFileAtomic(e.file_sink->dir / e.file_sink->bundle_file, bundle.pem(),
+                          kPublicFileMode);
+    }
+    metrics_.sinkWrite(r.ok());
+    if (!r.ok()) {
+      spdlog::error("bundle file in {} not written: {}", e.file_sink->dir.string(),
+                    r.error().message);
+      continue;
+    }
+    hooksFor(*e.file_sink, e.file_sink->dir.string());
+  }
+  for (const auto& b : config_.bundle_sinks) {
+    Result<void> r = okResult();
+    {
+      std::lock_guard lock(write_mu_);
+      std::error_code ec;
+      std::filesystem::create_directories(b.path.parent_path(), ec);
+      r = writeFileAtomic(b.path, bundle.pem(), kPublicFileMode);
+    }
+    metrics_.sinkWrite(r.ok());
+    if (!r.ok()) {
+      spdlog::error("bundle sink {} not written: {}", b.path.string(), r.error().message);
+      continue;
+    }
+    spdlog::info("bundle sink {} written, bundle version {}", b.path.string(), bundle.version);
+    if (!b.reload_command.empty())
+      enqueue({b.path.string(), b.reload_command, {}, 0});
+  }
+}
+
+void FileSinks::enqueue(Hook hook) {
+  {
+    std::lock_guard lock(mu_);
+    hooks_.push_back(std::move(hook));
+  }
+  cv_.notify_all();
+}
+
+void FileSinks::hookLoop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stopping_ || !hooks_.empty(); });
+    if (stopping_)
+      return;
+    Hook h = std::move(hooks_.front());
+    hooks_.pop_front();
+    lock.unlock();
+    Result<void> r = h.command.empty() ? signalPidFile(h.pid_file, h.signal)
+                                       : runCommand(h.command, std::chrono::seconds(30));
+    metrics_.hookRun(r.ok());
+    if (r.ok()) {
+      spdlog::info("reload hook for {} ran", h.what);
+    } else {
+      spdlog::warn("reload hook for {} failed: {}", h.what, r.error().message);
+    }
+    lock.lock();
+  }
+}
+
+}  // namespace meshid::agent
