@@ -5,7 +5,8 @@
 //   - one StreamSecrets stream per resource name (Envoy makes one subscription
 //     per SdsSecretConfig), `node` only in the first request of a stream,
 //     type_url ...tls.v3.Secret, empty version_info and response_nonce;
-//   - on each response Envoy's checks: exactly one Secret, named as asked; for a
+//   - on each response Envoy's checks: exactly one Secret, named as asked (on
+//     the multi stream: only asked names, each at most once); for a
 //     tls_certificate the inline PEM chain and key must load into a TLS context
 //     (node's tls.createSecureContext stands in for Envoy's BoringSSL), the key
 //     must match the leaf and be RSA >= 2048 or ECDSA P-256/P-384/P-521; for a
@@ -60,12 +61,16 @@
 //    "streams":{NAME: {"responses","acks","nacks","serials":[lowercase hex],
 //                      "first_response_ms","reconnects","end_code","end_details"}},
 //    "violations":["..."]}
-// The multi stream is keyed by the names joined with ','. first_response_ms is
-// measured from the harness start; end_code/end_details are the last gRPC
-// status a stream ended with before the harness stopped (null if none).
+// The multi stream is keyed by the names joined with ','. serials are the
+// distinct leaves ACKed, in order. first_response_ms is measured from the
+// harness start. end_code/end_details are the last gRPC status the stream
+// ended with before the harness stopped (null if none; a stream reopened after
+// UNAVAILABLE keeps 14 here, see reconnects). Each distinct violation is listed
+// once, with "(N times)" when repeated.
 // ok = no violations and the scenario passed. With --events FILE one JSON line
 // per received Secret is appended: {unix_ms, t_ms, stream, name, version,
-// nonce, action: ack|nack, serial, not_after} (serial/not_after for certificates).
+// nonce, action: ack|nack, serial, not_after} (serial/not_after for
+// certificates; name null for a response with no resources).
 // Exit 0 when ok, 3 when not ok, 1 on a harness error.
 'use strict';
 
@@ -293,7 +298,8 @@ function main() {
   function checkPending() {
     const keep = [];
     for (const p of pendingChains) {
-      const err = latestRoots ? chainError(p.chain, latestRoots) : 'no ROOTCA bundle was received';
+      const err = latestRoots ? chainError(p.chain, latestRoots)
+          : `no ROOTCA bundle arrived within ${CHAIN_GRACE_MS} ms of the leaf`;
       if (!err) continue;
       if (Date.now() >= p.deadline) {
         violations.push(`${p.stream.key}: leaf ${p.serial}: ${err}`);
@@ -315,10 +321,9 @@ function main() {
       this.call = null;
       this.first = true;            // the next request is the first of its stream
       this.acceptedVersion = '';
-      this.ackedContent = new Map(); // name -> the Secret last ACKed on this call
-      this.nackedContent = null;    // content key of the last NACK on this call
-      this.held = null;             // {serial, notAfter, since} the leaf Envoy would be using
-      this.ended = false;
+      this.ackedContent = new Map();  // name -> the Secret last ACKed on this call
+      this.nackedContent = null;      // the response last NACKed on this call
+      this.held = null;             // {serial, notAfter} of the leaf Envoy would be using
       this.sc = { state: 'start', passed: null, detail: '' };  // per-stream scenario state
     }
 
@@ -338,7 +343,6 @@ function main() {
       this.first = true;
       this.ackedContent = new Map();
       this.nackedContent = null;
-      this.openedAt = Date.now();
       call.on('data', (resp) => { if (this.call === call && !finished) this.onResponse(resp); });
       call.on('error', () => {});  // the status event carries it
       call.on('status', (st) => { if (this.call === call && !finished) this.onStatus(st); });
@@ -362,7 +366,6 @@ function main() {
           this.open();
         });
       } else {
-        this.ended = true;
         scenarioEnded(this);
       }
     }

@@ -111,6 +111,38 @@ authentication:
   EXPECT_EQ(c->kubernetes.refresh, 10min);
 }
 
+TEST(CaConfig, DelegationGrants) {
+  auto c = parse(std::string(kMinimal) + R"(
+delegation:
+  - agent: spiffe://example.org/meshid/agent/node1
+    may_request: [spiffe://example.org/ns/web/, spiffe://example.org/ns/db/sa/pg]
+)");
+  MESHID_ASSERT_OK(c);
+  ASSERT_EQ(c->policy.delegations.size(), 1u);
+  EXPECT_EQ(c->policy.delegations[0].agent.str(), "spiffe://example.org/meshid/agent/node1");
+  EXPECT_EQ(c->policy.delegations[0].may_request.size(), 2u);
+
+  struct Bad {
+    const char* yaml;
+    const char* why;
+  };
+  for (const Bad& b : {
+           Bad{"delegation: {agent: x}", "list"},
+           Bad{"delegation: [{agent: spiffe://example.org/a}]", "may_request"},
+           Bad{"delegation: [{agent: spiffe://other.org/a, may_request: []}]", "trust domain"},
+           Bad{"delegation: [{agent: spiffe://example.org/a, may_request: [spiffe://other.org/x]}]",
+               "outside"},
+           Bad{"delegation: [{agent: spiffe://example.org/a, may_request: [\"spiffe://example.org/a//\"]}]",
+               "delegation.may_request"},
+           Bad{"delegation: [{agent: spiffe://example.org/a, may_request: [], extra: 1}]",
+               "unknown key"},
+       }) {
+    auto r = parse(std::string(kMinimal) + b.yaml + "\n");
+    EXPECT_EQ(errorOf(r).code, Code::kInvalidArgument) << b.yaml;
+    MESHID_EXPECT_CONTAINS(messageOf(r), b.why);
+  }
+}
+
 TEST(CaConfig, UnknownKeyIsRefusedByName) {
   auto top = parse(std::string(kMinimal) + "listne: 0.0.0.0:1\n");
   EXPECT_EQ(errorOf(top).code, Code::kInvalidArgument);

@@ -219,6 +219,48 @@ TEST_F(PolicyTest, HugeRequestedLifetimeDoesNotOverflow) {
   EXPECT_EQ(errorOf(m).code, Code::kInvalidArgument);
 }
 
+// An agent acting for the workloads on its host (issue 4): only the
+// identities an admin delegated to it, by exact ID or whole-segment prefix.
+TEST_F(PolicyTest, DelegatedIdentitiesAreAllowedForTheAgentOnly) {
+  constexpr std::string_view kAgent = "spiffe://example.org/meshid/agent/node1";
+  PolicyConfig c = config();
+  c.delegations.push_back(
+      {spiffeId(kAgent),
+       {"spiffe://example.org/ns/web/", "spiffe://example.org/ns/files/sa/nginx"}});
+  DenialReason reason = kUnset;
+  Identity agent{spiffeId(kAgent), "mtls", ""};
+  for (std::string_view ok : std::initializer_list<std::string_view>{"spiffe://example.org/ns/web/sa/web",
+                              "spiffe://example.org/ns/web/sa/api/x",
+                              "spiffe://example.org/ns/files/sa/nginx", kAgent}) {
+    auto d = decide(agent, csrFor(key_.get(), ok), 0, Api::kMeshid, c, &reason);
+    MESHID_EXPECT_OK(d);
+    if (d.ok()) {
+      EXPECT_EQ(d->spiffe_id.str(), ok);
+    }
+  }
+  for (std::string_view denied : std::initializer_list<std::string_view>{"spiffe://example.org/ns/webhook/sa/x",  // not a whole segment
+                                  "spiffe://example.org/ns/files/sa/nginx2",
+                                  "spiffe://example.org/ns/files/sa/nginx/sub",
+                                  "spiffe://example.org/ns/other/sa/x"}) {
+    reason = kUnset;
+    auto d = decide(agent, csrFor(key_.get(), denied), 0, Api::kMeshid, c, &reason);
+    EXPECT_EQ(errorOf(d).code, Code::kPermissionDenied) << denied;
+    EXPECT_EQ(reason, DenialReason::kForeignIdentity) << denied;
+  }
+  // Another caller gets nothing from the agent's grant.
+  reason = kUnset;
+  auto other = decide(caller(), csrFor(key_.get(), "spiffe://example.org/ns/web/sa/web"), 0,
+                      Api::kMeshid, c, &reason);
+  EXPECT_EQ(errorOf(other).code, Code::kPermissionDenied);
+}
+
+TEST(Delegation, PrefixNeedsAPathBelowIt) {
+  Delegation d{spiffeId("spiffe://example.org/agent"), {"spiffe://example.org/ns/web/"}};
+  EXPECT_TRUE(d.allows(spiffeId("spiffe://example.org/ns/web/a")));
+  EXPECT_FALSE(d.allows(spiffeId("spiffe://example.org/ns/web")));
+  EXPECT_FALSE(d.allows(spiffeId("spiffe://example.org/ns/we")));
+}
+
 TEST(DenialLabel, EveryReasonHasABoundedLabel) {
   for (DenialReason r :
        {DenialReason::kNoCredential, DenialReason::kBadCredential, DenialReason::kForeignIdentity,
