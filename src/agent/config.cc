@@ -72,7 +72,7 @@ Result<Selectors> parseSelectors(const YAML::Node& s) {
 
 Result<FileSink> parseFileSink(const YAML::Node& s, const fs::path& base) {
   MESHID_RETURN_IF_ERROR(onlyKeys(s, "file_sink",
-                                  {"dir", "cert_file", "key_file", "bundle_file", "reload_command",
+                                  {"dir", "cert_file", "key_file", "bundle_file", "combined_file", "reload_command",
                                    "signal_pid_file", "signal"}));
   if (!s["dir"])
     return Error::invalidArgument("file_sink.dir is required");
@@ -92,9 +92,15 @@ Result<FileSink> parseFileSink(const YAML::Node& s, const fs::path& base) {
     MESHID_RETURN_IF_ERROR(plainName(s["key_file"], sink.key_file, "key_file"));
   if (s["bundle_file"])
     MESHID_RETURN_IF_ERROR(plainName(s["bundle_file"], sink.bundle_file, "bundle_file"));
+  if (s["combined_file"])
+    MESHID_RETURN_IF_ERROR(plainName(s["combined_file"], sink.combined_file, "combined_file"));
   std::set<std::string> names{sink.cert_file, sink.key_file, sink.bundle_file};
-  if (names.size() != 3)
-    return Error::invalidArgument("file_sink: cert_file, key_file and bundle_file must differ");
+  if (!sink.combined_file.empty())
+    names.insert(sink.combined_file);
+  if (names.size() != (sink.combined_file.empty() ? 3u : 4u)) {
+    return Error::invalidArgument(
+        "file_sink: cert_file, key_file, bundle_file and combined_file must differ");
+  }
   if (s["reload_command"])
     sink.reload_command = s["reload_command"].as<std::string>();
   if (s["signal_pid_file"])

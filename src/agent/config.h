@@ -36,6 +36,9 @@ struct FileSink {
   std::string cert_file = "cert-chain.pem";  // leaf + intermediates
   std::string key_file = "key.pem";          // PKCS#8, 0600
   std::string bundle_file = "root-cert.pem";
+  // Optional: key + chain in one file (0600), as HAProxy and curl --cert read
+  // them; one rename replaces both, so a reader never sees a mismatched pair.
+  std::string combined_file;
   std::string reload_command;  // run with /bin/sh -c after every write
   std::filesystem::path signal_pid_file;
   int signal = 1;  // SIGHUP

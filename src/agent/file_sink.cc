@@ -10,6 +10,8 @@
 #include <csignal>
 #include <cstring>
 
+#include <openssl/crypto.h>
+
 #include "common/file_util.h"
 
 extern char** environ;
@@ -22,7 +24,14 @@ Result<void> writeSink(const FileSink& sink, const IssuedSvid& svid, const Bundl
   MESHID_RETURN_IF_ERROR(writeFileAtomic(sink.dir / sink.bundle_file, bundle.pem(),
                                          kPublicFileMode));
   MESHID_RETURN_IF_ERROR(writeFileAtomic(sink.dir / sink.key_file, svid.key_pem, kSecretFileMode));
-  return writeFileAtomic(sink.dir / sink.cert_file, svid.chain_pem, kPublicFileMode);
+  MESHID_RETURN_IF_ERROR(
+      writeFileAtomic(sink.dir / sink.cert_file, svid.chain_pem, kPublicFileMode));
+  if (sink.combined_file.empty())
+    return okResult();
+  std::string combined = svid.key_pem + svid.chain_pem;
+  auto r = writeFileAtomic(sink.dir / sink.combined_file, combined, kSecretFileMode);
+  OPENSSL_cleanse(combined.data(), combined.size());
+  return r;
 }
 
 Result<void> runCommand(const std::string& command, std::chrono::milliseconds timeout) {

@@ -19,8 +19,11 @@
 
 namespace meshid::agent {
 
-// Writes bundle, key (0600) and chain, in that order, so new roots are in
-// place before a chain that needs them.
+// Writes bundle, key (0600), chain and the combined file, in that order, so
+// new roots are in place before a chain that needs them. Separate key and
+// chain files are two renames: a reader that opens them between the two can
+// see a mismatched pair, so readers should reload on the hook (nginx) or use
+// the combined file (curl, HAProxy).
 Result<void> writeSink(const FileSink& sink, const IssuedSvid& svid, const Bundle& bundle);
 
 // Runs `sh -c command`; a non-zero exit, a signal or exceeding timeout (the

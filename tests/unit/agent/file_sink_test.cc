@@ -51,6 +51,14 @@ TEST(FileSink, WritesChainKeyAndBundleWithModes) {
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(sink.dir), {}), 3);
 }
 
+TEST(FileSink, CombinedFileHoldsKeyThenChainOwnerOnly) {
+  TempDir dir;
+  FileSink sink{.dir = dir.path(), .combined_file = "tls.pem"};
+  MESHID_ASSERT_OK(writeSink(sink, *svid(), bundle()));
+  EXPECT_EQ(*readFile(dir / "tls.pem", 100), "KEY\nCHAIN\n");
+  EXPECT_EQ(modeOf(dir / "tls.pem"), 0600u);
+}
+
 TEST(FileSink, UnwritableDirectoryIsAnError) {
   TempDir dir;
   std::ofstream(dir / "file") << "x";
