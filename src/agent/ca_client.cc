@@ -42,7 +42,7 @@ grpc::ChannelArguments channelArguments(const std::string& server_name) {
   // default reconnect backoff (up to two minutes).
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 250);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetMaxReceiveMessageSize(1 << 20);
   if (!server_name.empty())
     args.SetSslTargetNameOverride(server_name);

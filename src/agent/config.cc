@@ -226,11 +226,15 @@ Result<AgentConfig> parse(const YAML::Node& root, const fs::path& base, const En
 
   if (const auto r = root["rotation"]) {
     MESHID_RETURN_IF_ERROR(onlyKeys(r, "rotation",
-                                    {"ttl", "key_type", "grace_ratio", "grace_ratio_jitter",
+                                    {"ttl", "agent_ttl", "key_type", "grace_ratio", "grace_ratio_jitter",
                                      "initial_backoff", "max_backoff", "workers"}));
     if (r["ttl"]) {
       MESHID_ASSIGN_OR_RETURN(auto t, durationAt(r["ttl"], "rotation.ttl"));
       c.ttl = std::chrono::duration_cast<Seconds>(t);
+    }
+    if (r["agent_ttl"]) {
+      MESHID_ASSIGN_OR_RETURN(auto t, durationAt(r["agent_ttl"], "rotation.agent_ttl"));
+      c.agent_ttl = std::chrono::duration_cast<Seconds>(t);
     }
     if (r["key_type"]) {
       MESHID_ASSIGN_OR_RETURN(c.key_type, pki::parseKeyType(r["key_type"].as<std::string>()));
@@ -253,8 +257,8 @@ Result<AgentConfig> parse(const YAML::Node& root, const fs::path& base, const En
   MESHID_RETURN_IF_ERROR(applyEnvironment(c, env));
   if (auto v = validate(c.rotation); !v.ok())
     return v.error().wrap("rotation");
-  if (c.ttl < Seconds(2))
-    return Error::invalidArgument("rotation.ttl must be at least 2s");
+  if (c.ttl < Seconds(2) || c.agent_ttl < Seconds(2))
+    return Error::invalidArgument("rotation.ttl and rotation.agent_ttl must be at least 2s");
   if (c.key_type == pki::KeyType::kEd25519) {
     return Error::invalidArgument(
         "rotation.key_type ed25519: Envoy loads only RSA and ECDSA keys; use ec-p256");

@@ -82,7 +82,9 @@ struct AgentConfig {
   std::filesystem::path admin_socket;  // 0600
   std::string admin_listen = "127.0.0.1:15020";
 
-  Seconds ttl{24 * 3600};  // requested lifetime (SECRET_TTL)
+  Seconds ttl{24 * 3600};        // requested lifetime of workload certificates (SECRET_TTL)
+  Seconds agent_ttl{24 * 3600};  // of the agent's own SVID (join-token mode): it must outlive
+                                 // CA outages, or renewing everything needs a new join token
   pki::KeyType key_type = pki::KeyType::kEcP256;
   RotationPolicy rotation;
   size_t workers = 4;  // CA requests in flight at once

@@ -198,11 +198,9 @@ void Rotator::schedulerLoop() {
     SystemTime wake = now + std::chrono::seconds(1);
     bool queued = false;
     for (auto& m : identities_) {
-      if (m->in_flight)
-        continue;
-      if (join_mode_ && !m->self && !self_ready_)
-        continue;  // workloads wait for the agent's own SVID
       Decision d = decide(m->state, now);
+      // Expiry is checked first, whatever else is going on: an expired
+      // certificate is never served, even while a renewal is in flight.
       if (d.expired && m->published) {
         m->published = false;
         if (m->self) {
@@ -215,6 +213,10 @@ void Rotator::schedulerLoop() {
         spdlog::error("certificate for {} expired at {} with no renewal; it is no longer served",
                       m->id.str(), rfc3339(m->state.current->not_after));
       }
+      if (m->in_flight)
+        continue;
+      if (join_mode_ && !m->self && !self_ready_)
+        continue;  // workloads wait for the agent's own SVID
       if (d.renew_now) {
         m->in_flight = true;
         queue_.push_back(m.get());
@@ -308,7 +310,7 @@ Result<std::shared_ptr<const IssuedSvid>> Rotator::obtain(const Managed& m) {
   }
   MESHID_ASSIGN_OR_RETURN(pki::EvpPkeyPtr key, pki::generateKey(config_.key_type));
   MESHID_ASSIGN_OR_RETURN(pki::X509ReqPtr req, pki::buildCsr(key.get(), m.id));
-  MESHID_ASSIGN_OR_RETURN(SignedChain answer, ca_.sign(pki::csrToPem(req.get()), config_.ttl, bearer));
+  MESHID_ASSIGN_OR_RETURN(SignedChain answer, ca_.sign(pki::csrToPem(req.get()), m.self ? config_.agent_ttl : config_.ttl, bearer));
   offerBundle(answer.bundle);
   auto svid = makeSvid(m.id, answer.chain_pem, key.get(), *answer.bundle, clock_.now());
   if (!svid.ok()) {

@@ -28,7 +28,7 @@ credentials: {join_token_file: join.token, agent_id: $AGENT_ID}
 state_dir: agent-state
 sockets: {sds: sock/sds.sock, workload_api: sock/workload.sock, admin: sock/admin.sock}
 admin_listen: 127.0.0.1:0
-rotation: {ttl: 6s, initial_backoff: 200ms, max_backoff: 1s}
+rotation: {ttl: 6s, agent_ttl: 6s, initial_backoff: 200ms, max_backoff: 1s}
 entries:
   - spiffe_id: $WEB
     selectors: {uid: $(id -u)}
@@ -141,6 +141,10 @@ check_output_contains "agent status shows the agent's own SVID" "(agent)" \
 run "$MESHID" agent status --admin-socket sock/admin.sock --json
 expect_eq "agent status --json: three identities" "3" "$(json_field "$OUT" '.identities | length')"
 expect_eq "agent status --json: bundle version" "1" "$(json_field "$OUT" '.bundle.version')"
+r=$(json_field "$OUT" ".identities[] | select(.spiffe_id == \"$AGENT_ID\") | .rotations")
+expect_true "the agent's own SVID renewed over mTLS with itself ($r times)" test "${r:-0}" -ge 5
+expect_eq "...with one join token: the CA recorded one join-token issuance" "1" \
+  "$(grep -c 'caller_method=join_token' ca.log)"
 
 # No key or token in the logs.
 expect_lacks "agent log has no private key" "$(cat agent.log)" "PRIVATE KEY"

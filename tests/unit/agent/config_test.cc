@@ -129,6 +129,7 @@ TEST(AgentConfig, MistakesAreRefusedWithTheReason) {
             "hex"},
            {td + ca, "exactly one of jwt_token_file"},
            {td + ca + cred + "rotation: {ttl: 1s}\n", "at least 2s"},
+           {td + ca + cred + "rotation: {agent_ttl: 1s}\n", "at least 2s"},
            {td + ca + cred + "rotation: {ttl: 10}\n", "rotation.ttl"},
            {td + ca + cred + "rotation: {key_type: ed25519}\n", "Envoy"},
            {td + ca + cred + "rotation: {grace_ratio: 1}\n", "rotation"},
