@@ -27,8 +27,7 @@ using nlohmann::json;
 
 // One certificate in the shape of Envoy's admin /certs.
 json envoyCertDetails(std::string_view der, const std::string& path, SystemTime now) {
-  auto cert = pki::parseCertificateDer(
-      {reinterpret_cast<const uint8_t*>(der.data()), der.size()});
+  auto cert = pki::parseCertificateDer({reinterpret_cast<const uint8_t*>(der.data()), der.size()});
   if (!cert.ok())
     return json{{"path", path}, {"error", cert.error().message}};
   auto info = pki::describeCertificate(cert->get());
@@ -176,8 +175,9 @@ Result<void> AgentImpl::init() {
   routes.push_back({"/healthz", [] { return HttpReply{200, "text/plain", "ok\n"}; }});
   routes.push_back({"/readyz", [this] { return ready(); }});
   routes.push_back({"/certs", [this] { return HttpReply{200, "application/json", certsJson()}; }});
-  routes.push_back(
-      {"/status", [this] { return HttpReply{200, "application/json", statusJson()}; }});
+  routes.push_back({"/status", [this] {
+                      return HttpReply{200, "application/json", statusJson()};
+                    }});
   MESHID_ASSIGN_OR_RETURN(admin_, AdminHttp::start(config_.admin_listen, std::move(routes)));
   rotator_.start();
   return okResult();
@@ -213,12 +213,8 @@ std::string AgentImpl::statusJson() const {
   SystemTime now = clock_.now();
   json ids = json::array();
   for (const auto& s : rotator_.status()) {
-    json j{{"spiffe_id", s.spiffe_id},
-           {"agent_self", s.agent_self},
-           {"state", s.state},
-           {"serial", s.serial},
-           {"failures", s.failures},
-           {"rotations", s.rotations}};
+    json j{{"spiffe_id", s.spiffe_id}, {"agent_self", s.agent_self}, {"state", s.state},
+           {"serial", s.serial},       {"failures", s.failures},     {"rotations", s.rotations}};
     if (s.not_after != SystemTime{}) {
       j["not_before"] = formatRfc3339(s.not_before);
       j["not_after"] = formatRfc3339(s.not_after);
@@ -235,7 +231,8 @@ std::string AgentImpl::statusJson() const {
            {"identities", ids},
            {"now", formatRfc3339(now)}};
   if (auto b = cache_.bundle()) {
-    out["bundle"] = {{"version", b->version}, {"roots", b->roots_der.size()}, {"sha256", b->sha256}};
+    out["bundle"] = {
+        {"version", b->version}, {"roots", b->roots_der.size()}, {"sha256", b->sha256}};
   }
   out["sockets"] = {{"sds", config_.sds_socket.string()},
                     {"workload_api", config_.workload_api_socket.string()},

@@ -26,8 +26,8 @@ std::string sha256Hex(std::string_view data) {
 
 Error fromStatus(const grpc::Status& s, const std::string& address) {
   auto code = static_cast<Code>(s.error_code());
-  return Error{code, fmt::format("CA {} answered {}: {}", address, codeName(code),
-                                 s.error_message())};
+  return Error{code,
+               fmt::format("CA {} answered {}: {}", address, codeName(code), s.error_message())};
 }
 
 // Worth trying another CA: the transport failed or the CA is overloaded.
@@ -55,9 +55,9 @@ Result<std::shared_ptr<const Bundle>> makeBundle(uint64_t version, std::string_v
                                                  const std::vector<std::string>& roots_pem,
                                                  const pki::TrustDomain& expected) {
   if (trust_domain != expected.name()) {
-    return Error::failedPrecondition(fmt::format(
-        "the CA serves trust domain \"{}\", this agent is configured for \"{}\"", trust_domain,
-        expected.name()));
+    return Error::failedPrecondition(
+        fmt::format("the CA serves trust domain \"{}\", this agent is configured for \"{}\"",
+                    trust_domain, expected.name()));
   }
   if (roots_pem.empty())
     return Error::failedPrecondition("the CA sent a trust bundle with no roots");
@@ -86,22 +86,20 @@ struct CaClient::Impl {
   AgentMetrics& metrics;
 
   std::mutex mu;
-  std::string roots_pem;   // guarded by mu
-  std::string chain_pem;   // guarded by mu
-  std::string key_pem;     // guarded by mu
+  std::string roots_pem;    // guarded by mu
+  std::string chain_pem;    // guarded by mu
+  std::string key_pem;      // guarded by mu
   uint64_t generation = 0;  // guarded by mu; bumps on every trust or identity change
   std::map<std::string, std::pair<uint64_t, std::shared_ptr<grpc::Channel>>>
-      channels;      // guarded by mu
-  size_t preferred = 0;  // guarded by mu: the address that answered last
+      channels;                              // guarded by mu
+  size_t preferred = 0;                      // guarded by mu: the address that answered last
   grpc::ClientContext* watch_ctx = nullptr;  // guarded by mu
   bool watch_cancelled = false;              // guarded by mu
 
   Impl(AgentConfig::Ca c, pki::TrustDomain td, AgentMetrics& m)
       : config(std::move(c)), trust_domain(std::move(td)), metrics(m) {}
 
-  ~Impl() {
-    OPENSSL_cleanse(key_pem.data(), key_pem.size());
-  }
+  ~Impl() { OPENSSL_cleanse(key_pem.data(), key_pem.size()); }
 
   std::shared_ptr<grpc::Channel> channel(const std::string& address) {
     std::lock_guard lock(mu);
@@ -224,8 +222,7 @@ Result<std::shared_ptr<const Bundle>> CaClient::fetchPinnedBundle(const std::str
   // CA against that root.
   options.set_verify_server_certs(false);
   options.set_check_call_host(false);
-  options.set_certificate_verifier(
-      std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
+  options.set_certificate_verifier(std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
   auto creds = grpc::experimental::TlsCredentials(options);
   Error last = Error::unavailable("no CA address");
   for (const auto& address : impl_->config.addresses) {
@@ -240,8 +237,8 @@ Result<std::shared_ptr<const Bundle>> CaClient::fetchPinnedBundle(const std::str
       continue;
     }
     std::vector<std::string> roots(tb.roots().begin(), tb.roots().end());
-    MESHID_ASSIGN_OR_RETURN(auto bundle,
-                            makeBundle(tb.version(), tb.trust_domain(), roots, impl_->trust_domain));
+    MESHID_ASSIGN_OR_RETURN(
+        auto bundle, makeBundle(tb.version(), tb.trust_domain(), roots, impl_->trust_domain));
     for (const auto& der : bundle->roots_der) {
       if (sha256Hex(der) == pin_hex)
         return bundle;

@@ -11,25 +11,12 @@
 
 #include "common/duration.h"
 #include "common/file_util.h"
+#include "common/yaml_keys.h"
 
 namespace meshid::agent {
 namespace {
 
 namespace fs = std::filesystem;
-
-Result<void> onlyKeys(const YAML::Node& node, std::string_view where,
-                      std::initializer_list<std::string_view> allowed) {
-  if (!node.IsMap()) {
-    return Error::invalidArgument(fmt::format("{} must be a mapping", where));
-  }
-  for (const auto& kv : node) {
-    std::string key = kv.first.as<std::string>();
-    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-      return Error::invalidArgument(fmt::format("unknown key \"{}\" in {}", key, where));
-    }
-  }
-  return okResult();
-}
 
 Result<std::chrono::milliseconds> durationAt(const YAML::Node& node, std::string_view name) {
   auto d = parseGoDuration(node.as<std::string>());
@@ -72,8 +59,8 @@ Result<Selectors> parseSelectors(const YAML::Node& s) {
 
 Result<FileSink> parseFileSink(const YAML::Node& s, const fs::path& base) {
   MESHID_RETURN_IF_ERROR(onlyKeys(s, "file_sink",
-                                  {"dir", "cert_file", "key_file", "bundle_file", "combined_file", "reload_command",
-                                   "signal_pid_file", "signal"}));
+                                  {"dir", "cert_file", "key_file", "bundle_file", "combined_file",
+                                   "reload_command", "signal_pid_file", "signal"}));
   if (!s["dir"])
     return Error::invalidArgument("file_sink.dir is required");
   FileSink sink;
@@ -225,9 +212,10 @@ Result<AgentConfig> parse(const YAML::Node& root, const fs::path& base, const En
     c.admin_listen = root["admin_listen"].as<std::string>();
 
   if (const auto r = root["rotation"]) {
-    MESHID_RETURN_IF_ERROR(onlyKeys(r, "rotation",
-                                    {"ttl", "agent_ttl", "key_type", "grace_ratio", "grace_ratio_jitter",
-                                     "initial_backoff", "max_backoff", "workers"}));
+    MESHID_RETURN_IF_ERROR(
+        onlyKeys(r, "rotation",
+                 {"ttl", "agent_ttl", "key_type", "grace_ratio", "grace_ratio_jitter",
+                  "initial_backoff", "max_backoff", "workers"}));
     if (r["ttl"]) {
       MESHID_ASSIGN_OR_RETURN(auto t, durationAt(r["ttl"], "rotation.ttl"));
       c.ttl = std::chrono::duration_cast<Seconds>(t);

@@ -21,8 +21,8 @@ namespace meshid::agent {
 Result<void> writeSink(const FileSink& sink, const IssuedSvid& svid, const Bundle& bundle) {
   std::error_code ec;
   std::filesystem::create_directories(sink.dir, ec);
-  MESHID_RETURN_IF_ERROR(writeFileAtomic(sink.dir / sink.bundle_file, bundle.pem(),
-                                         kPublicFileMode));
+  MESHID_RETURN_IF_ERROR(
+      writeFileAtomic(sink.dir / sink.bundle_file, bundle.pem(), kPublicFileMode));
   MESHID_RETURN_IF_ERROR(writeFileAtomic(sink.dir / sink.key_file, svid.key_pem, kSecretFileMode));
   MESHID_RETURN_IF_ERROR(
       writeFileAtomic(sink.dir / sink.cert_file, svid.chain_pem, kPublicFileMode));
@@ -37,7 +37,13 @@ Result<void> writeSink(const FileSink& sink, const IssuedSvid& svid, const Bundl
 Result<void> runCommand(const std::string& command, std::chrono::milliseconds timeout) {
   const char* argv[] = {"/bin/sh", "-c", command.c_str(), nullptr};
   pid_t pid = 0;
-  int rc = posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ);
+  // Its own process group, so a timeout kills everything the command started.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
+  int rc = posix_spawn(&pid, "/bin/sh", nullptr, &attr, const_cast<char**>(argv), environ);
+  posix_spawnattr_destroy(&attr);
   if (rc != 0)
     return Error::internal(fmt::format("cannot start /bin/sh: {}", std::strerror(rc)));
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -49,11 +55,11 @@ Result<void> runCommand(const std::string& command, std::chrono::milliseconds ti
     if (r < 0 && errno != EINTR)
       return Error::internal(fmt::format("waitpid: {}", std::strerror(errno)));
     if (std::chrono::steady_clock::now() > deadline) {
-      kill(pid, SIGKILL);
+      kill(-pid, SIGKILL);
       waitpid(pid, &status, 0);
-      return Error{Code::kDeadlineExceeded,
-                   fmt::format("command did not finish within {} ms and was killed",
-                               timeout.count())};
+      return Error{
+          Code::kDeadlineExceeded,
+          fmt::format("command did not finish within {} ms and was killed", timeout.count())};
     }
     usleep(10'000);
   }
@@ -73,8 +79,7 @@ Result<void> signalPidFile(const std::filesystem::path& pid_file, int signal) {
   if (pid <= 1 || !end || *end != '\0')
     return Error::invalidArgument(fmt::format("{} holds no valid pid", pid_file.string()));
   if (kill(static_cast<pid_t>(pid), signal) != 0) {
-    return Error::unavailable(
-        fmt::format("cannot signal pid {}: {}", pid, std::strerror(errno)));
+    return Error::unavailable(fmt::format("cannot signal pid {}: {}", pid, std::strerror(errno)));
   }
   return okResult();
 }

@@ -72,8 +72,8 @@ Result<std::shared_ptr<IssuedSvid>> makeSvid(const pki::SpiffeId& id,
 
 }  // namespace
 
-Rotator::Rotator(const AgentConfig& config, CaClient& ca, SecretCache& cache,
-                 AgentMetrics& metrics, const Clock& clock, Random& random)
+Rotator::Rotator(const AgentConfig& config, CaClient& ca, SecretCache& cache, AgentMetrics& metrics,
+                 const Clock& clock, Random& random)
     : config_(config),
       ca_(ca),
       cache_(cache),
@@ -293,7 +293,8 @@ void Rotator::workerLoop() {
 Result<std::shared_ptr<const IssuedSvid>> Rotator::obtain(const Managed& m) {
   std::optional<std::string> bearer;
   if (!join_mode_) {
-    MESHID_ASSIGN_OR_RETURN(std::string jwt, readFile(config_.credentials.jwt_token_file, 64 * 1024));
+    MESHID_ASSIGN_OR_RETURN(std::string jwt,
+                            readFile(config_.credentials.jwt_token_file, 64 * 1024));
     bearer = trimmed(std::move(jwt));
   } else if (m.self) {
     bool ready;
@@ -310,7 +311,9 @@ Result<std::shared_ptr<const IssuedSvid>> Rotator::obtain(const Managed& m) {
   }
   MESHID_ASSIGN_OR_RETURN(pki::EvpPkeyPtr key, pki::generateKey(config_.key_type));
   MESHID_ASSIGN_OR_RETURN(pki::X509ReqPtr req, pki::buildCsr(key.get(), m.id));
-  MESHID_ASSIGN_OR_RETURN(SignedChain answer, ca_.sign(pki::csrToPem(req.get()), m.self ? config_.agent_ttl : config_.ttl, bearer));
+  MESHID_ASSIGN_OR_RETURN(
+      SignedChain answer,
+      ca_.sign(pki::csrToPem(req.get()), m.self ? config_.agent_ttl : config_.ttl, bearer));
   offerBundle(answer.bundle);
   auto svid = makeSvid(m.id, answer.chain_pem, key.get(), *answer.bundle, clock_.now());
   if (!svid.ok()) {

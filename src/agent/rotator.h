@@ -98,9 +98,9 @@ class Rotator {
   std::condition_variable scheduler_cv_;
   std::condition_variable workers_cv_;
   std::vector<std::unique_ptr<Managed>> identities_;  // fixed after construction
-  std::deque<Managed*> queue_;                         // guarded by mu_
-  bool stopping_ = false;                              // guarded by mu_
-  bool self_ready_ = false;                            // guarded by mu_
+  std::deque<Managed*> queue_;                        // guarded by mu_
+  bool stopping_ = false;                             // guarded by mu_
+  bool self_ready_ = false;                           // guarded by mu_
 
   std::mutex watch_mu_;
   std::condition_variable watch_cv_;

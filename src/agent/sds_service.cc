@@ -19,7 +19,8 @@ namespace {
 namespace discovery = envoy::service::discovery::v3;
 namespace tls = envoy::extensions::transport_sockets::tls::v3;
 
-constexpr const char* kSecretType = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+constexpr const char* kSecretType =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 constexpr const char* kDefault = "default";
 constexpr const char* kRootCa = "ROOTCA";
 constexpr size_t kMaxNames = 64;
@@ -30,8 +31,8 @@ struct Resource {
   std::shared_ptr<const Bundle> bundle;    // validation_context
 };
 
-class SdsReactor final : public grpc::ServerBidiReactor<discovery::DiscoveryRequest,
-                                                         discovery::DiscoveryResponse> {
+class SdsReactor final
+    : public grpc::ServerBidiReactor<discovery::DiscoveryRequest, discovery::DiscoveryResponse> {
  public:
   SdsReactor(ServingContext& ctx, grpc::CallbackServerContext* call) : ctx_(ctx) {
     auto peer = ctx_.peers.lookup(call->peer());
@@ -94,7 +95,8 @@ class SdsReactor final : public grpc::ServerBidiReactor<discovery::DiscoveryRequ
     if (r.nack && r.response_nonce == last_nonce_) {
       ctx_.metrics.sdsNack();
       spdlog::warn("SDS: {} rejected version {} of {}: {}", peer_.describe(), last_version_,
-                   fmt::join(state_.names(), ","), request_.error_detail().message().substr(0, 512));
+                   fmt::join(state_.names(), ","),
+                   request_.error_detail().message().substr(0, 512));
     }
     auto snapshot = resolve(r.resource_names);
     auto send = state_.onRequest(r, lookupIn(snapshot));
@@ -142,7 +144,8 @@ class SdsReactor final : public grpc::ServerBidiReactor<discovery::DiscoveryRequ
     for (const auto& name : names) {
       if (name == kRootCa) {
         if (auto b = ctx_.cache.bundle()) {
-          out[name] = {fmt::format("bundle-{}-{}", b->version, b->sha256.substr(0, 12)), nullptr, b};
+          out[name] = {fmt::format("bundle-{}-{}", b->version, b->sha256.substr(0, 12)), nullptr,
+                       b};
         }
         continue;
       }
@@ -224,29 +227,29 @@ class SdsReactor final : public grpc::ServerBidiReactor<discovery::DiscoveryRequ
   discovery::DiscoveryRequest request_;
 
   std::mutex mu_;
-  SdsStreamState state_;                                  // guarded by mu_
-  bool finished_ = false;                                 // guarded by mu_
-  bool writing_ = false;                                  // guarded by mu_
-  discovery::DiscoveryResponse in_flight_;                // guarded by mu_
-  std::optional<discovery::DiscoveryResponse> queued_;    // guarded by mu_
-  std::string last_nonce_;                                // guarded by mu_
-  std::string last_version_;                              // guarded by mu_
+  SdsStreamState state_;                                // guarded by mu_
+  bool finished_ = false;                               // guarded by mu_
+  bool writing_ = false;                                // guarded by mu_
+  discovery::DiscoveryResponse in_flight_;              // guarded by mu_
+  std::optional<discovery::DiscoveryResponse> queued_;  // guarded by mu_
+  std::string last_nonce_;                              // guarded by mu_
+  std::string last_version_;                            // guarded by mu_
 };
 
-class SdsService final : public envoy::service::secret::v3::SecretDiscoveryService::CallbackService {
+class SdsService final
+    : public envoy::service::secret::v3::SecretDiscoveryService::CallbackService {
  public:
   explicit SdsService(ServingContext& ctx) : ctx_(ctx) {}
 
-  grpc::ServerBidiReactor<discovery::DiscoveryRequest, discovery::DiscoveryResponse>*
-  StreamSecrets(grpc::CallbackServerContext* call) override {
+  grpc::ServerBidiReactor<discovery::DiscoveryRequest, discovery::DiscoveryResponse>* StreamSecrets(
+      grpc::CallbackServerContext* call) override {
     return new SdsReactor(ctx_, call);
   }
 
   grpc::ServerBidiReactor<discovery::DeltaDiscoveryRequest, discovery::DeltaDiscoveryResponse>*
   DeltaSecrets(grpc::CallbackServerContext*) override {
-    class Unimplemented final
-        : public grpc::ServerBidiReactor<discovery::DeltaDiscoveryRequest,
-                                         discovery::DeltaDiscoveryResponse> {
+    class Unimplemented final : public grpc::ServerBidiReactor<discovery::DeltaDiscoveryRequest,
+                                                               discovery::DeltaDiscoveryResponse> {
      public:
       Unimplemented() {
         Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,

@@ -20,10 +20,10 @@ namespace meshid::agent {
 // The key bytes are wiped when the last reader lets go.
 struct IssuedSvid {
   pki::SpiffeId spiffe_id;
-  std::string chain_pem;                // leaf + intermediates
-  std::vector<std::string> chain_der;   // leaf first
-  std::string key_pem;                  // PKCS#8
-  std::string key_der;                  // PKCS#8
+  std::string chain_pem;               // leaf + intermediates
+  std::vector<std::string> chain_der;  // leaf first
+  std::string key_pem;                 // PKCS#8
+  std::string key_der;                 // PKCS#8
   std::string serial_hex;
   SystemTime not_before;
   SystemTime not_after;
@@ -38,10 +38,10 @@ struct IssuedSvid {
 
 struct Bundle {
   uint64_t version = 0;
-  std::string trust_domain;             // "example.org"
-  std::vector<std::string> roots_pem;   // one PEM per root
+  std::string trust_domain;            // "example.org"
+  std::vector<std::string> roots_pem;  // one PEM per root
   std::vector<std::string> roots_der;
-  std::string sha256;                   // over the concatenated DER, hex
+  std::string sha256;  // over the concatenated DER, hex
 
   std::string pem() const;  // all roots, concatenated
   std::string der() const;
@@ -74,7 +74,7 @@ class SecretCache {
   std::map<std::string, std::shared_ptr<const IssuedSvid>> svids_;  // guarded by mu_
   std::shared_ptr<const Bundle> bundle_;                            // guarded by mu_
 
-  mutable std::mutex listeners_mu_;  // held while listeners run
+  mutable std::mutex listeners_mu_;         // held while listeners run
   std::map<uint64_t, Listener> listeners_;  // guarded by listeners_mu_
   uint64_t next_listener_ = 1;              // guarded by listeners_mu_
 };

@@ -136,11 +136,11 @@ class StreamReactor : public grpc::ServerWriteReactor<Response> {
   uint64_t listener_ = 0;
   bool counted_ = false;
   std::mutex mu_;
-  bool finished_ = false;               // guarded by mu_
-  bool writing_ = false;                // guarded by mu_
-  Response in_flight_;                  // guarded by mu_
-  std::optional<Response> queued_;      // guarded by mu_
-  std::string last_fingerprint_;        // guarded by mu_
+  bool finished_ = false;           // guarded by mu_
+  bool writing_ = false;            // guarded by mu_
+  Response in_flight_;              // guarded by mu_
+  std::optional<Response> queued_;  // guarded by mu_
+  std::string last_fingerprint_;    // guarded by mu_
 };
 
 class X509SvidReactor final : public StreamReactor<X509SVIDResponse> {
@@ -168,7 +168,8 @@ class X509SvidReactor final : public StreamReactor<X509SVIDResponse> {
     }
     if (response.svids_size() == 0) {
       // Never a response with zero svids.
-      return {std::nullopt, {},
+      return {std::nullopt,
+              {},
               grpc::Status(grpc::StatusCode::UNAVAILABLE,
                            fmt::format("no X.509-SVID is available yet for {}; retry",
                                        entries_.front()->spiffe_id.str()))};
@@ -186,7 +187,8 @@ class X509BundlesReactor final : public StreamReactor<X509BundlesResponse> {
   Next build() override {
     auto bundle = ctx_.cache.bundle();
     if (!bundle) {
-      return {std::nullopt, {},
+      return {std::nullopt,
+              {},
               grpc::Status(grpc::StatusCode::UNAVAILABLE, "no trust bundle yet; retry")};
     }
     X509BundlesResponse response;
@@ -224,8 +226,8 @@ class WorkloadApiService final : public SpiffeWorkloadAPI::CallbackService {
     return unimplementedUnary(call);
   }
 
-  grpc::ServerWriteReactor<JWTBundlesResponse>* FetchJWTBundles(
-      grpc::CallbackServerContext* call, const JWTBundlesRequest*) override {
+  grpc::ServerWriteReactor<JWTBundlesResponse>* FetchJWTBundles(grpc::CallbackServerContext* call,
+                                                                const JWTBundlesRequest*) override {
     class Unimplemented final : public grpc::ServerWriteReactor<JWTBundlesResponse> {
      public:
       explicit Unimplemented(grpc::Status s) { Finish(std::move(s)); }

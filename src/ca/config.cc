@@ -7,25 +7,12 @@
 
 #include "common/duration.h"
 #include "common/file_util.h"
+#include "common/yaml_keys.h"
 
 namespace meshid::ca {
 namespace {
 
 namespace fs = std::filesystem;
-
-Result<void> onlyKeys(const YAML::Node& node, std::string_view where,
-                      std::initializer_list<std::string_view> allowed) {
-  if (!node.IsMap()) {
-    return Error::invalidArgument(fmt::format("{} must be a mapping", where));
-  }
-  for (const auto& kv : node) {
-    std::string key = kv.first.as<std::string>();
-    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-      return Error::invalidArgument(fmt::format("unknown key \"{}\" in {}", key, where));
-    }
-  }
-  return okResult();
-}
 
 Result<Seconds> durationAt(const YAML::Node& node, std::string_view name) {
   auto d = parseDuration(node.as<std::string>());
@@ -40,9 +27,10 @@ fs::path resolve(const fs::path& base, const std::string& p) {
 }
 
 Result<CaConfig> parse(const YAML::Node& root, const fs::path& base) {
-  MESHID_RETURN_IF_ERROR(onlyKeys(root, "ca config",
-                                  {"trust_domain", "listen", "admin_listen", "state_dir", "serving",
-                                   "signer", "issuance", "limits", "authentication", "delegation"}));
+  MESHID_RETURN_IF_ERROR(
+      onlyKeys(root, "ca config",
+               {"trust_domain", "listen", "admin_listen", "state_dir", "serving", "signer",
+                "issuance", "limits", "authentication", "delegation"}));
   if (!root["trust_domain"])
     return Error::invalidArgument("ca config: trust_domain is required");
   if (!root["state_dir"])
@@ -151,8 +139,8 @@ Result<CaConfig> parse(const YAML::Node& root, const fs::path& base) {
         if (!id.ok())
           return id.error().wrap(fmt::format("delegation.may_request \"{}\"", entry));
         if (!(id->trustDomain() == td)) {
-          return Error::invalidArgument(fmt::format(
-              "delegation.may_request \"{}\" is outside the CA's trust domain", entry));
+          return Error::invalidArgument(
+              fmt::format("delegation.may_request \"{}\" is outside the CA's trust domain", entry));
         }
         grant.may_request.push_back(entry);
       }

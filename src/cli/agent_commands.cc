@@ -47,11 +47,12 @@ Result<int> runAgent(Context& ctx, const AgentOptions& o) {
   signal(SIGPIPE, SIG_IGN);
   SystemRandom random;
   MESHID_ASSIGN_OR_RETURN(auto agent, agent::startAgent(config, ctx.clock, random));
-  spdlog::info("meshid agent running trust_domain={} entries={} ttl={} admin={}:{} sds={} "
-               "workload_api={}",
-               config.trust_domain.name(), config.entries.size(), formatDuration(config.ttl),
-               config.admin_listen.substr(0, config.admin_listen.rfind(':')), agent->adminPort(),
-               config.sds_socket.string(), config.workload_api_socket.string());
+  spdlog::info(
+      "meshid agent running trust_domain={} entries={} ttl={} admin={}:{} sds={} "
+      "workload_api={}",
+      config.trust_domain.name(), config.entries.size(), formatDuration(config.ttl),
+      config.admin_listen.substr(0, config.admin_listen.rfind(':')), agent->adminPort(),
+      config.sds_socket.string(), config.workload_api_socket.string());
   int sig = 0;
   sigwait(&stop, &sig);
   spdlog::info("shutting down signal={}", sig);
@@ -117,8 +118,9 @@ Result<int> runStatus(Context& ctx, const StatusOptions& o) {
 void addAgentCommands(CLI::App& app, Context& ctx) {
   auto run = std::make_shared<AgentOptions>();
   CLI::App* a = app.add_subcommand(
-      "agent", "Run the node agent: keys, CSRs and rotation for local workloads (SDS, Workload "
-               "API, files)");
+      "agent",
+      "Run the node agent: keys, CSRs and rotation for local workloads (SDS, Workload "
+      "API, files)");
   a->add_option("--config", run->config, "agent.yaml");
   a->add_option("--log-level", run->log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
@@ -135,9 +137,9 @@ void addAgentCommands(CLI::App& app, Context& ctx) {
     if (s->parsed())
       return;
     if (run->config.empty()) {
-      ctx.exit_code = reportError(ctx.out, ctx.err,
-                                  Error::invalidArgument("meshid agent needs --config agent.yaml"),
-                                  false);
+      ctx.exit_code =
+          reportError(ctx.out, ctx.err,
+                      Error::invalidArgument("meshid agent needs --config agent.yaml"), false);
       return;
     }
     auto r = runAgent(ctx, *run);

@@ -36,12 +36,12 @@ Result<std::unique_ptr<AdminHttp>> AdminHttp::start(const std::string& listen,
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
   for (auto& route : routes) {
-    srv.Get(route.path, [h = std::move(route.handler)](const httplib::Request&,
-                                                        httplib::Response& res) {
-      HttpReply reply = h();
-      res.status = reply.status;
-      res.set_content(reply.body, reply.content_type);
-    });
+    srv.Get(route.path,
+            [h = std::move(route.handler)](const httplib::Request&, httplib::Response& res) {
+              HttpReply reply = h();
+              res.status = reply.status;
+              res.set_content(reply.body, reply.content_type);
+            });
   }
   int port = hp.second == 0 ? srv.bind_to_any_port(hp.first)
                             : (srv.bind_to_port(hp.first, hp.second) ? hp.second : -1);

@@ -208,16 +208,26 @@ const EVP_MD* signatureDigestFor(const EVP_PKEY* key) {
   return EVP_sha256();
 }
 
+namespace {
+
+// Moves a memory BIO's bytes into a string and wipes the BIO's copy: the
+// bytes are key material.
+std::string takeSecretBytes(BIO* bio) {
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  std::string out(data, static_cast<size_t>(len));
+  OPENSSL_cleanse(data, static_cast<size_t>(len));
+  return out;
+}
+
+}  // namespace
+
 Result<std::string> privateKeyToDer(const EVP_PKEY* key) {
   BioPtr bio(BIO_new(BIO_s_mem()));
   if (i2d_PKCS8PrivateKey_bio(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
     return opensslError(Code::kInternal, "cannot encode private key");
   }
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  std::string out(data, static_cast<size_t>(len));
-  OPENSSL_cleanse(data, static_cast<size_t>(len));
-  return out;
+  return takeSecretBytes(bio.get());
 }
 
 Result<std::string> privateKeyToPem(const EVP_PKEY* key, std::string_view passphrase) {
@@ -232,11 +242,7 @@ Result<std::string> privateKeyToPem(const EVP_PKEY* key, std::string_view passph
   if (ok != 1) {
     return opensslError(Code::kInternal, "cannot encode private key");
   }
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  std::string out(data, static_cast<size_t>(len));
-  OPENSSL_cleanse(data, static_cast<size_t>(len));
-  return out;
+  return takeSecretBytes(bio.get());
 }
 
 Result<EvpPkeyPtr> parsePrivateKeyPem(std::string_view pem, std::string_view passphrase) {

@@ -34,25 +34,6 @@ YAML
 }
 ROOT=ca-state/ca/root-cert.pem
 
-# start_ca LOG: sets CA_PID, GRPC, ADMIN from the CA's serving line (bounded wait).
-start_ca() {
-  local log=$1 i line re='grpc=127\.0\.0\.1:([0-9]+) admin=127\.0\.0\.1:([0-9]+)'
-  start_server "$log" "$MESHID" ca serve --config ca.yaml
-  CA_PID=$LAST_SERVER_PID
-  for ((i = 0; i < 200; i++)); do
-    line=$(grep -F "meshid CA serving" "$log" 2>/dev/null | head -n 1)
-    if [[ $line =~ $re ]]; then
-      GRPC=${BASH_REMATCH[1]} ADMIN=${BASH_REMATCH[2]}
-      return 0
-    fi
-    kill -0 "$CA_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "the CA never printed its serving line; its log:"
-  sed 's/^/  ca| /' "$log"
-  return 1
-}
-
 # start_agent LOG CONFIG: sets AGENT_PID and AGENT_ADMIN (the admin HTTP port).
 start_agent() {
   local log=$1 config=$2 i line re='admin=127\.0\.0\.1:([0-9]+)'

@@ -26,27 +26,6 @@ fi
 
 ########## helpers ##########
 
-# start_ca LOG: starts the CA on ports 0 and sets CA_PID, GRPC and ADMIN from its
-# "meshid CA serving ... grpc=127.0.0.1:P admin=127.0.0.1:P" line (bounded wait).
-start_ca() {
-  local log=$1 i line re='grpc=127\.0\.0\.1:([0-9]+) admin=127\.0\.0\.1:([0-9]+)'
-  start_server "$log" "$M" ca serve --config ca.yaml
-  CA_PID=$LAST_SERVER_PID
-  GRPC="" ADMIN=""
-  for ((i = 0; i < 200; i++)); do  # up to 10 s
-    line=$(grep -F "meshid CA serving" "$log" 2>/dev/null | head -n 1)
-    if [[ $line =~ $re ]]; then
-      GRPC=${BASH_REMATCH[1]} ADMIN=${BASH_REMATCH[2]}
-      return 0
-    fi
-    kill -0 "$CA_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "the CA never printed its serving line; its log:"
-  sed 's/^/  log| /' "$log"
-  return 1
-}
-
 issuances() {  # the CA's own count of recorded issuances (/debug/ca)
   local j re='"issuances_recorded": *([0-9]+)'
   j=$(curl -s --max-time 5 "http://127.0.0.1:$ADMIN/debug/ca")

@@ -15,6 +15,7 @@
 #   wait_for_accept LOG                   polls LOG for "ACCEPT host:port", prints the port
 #   wait_for_log LOG TEXT / wait_for_log_count LOG TEXT N   bounded polls of a server log
 #   split_chain FILE PREFIX               PREFIX1.pem, PREFIX2.pem, ... one certificate each
+#   start_ca LOG                          `meshid ca serve --config ca.yaml`; sets CA_PID GRPC ADMIN
 #   finish                                prints "N passed, N failed" and exits 1 on any failure
 #
 # Every command runs under `timeout` ($CMD_TIMEOUT s, at most 10 s), with standard
@@ -306,6 +307,28 @@ wait_for_log_count() {
 split_chain() {
   awk -v p="$2" '/-----BEGIN CERTIFICATE-----/ { n++; f = p n ".pem" } n { print > f }
                  END { print n + 0 }' "$1"
+}
+
+# start_ca LOG: starts `meshid ca serve --config ca.yaml` (listening on port 0
+# or the one in ca.yaml) and sets CA_PID, GRPC and ADMIN from its
+# "meshid CA serving ... grpc=127.0.0.1:P admin=127.0.0.1:P" line (bounded wait).
+start_ca() {
+  local log=$1 i line re='grpc=127\.0\.0\.1:([0-9]+) admin=127\.0\.0\.1:([0-9]+)'
+  start_server "$log" "$MESHID" ca serve --config ca.yaml
+  CA_PID=$LAST_SERVER_PID
+  GRPC="" ADMIN=""
+  for ((i = 0; i < 200; i++)); do  # up to 10 s
+    line=$(grep -F "meshid CA serving" "$log" 2>/dev/null | head -n 1)
+    if [[ $line =~ $re ]]; then
+      GRPC=${BASH_REMATCH[1]} ADMIN=${BASH_REMATCH[2]}
+      return 0
+    fi
+    kill -0 "$CA_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "the CA never printed its serving line; its log:"
+  sed 's/^/  ca| /' "$log"
+  return 1
 }
 
 finish() {

@@ -64,7 +64,8 @@ TEST(PeerRegistry, MapsGrpcFdPeersAndRefusesEverythingElse) {
   EXPECT_EQ(r.lookup("fd:7")->uid, 2u);
   r.remember(7, PeerInfo{.pid = 3, .uid = 4});  // the fd number was reused
   EXPECT_EQ(r.lookup("fd:7")->uid, 4u);
-  for (const char* bad : {"fd:8", "unix:", "ipv4:127.0.0.1:1", "fd:", "fd:7x", "fd:-1", "fd:99999999999"})
+  for (const char* bad :
+       {"fd:8", "unix:", "ipv4:127.0.0.1:1", "fd:", "fd:7x", "fd:-1", "fd:99999999999"})
     EXPECT_FALSE(r.lookup(bad)) << bad;
 }
 

@@ -90,8 +90,10 @@ TEST(AgentConfig, IstioEnvironmentOverridesTheFile) {
 TEST(AgentConfig, JoinTokenNeedsAgentIdAndStateDir) {
   const std::string base = R"(
 trust_domain: example.org
-ca: {addresses: [a:1], pinned_sha256: "AB:)" + std::string(62, 'c') + "\"}\n";
-  auto ok = parse(base + R"(credentials: {join_token_file: t, agent_id: spiffe://example.org/agent/n1}
+ca: {addresses: [a:1], pinned_sha256: "AB:)" +
+                           std::string(62, 'c') + "\"}\n";
+  auto ok =
+      parse(base + R"(credentials: {join_token_file: t, agent_id: spiffe://example.org/agent/n1}
 state_dir: /var/lib/meshid-agent
 )");
   MESHID_ASSERT_OK(ok);
@@ -138,27 +140,32 @@ TEST(AgentConfig, MistakesAreRefusedWithTheReason) {
            {td + ca + cred + "entries: [{spiffe_id: spiffe://other.org/x, selectors: {uid: 1}}]\n" +
                 "sockets: {sds: s}\n",
             "outside the trust domain"},
-           {td + ca + cred + "entries: [{spiffe_id: spiffe://example.org/x}]\n",
-            "needs selectors"},
+           {td + ca + cred + "entries: [{spiffe_id: spiffe://example.org/x}]\n", "needs selectors"},
            {td + ca + cred + "entries: [{spiffe_id: spiffe://example.org/x, selectors: {}}]\n",
             "selectors is empty"},
-           {td + ca + cred + "entries: [{spiffe_id: spiffe://example.org/x, selectors: {uid: 1}}]\n",
+           {td + ca + cred +
+                "entries: [{spiffe_id: spiffe://example.org/x, selectors: {uid: 1}}]\n",
             "sockets.sds"},
-           {td + ca + cred + "sockets: {sds: s}\nentries: [{spiffe_id: spiffe://example.org/x, "
-                             "selectors: {uid: 1}}, {spiffe_id: spiffe://example.org/x, "
-                             "selectors: {uid: 2}}]\n",
+           {td + ca + cred +
+                "sockets: {sds: s}\nentries: [{spiffe_id: spiffe://example.org/x, "
+                "selectors: {uid: 1}}, {spiffe_id: spiffe://example.org/x, "
+                "selectors: {uid: 2}}]\n",
             "twice"},
-           {td + ca + cred + "sockets: {sds: s}\nentries: [{spiffe_id: spiffe://example.org/x, "
-                             "selectors: {path: bin/envoy}}]\n",
+           {td + ca + cred +
+                "sockets: {sds: s}\nentries: [{spiffe_id: spiffe://example.org/x, "
+                "selectors: {path: bin/envoy}}]\n",
             "absolute"},
-           {td + ca + cred + "entries: [{spiffe_id: spiffe://example.org/x, file_sink: {dir: d, "
-                             "key_file: ../k}}]\n",
+           {td + ca + cred +
+                "entries: [{spiffe_id: spiffe://example.org/x, file_sink: {dir: d, "
+                "key_file: ../k}}]\n",
             "plain file name"},
-           {td + ca + cred + "entries: [{spiffe_id: spiffe://example.org/x, file_sink: {dir: d, "
-                             "key_file: cert-chain.pem}}]\n",
+           {td + ca + cred +
+                "entries: [{spiffe_id: spiffe://example.org/x, file_sink: {dir: d, "
+                "key_file: cert-chain.pem}}]\n",
             "must differ"},
-           {td + ca + cred + "entries: [{spiffe_id: spiffe://example.org/x, file_sink: {dir: d, "
-                             "signal: KILL}}]\n",
+           {td + ca + cred +
+                "entries: [{spiffe_id: spiffe://example.org/x, file_sink: {dir: d, "
+                "signal: KILL}}]\n",
             "signal"},
            {td + ca + cred + "entries: [{spiffe_id: spiffe://example.org/x, file_sink: {}}]\n",
             "file_sink.dir"},
@@ -176,8 +183,8 @@ TEST(GoDuration, IstioSpellings) {
   EXPECT_EQ(*parseGoDuration("500ms"), 500ms);
   EXPECT_EQ(*parseGoDuration("1.5h"), 90min);
   EXPECT_EQ(*parseGoDuration("2d"), 48h);
-  for (const char* bad : {"", "24", "h", "5x", "-1s", "0s", "1e9999h", "1..5s", "1h 30m",
-                          "99999999999999999999h"}) {
+  for (const char* bad :
+       {"", "24", "h", "5x", "-1s", "0s", "1e9999h", "1..5s", "1h 30m", "99999999999999999999h"}) {
     EXPECT_EQ(errorOf(parseGoDuration(bad)).code, Code::kInvalidArgument) << bad;
   }
   EXPECT_EQ(errorOf(parseGoDuration(std::string(100, '1') + "s")).code, Code::kInvalidArgument);

@@ -132,7 +132,8 @@ delegation:
            Bad{"delegation: [{agent: spiffe://other.org/a, may_request: []}]", "trust domain"},
            Bad{"delegation: [{agent: spiffe://example.org/a, may_request: [spiffe://other.org/x]}]",
                "outside"},
-           Bad{"delegation: [{agent: spiffe://example.org/a, may_request: [\"spiffe://example.org/a//\"]}]",
+           Bad{"delegation: [{agent: spiffe://example.org/a, may_request: "
+               "[\"spiffe://example.org/a//\"]}]",
                "delegation.may_request"},
            Bad{"delegation: [{agent: spiffe://example.org/a, may_request: [], extra: 1}]",
                "unknown key"},

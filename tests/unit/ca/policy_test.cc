@@ -229,19 +229,19 @@ TEST_F(PolicyTest, DelegatedIdentitiesAreAllowedForTheAgentOnly) {
        {"spiffe://example.org/ns/web/", "spiffe://example.org/ns/files/sa/nginx"}});
   DenialReason reason = kUnset;
   Identity agent{spiffeId(kAgent), "mtls", ""};
-  for (std::string_view ok : std::initializer_list<std::string_view>{"spiffe://example.org/ns/web/sa/web",
-                              "spiffe://example.org/ns/web/sa/api/x",
-                              "spiffe://example.org/ns/files/sa/nginx", kAgent}) {
+  for (std::string_view ok : std::initializer_list<std::string_view>{
+           "spiffe://example.org/ns/web/sa/web", "spiffe://example.org/ns/web/sa/api/x",
+           "spiffe://example.org/ns/files/sa/nginx", kAgent}) {
     auto d = decide(agent, csrFor(key_.get(), ok), 0, Api::kMeshid, c, &reason);
     MESHID_EXPECT_OK(d);
     if (d.ok()) {
       EXPECT_EQ(d->spiffe_id.str(), ok);
     }
   }
-  for (std::string_view denied : std::initializer_list<std::string_view>{"spiffe://example.org/ns/webhook/sa/x",  // not a whole segment
-                                  "spiffe://example.org/ns/files/sa/nginx2",
-                                  "spiffe://example.org/ns/files/sa/nginx/sub",
-                                  "spiffe://example.org/ns/other/sa/x"}) {
+  for (std::string_view denied : std::initializer_list<std::string_view>{
+           "spiffe://example.org/ns/webhook/sa/x",  // not a whole segment
+           "spiffe://example.org/ns/files/sa/nginx2", "spiffe://example.org/ns/files/sa/nginx/sub",
+           "spiffe://example.org/ns/other/sa/x"}) {
     reason = kUnset;
     auto d = decide(agent, csrFor(key_.get(), denied), 0, Api::kMeshid, c, &reason);
     EXPECT_EQ(errorOf(d).code, Code::kPermissionDenied) << denied;
