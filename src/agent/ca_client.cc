@@ -11,6 +11,7 @@
 
 #include "meshid/v1/ca.grpc.pb.h"
 #include "pki/certificate.h"
+#include "pki/chain.h"
 
 namespace meshid::agent {
 namespace {
@@ -70,7 +71,7 @@ Result<std::shared_ptr<const Bundle>> makeBundle(uint64_t version, std::string_v
       if (!pki::isCa(c.get()) || !pki::isSelfSigned(c.get())) {
         return Error::failedPrecondition(
             fmt::format("trust bundle holds {} which is not a self-signed CA certificate",
-                        pki::subjectString(c.get())));
+                        pki::certificateLabel(c.get())));
       }
       b->roots_pem.push_back(pki::certificateToPem(c.get()));
       b->roots_der.push_back(pki::certificateToDer(c.get()));

@@ -97,14 +97,14 @@ Result<int> runStatus(Context& ctx, const StatusOptions& o) {
                          j.contains("bundle") ? cell(j["bundle"], "version") : "-",
                          j.contains("bundle") ? cell(j["bundle"], "roots") : "-",
                          cell(j, "streams"));
-  ctx.out << fmt::format("{:<48} {:<9} {:<34} {:<21} {:>9} {:>5}  {}\n", "SPIFFE ID", "STATE",
+  ctx.out << fmt::format("{:<56} {:<9} {:<34} {:<21} {:>9} {:>5}  {}\n", "SPIFFE ID", "STATE",
                          "SERIAL", "EXPIRES", "ROTATIONS", "FAILS", "NEXT ATTEMPT");
   bool all_ok = true;
   for (const auto& id : j["identities"]) {
     std::string name = cell(id, "spiffe_id") + (id.value("agent_self", false) ? " (agent)" : "");
     std::string state = cell(id, "state");
     all_ok = all_ok && (state == "ok" || state == "renewing");
-    ctx.out << fmt::format("{:<48} {:<9} {:<34} {:<21} {:>9} {:>5}  {}\n", name, state,
+    ctx.out << fmt::format("{:<56} {:<9} {:<34} {:<21} {:>9} {:>5}  {}\n", name, state,
                            cell(id, "serial"), cell(id, "not_after"), cell(id, "rotations"),
                            cell(id, "failures"), cell(id, "next_attempt"));
     if (id.contains("last_error"))
