@@ -69,8 +69,8 @@ class ScriptedCa final : public meshid::v1::MeshCA::Service {
       return {grpc::StatusCode::INVALID_ARGUMENT, csr.error().message};
     auto key = pki::testing::newKey();
     const EVP_PKEY* leaf_key = m == Mode::kOtherKey ? key.get() : csr->public_key.get();
-    std::string id = m == Mode::kOtherId ? "spiffe://example.org/ns/evil/sa/x"
-                                         : pki::csrSpiffeId(*csr)->str();
+    std::string id =
+        m == Mode::kOtherId ? "spiffe://example.org/ns/evil/sa/x" : pki::csrSpiffeId(*csr)->str();
     const TestCa& issuer = m == Mode::kForeignRoot ? foreign_ : ca_;
     Seconds ttl(req->ttl_seconds() > 0 ? req->ttl_seconds() : 3600);
     auto leaf = issuer.issueLeaf(leaf_key, id, ttl, std::chrono::system_clock::now());
@@ -88,7 +88,8 @@ class ScriptedCa final : public meshid::v1::MeshCA::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status WatchTrustBundle(grpc::ServerContext* ctx, const meshid::v1::WatchTrustBundleRequest*,
+  grpc::Status WatchTrustBundle(grpc::ServerContext* ctx,
+                                const meshid::v1::WatchTrustBundleRequest*,
                                 grpc::ServerWriter<meshid::v1::TrustBundle>*) override {
     while (!ctx->IsCancelled())
       std::this_thread::sleep_for(20ms);
@@ -133,8 +134,7 @@ class AgentCaClientTest : public ::testing::Test {
     config_.rotation.initial_backoff = 100ms;
     config_.rotation.max_backoff = 200ms;
     config_.workers = 1;
-    config_.entries.push_back(
-        {pki::testing::spiffeId(kWorkload), {.uid = 1}, std::nullopt});
+    config_.entries.push_back({pki::testing::spiffeId(kWorkload), {.uid = 1}, std::nullopt});
   }
 
   void TearDown() override {
@@ -147,8 +147,7 @@ class AgentCaClientTest : public ::testing::Test {
   void startAgent() {
     ca_client_ = std::make_unique<CaClient>(config_.ca, config_.trust_domain, metrics_);
     rotator_ = std::make_unique<Rotator>(config_, *ca_client_, cache_, metrics_, clock_, random_);
-    auto bundle = makeBundle(0, "example.org",
-                             {pki::certificateToPem(service_->ca().root.get())},
+    auto bundle = makeBundle(0, "example.org", {pki::certificateToPem(service_->ca().root.get())},
                              config_.trust_domain);
     ASSERT_TRUE(bundle.ok()) << bundle.error().message;
     MESHID_ASSERT_OK(rotator_->init(*bundle));
