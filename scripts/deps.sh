@@ -15,7 +15,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # real peers and tools used by tests, CI and the demo
   clang libclang-rt-14-dev clang-format curl jq procps iproute2 util-linux prometheus sqlite3 golang-cfssl
-  nginx
+  nginx python3
 )
 # A machine may already carry a Node.js build that bundles npm (and conflicts
 # with Debian's npm package): ask Debian only for what is absent.

@@ -32,6 +32,22 @@ printf '%s\0%s' "$JWKS" 'eyJhbGciOiJFUzI1NiIsImtpZCI6ImZ1enotZWMiLCJ0eXAiOiJKV1Q
 printf '\0%s' 'eyJhbGciOiJSUzI1NiIsImtpZCI6ImZ1enotcnNhIn0.eyJhdWQiOlsiaXN0aW8tY2EiXSwiZXhwIjoyMDAwMDAwMDAwLCJpYXQiOjE3MDAwMDAwMDAsImlzcyI6Imh0dHBzOi8va3ViZXJuZXRlcy5kZWZhdWx0LnN2Yy5jbHVzdGVyLmxvY2FsIiwia3ViZXJuZXRlcy5pbyI6eyJuYW1lc3BhY2UiOiJkZWZhdWx0IiwicG9kIjp7Im5hbWUiOiJ3ZWItMSIsInVpZCI6InUyIn0sInNlcnZpY2VhY2NvdW50Ijp7Im5hbWUiOiJ3ZWIiLCJ1aWQiOiJ1MSJ9fSwibmJmIjoxNzAwMDAwMDAwLCJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDp3ZWIifQ.hRO8q_SkZt5lrAQwceQZI_yb98DnLNR_55M1-LtOZHh5e-i72RuOMU-Mf-6TFrAobCzQ43q3yL3LFYJjQTRyDDCZfTGf9AOm05WnL34AClqdRCZtDXOCgS7oaikIoX8pHGhnBuqwEn6zwDG02yI6Nza1Fj1ESp_X2lIkMD2mvJPWeQ_dn2h0q2A1rG1rDO3zcXOKtzkHoAxXDRyxTeziUCcetGRUuYEEcb0eEsWSJa9rCRSEzGOERbHXxJNZ1ms-xdSnSx6mNVWg71UTW5kdQ7_st0MbU-AtJiEJIXu_HTCwlPUVsgYStTeBv60onp7Kma0P8uDEoPXGtuMCuKTnTw' > "$S/rs256"
 printf '%s' "$JWKS" > "$S/jwks"
 
+S=$(seeds agent_config)
+cat > "$S/full.yaml" <<'YAML'
+trust_domain: example.org
+ca: {addresses: [127.0.0.1:15012], root_file: root.pem, timeout: 5s}
+credentials: {join_token_file: t, agent_id: spiffe://example.org/agent/n1}
+state_dir: s
+sockets: {sds: /run/sds.sock, workload_api: wl.sock, admin: a.sock}
+rotation: {ttl: 1h30m, key_type: rsa-2048, grace_ratio: 0.4, initial_backoff: 500ms}
+entries:
+  - spiffe_id: spiffe://example.org/ns/web/sa/web
+    selectors: {uid: 1000, gid: 1000, path: /usr/bin/envoy}
+  - spiffe_id: spiffe://example.org/ns/f/sa/n
+    file_sink: {dir: d, combined_file: tls.pem, signal_pid_file: p, signal: HUP}
+bundle_sinks: [{path: b.pem}]
+YAML
+
 run() {
   local target=$1 corpus=$2
   echo "--- $target (${SECS}s)"
@@ -52,5 +68,6 @@ run fuzz_certificates "$WORK/certs" || failed=1
 run fuzz_csr "$WORK/csr" || failed=1
 run fuzz_private_key "$WORK/keys" || failed=1
 run fuzz_jwt "$WORK/jwt" || failed=1
+run fuzz_agent_config "$WORK/agent_config" || failed=1
 if ((failed)); then echo "fuzz: a target failed"; exit 1; fi
 echo "fuzz: all targets ran clean"

@@ -8,6 +8,7 @@
 
 #include <map>
 
+#include "agent/coalescing_writer.h"
 #include "agent/sds_protocol.h"
 #include "agent/services.h"
 #include "envoy/extensions/transport_sockets/tls/v3/secret.pb.h"
@@ -107,15 +108,9 @@ class SdsReactor final
 
   void OnWriteDone(bool ok) override {
     std::lock_guard lock(mu_);
-    writing_ = false;
-    if (!ok || finished_)
-      return;
-    if (queued_) {
-      writing_ = true;
-      in_flight_ = std::move(*queued_);
-      queued_.reset();
-      StartWrite(&in_flight_);
-    }
+    const auto* next = writer_.done();
+    if (ok && !finished_ && next)
+      StartWrite(next);
   }
 
   void OnDone() override {
@@ -198,13 +193,8 @@ class SdsReactor final
     }
     last_nonce_ = send.nonce;
     last_version_ = send.version_info;
-    if (writing_) {
-      queued_ = std::move(response);
-      return;
-    }
-    writing_ = true;
-    in_flight_ = std::move(response);
-    StartWrite(&in_flight_);
+    if (const auto* now = writer_.push(std::move(response)))
+      StartWrite(now);
   }
 
   void finish(grpc::Status status) {
@@ -229,9 +219,7 @@ class SdsReactor final
   std::mutex mu_;
   SdsStreamState state_;                                // guarded by mu_
   bool finished_ = false;                               // guarded by mu_
-  bool writing_ = false;                                // guarded by mu_
-  discovery::DiscoveryResponse in_flight_;              // guarded by mu_
-  std::optional<discovery::DiscoveryResponse> queued_;  // guarded by mu_
+  CoalescingWriter<discovery::DiscoveryResponse> writer_;  // guarded by mu_
   std::string last_nonce_;                              // guarded by mu_
   std::string last_version_;                            // guarded by mu_
 };

@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
+#include "agent/coalescing_writer.h"
 #include "agent/services.h"
 #include "spiffe/workload.grpc.pb.h"
 
@@ -65,15 +66,9 @@ class StreamReactor : public grpc::ServerWriteReactor<Response> {
 
   void OnWriteDone(bool ok) override {
     std::lock_guard lock(mu_);
-    writing_ = false;
-    if (!ok || finished_)
-      return;
-    if (queued_) {
-      writing_ = true;
-      in_flight_ = std::move(*queued_);
-      queued_.reset();
-      this->StartWrite(&in_flight_);
-    }
+    const auto* next = writer_.done();
+    if (ok && !finished_ && next)
+      this->StartWrite(next);
   }
 
   void OnCancel() override { finish(grpc::Status::CANCELLED); }
@@ -113,13 +108,8 @@ class StreamReactor : public grpc::ServerWriteReactor<Response> {
     if (!next.response || next.fingerprint == last_fingerprint_)
       return;
     last_fingerprint_ = next.fingerprint;
-    if (writing_) {
-      queued_ = std::move(*next.response);
-      return;
-    }
-    writing_ = true;
-    in_flight_ = std::move(*next.response);
-    this->StartWrite(&in_flight_);
+    if (const auto* now = writer_.push(std::move(*next.response)))
+      this->StartWrite(now);
   }
 
   void finish(grpc::Status status) {
@@ -137,9 +127,7 @@ class StreamReactor : public grpc::ServerWriteReactor<Response> {
   bool counted_ = false;
   std::mutex mu_;
   bool finished_ = false;           // guarded by mu_
-  bool writing_ = false;            // guarded by mu_
-  Response in_flight_;              // guarded by mu_
-  std::optional<Response> queued_;  // guarded by mu_
+  CoalescingWriter<Response> writer_;  // guarded by mu_
   std::string last_fingerprint_;    // guarded by mu_
 };
 

@@ -81,19 +81,24 @@ done
 failed_before=$(metric_value 'meshid_agent_reload_hooks_total{result="failed"}')
 expect_true "a hook failing (no nginx yet) was counted, not fatal" test "${failed_before%.*}" -ge 1
 
-# Loop 1: curl, a new connection per request, with the client identity's files.
+# Loop 1: curl, a new connection per request, with the client identity's file.
 # The server's certificate carries a SPIFFE ID and no DNS name, which curl
 # cannot check (-k); loop 2 verifies the server chain instead.
 curl_loop() {
-  local end=$((SECONDS + LOOP_S)) ok=0 bad=0 body
+  local end=$((SECONDS + LOOP_S)) ok=0 bad=0 body rc
   while ((SECONDS < end)); do
-    if body=$(curl -s -k --max-time 5 --cert client/tls.pem "https://127.0.0.1:$PORT/") &&
-      [[ $body == client\ * ]]; then
+    # curl opens --cert twice (certificate, then key): a rotation between the
+    # two would pair an old certificate with a new key. One read of the
+    # combined file (one rename on the agent's side) is always consistent.
+    cp client/tls.pem curl-identity.pem
+    body=$(curl -sS -k --max-time 5 --cert curl-identity.pem "https://127.0.0.1:$PORT/" 2>curl.err)
+    rc=$?
+    if [[ $rc -eq 0 && $body == client\ * ]]; then
       ok=$((ok + 1))
       echo "${body#client }" >>client-serials.txt
     else
       bad=$((bad + 1))
-      echo "curl failed: rc=$? body=$body" >>curl-failures.txt
+      echo "$(date +%T.%3N) curl failed: rc=$rc body=$body error=$(cat curl.err)" >>curl-failures.txt
     fi
   done
   echo "$ok $bad" >curl-result.txt
@@ -103,8 +108,9 @@ curl_loop() {
 openssl_loop() {
   local end=$((SECONDS + LOOP_S)) ok=0 bad=0 out
   while ((SECONDS < end)); do
+    cp client/tls.pem openssl-identity.pem  # one consistent read, as for curl
     if out=$(printf 'GET / HTTP/1.0\r\n\r\n' | timeout 5 openssl s_client -quiet \
-      -connect "127.0.0.1:$PORT" -cert client/tls.pem -cert_chain client/tls.pem \
+      -connect "127.0.0.1:$PORT" -cert openssl-identity.pem -cert_chain openssl-identity.pem \
       -CAfile client/root-cert.pem \
       -verify_return_error -showcerts 2>&1) && [[ $out == *"client "* ]]; then
       ok=$((ok + 1))
@@ -119,7 +125,8 @@ openssl_loop() {
 server_serial_loop() {  # what nginx presents, sampled every 0.2 s
   local end=$((SECONDS + LOOP_S))
   while ((SECONDS < end)); do
-    openssl s_client -connect "127.0.0.1:$PORT" -cert client/tls.pem </dev/null 2>/dev/null |
+    cp client/tls.pem sampler-identity.pem
+    openssl s_client -connect "127.0.0.1:$PORT" -cert sampler-identity.pem </dev/null 2>/dev/null |
       openssl x509 -noout -serial 2>/dev/null >>server-serials.txt
     sleep 0.2
   done
