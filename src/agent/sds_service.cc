@@ -217,11 +217,11 @@ class SdsReactor final
   discovery::DiscoveryRequest request_;
 
   std::mutex mu_;
-  SdsStreamState state_;                                // guarded by mu_
-  bool finished_ = false;                               // guarded by mu_
+  SdsStreamState state_;                                   // guarded by mu_
+  bool finished_ = false;                                  // guarded by mu_
   CoalescingWriter<discovery::DiscoveryResponse> writer_;  // guarded by mu_
-  std::string last_nonce_;                              // guarded by mu_
-  std::string last_version_;                            // guarded by mu_
+  std::string last_nonce_;                                 // guarded by mu_
+  std::string last_version_;                               // guarded by mu_
 };
 
 class SdsService final

@@ -126,9 +126,9 @@ class StreamReactor : public grpc::ServerWriteReactor<Response> {
   uint64_t listener_ = 0;
   bool counted_ = false;
   std::mutex mu_;
-  bool finished_ = false;           // guarded by mu_
+  bool finished_ = false;              // guarded by mu_
   CoalescingWriter<Response> writer_;  // guarded by mu_
-  std::string last_fingerprint_;    // guarded by mu_
+  std::string last_fingerprint_;       // guarded by mu_
 };
 
 class X509SvidReactor final : public StreamReactor<X509SVIDResponse> {

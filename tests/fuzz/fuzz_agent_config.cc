@@ -8,8 +8,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view input(reinterpret_cast<const char*>(data), size);
-  auto c = meshid::agent::parseAgentConfig(input, "/etc/meshid",
-                                           {{"SECRET_TTL", "1h"}});
+  auto c = meshid::agent::parseAgentConfig(input, "/etc/meshid", {{"SECRET_TTL", "1h"}});
   if (c.ok()) {
     // What a parsed config guarantees.
     if (c->ca.addresses.empty() || c->ttl.count() < 2 || c->workers == 0) {
