@@ -17,5 +17,7 @@ void addServeCommands(CLI::App& app, Context& ctx);
 void addRequestCommand(CLI::App& app, Context& ctx);
 // `agent` and `agent status`.
 void addAgentCommands(CLI::App& app, Context& ctx);
+// `proxy`.
+void addProxyCommands(CLI::App& app, Context& ctx);
 
 }  // namespace meshid::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   meshid::cli::addServeCommands(app, ctx);
   meshid::cli::addRequestCommand(app, ctx);
   meshid::cli::addAgentCommands(app, ctx);
+  meshid::cli::addProxyCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

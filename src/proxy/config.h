@@ -1,0 +1,68 @@
+// proxy.yaml: the listeners of one sidecar, and where its certificates come
+// from. Unknown keys are refused.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "pki/spiffe_id.h"
+#include "proxy/authz.h"
+
+namespace meshid::proxy {
+
+// PeerAuthentication's modes.
+enum class Mode { kStrict, kPermissive, kDisable };
+const char* modeName(Mode mode);
+
+struct InboundListener {
+  std::string name;
+  std::string listen;   // HOST:PORT the mesh connects to
+  std::string forward;  // HOST:PORT of the local application (plaintext)
+  Mode mode = Mode::kStrict;
+  std::vector<std::string> allow;  // AllowList entries; empty: any verified mesh peer
+  AllowList allow_list;
+};
+
+struct OutboundListener {
+  std::string name;
+  std::string listen;       // HOST:PORT the local application connects to (plaintext)
+  std::string destination;  // HOST:PORT of the remote mesh workload (mTLS)
+  // DestinationRule subjectAltNames: the server's SPIFFE ID must be one of
+  // these (AllowList entries). Empty: any ID the trust anchors verify.
+  std::vector<std::string> expected_ids;
+  AllowList expected;
+  // DestinationRule caCertificates: trust only this file's roots for this
+  // destination instead of the mesh bundle (certificate pinning).
+  std::filesystem::path ca_file;
+  std::string sni;
+};
+
+struct ProxyConfig {
+  explicit ProxyConfig(pki::TrustDomain td) : trust_domain(std::move(td)) {}
+
+  pki::TrustDomain trust_domain;
+  struct Certificates {
+    std::filesystem::path cert_file;  // leaf + intermediates
+    std::filesystem::path key_file;
+    std::filesystem::path bundle_file;  // mesh roots
+    std::chrono::milliseconds poll_interval{1000};
+  } certificates;
+
+  std::vector<InboundListener> inbound;
+  std::vector<OutboundListener> outbound;
+  std::string admin_listen = "127.0.0.1:15090";
+  size_t workers = 0;  // 0: one per core
+  std::chrono::milliseconds handshake_timeout{10'000};
+  std::chrono::milliseconds idle_timeout{300'000};
+  size_t max_connections = 10'000;  // per listener
+  std::string ciphers;              // TLS 1.2 cipher list; empty: OpenSSL's secure default
+};
+
+Result<ProxyConfig> parseProxyConfig(std::string_view yaml, const std::filesystem::path& base_dir);
+Result<ProxyConfig> loadProxyConfig(const std::filesystem::path& path);
+
+}  // namespace meshid::proxy

@@ -1,0 +1,156 @@
+#include "proxy/metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+namespace meshid::proxy {
+
+const char* failureLabel(Failure f) {
+  switch (f) {
+    case Failure::kConnectionError:
+      return "connection_error";
+    case Failure::kNoCertificate:
+      return "no_certificate";
+    case Failure::kFailVerifyError:
+      return "fail_verify_error";
+    case Failure::kFailVerifySan:
+      return "fail_verify_san";
+    case Failure::kAuthzDenied:
+      return "authz_denied";
+    case Failure::kHandshakeTimeout:
+      return "handshake_timeout";
+    case Failure::kUpstreamConnect:
+      return "upstream_connect";
+    case Failure::kOverloaded:
+      return "overloaded";
+    case Failure::kPlaintextRefused:
+      return "plaintext_refused";
+  }
+  return "connection_error";
+}
+
+void count(ListenerStats& s, Failure f) {
+  s.failures[static_cast<int>(f)]->Increment();
+}
+
+struct ProxyMetrics::Impl {
+  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  prometheus::Family<prometheus::Counter>& connections =
+      prometheus::BuildCounter()
+          .Name("meshid_proxy_connections_total")
+          .Help("Connections accepted, by listener")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& active = prometheus::BuildGauge()
+                                                      .Name("meshid_proxy_active_connections")
+                                                      .Help("Open connections, by listener")
+                                                      .Register(*registry);
+  prometheus::Family<prometheus::Counter>& handshakes =
+      prometheus::BuildCounter()
+          .Name("meshid_proxy_handshakes_total")
+          .Help("Completed and authorized mTLS handshakes, by listener")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& plaintext =
+      prometheus::BuildCounter()
+          .Name("meshid_proxy_plaintext_connections_total")
+          .Help("Plaintext connections taken (PERMISSIVE or DISABLE), by listener")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& bytes =
+      prometheus::BuildCounter()
+          .Name("meshid_proxy_bytes_total")
+          .Help("Bytes relayed, by listener and direction (in: from the downstream peer)")
+          .Register(*registry);
+  prometheus::Family<prometheus::Histogram>& handshake_seconds =
+      prometheus::BuildHistogram()
+          .Name("meshid_proxy_handshake_duration_seconds")
+          .Help("TLS handshake time, by listener")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& failures =
+      prometheus::BuildCounter()
+          .Name("meshid_proxy_connection_errors_total")
+          .Help("Connections that failed or were refused, by listener and reason")
+          .Register(*registry);
+  prometheus::Gauge& expiry = prometheus::BuildGauge()
+                                  .Name("meshid_proxy_certificate_expiration_timestamp_seconds")
+                                  .Help("Unix time the proxy's current certificate expires")
+                                  .Register(*registry)
+                                  .Add({});
+  prometheus::Family<prometheus::Counter>& reloads =
+      prometheus::BuildCounter()
+          .Name("meshid_proxy_certificate_reloads_total")
+          .Help("Certificate file reloads, by result (ok, refused)")
+          .Register(*registry);
+  std::mutex mu;
+  std::map<std::string, std::unique_ptr<ListenerStats>> listeners;  // guarded by mu
+};
+
+ProxyMetrics::ProxyMetrics() : impl_(std::make_unique<Impl>()) {
+  impl_->reloads.Add({{"result", "ok"}});
+  impl_->reloads.Add({{"result", "refused"}});
+}
+ProxyMetrics::~ProxyMetrics() = default;
+
+ListenerStats& ProxyMetrics::listener(const std::string& name, std::string_view direction) {
+  std::lock_guard lock(impl_->mu);
+  auto& slot = impl_->listeners[name];
+  if (!slot) {
+    slot = std::make_unique<ListenerStats>();
+    std::map<std::string, std::string> l{{"listener", name}, {"direction", std::string(direction)}};
+    slot->connections = &impl_->connections.Add(l);
+    slot->active = &impl_->active.Add(l);
+    slot->handshakes = &impl_->handshakes.Add(l);
+    slot->plaintext = &impl_->plaintext.Add(l);
+    auto in = l, out = l;
+    in["flow"] = "in";
+    out["flow"] = "out";
+    slot->bytes_in = &impl_->bytes.Add(in);
+    slot->bytes_out = &impl_->bytes.Add(out);
+    slot->handshake_seconds = &impl_->handshake_seconds.Add(
+        l, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05,
+                                                   0.1, 0.25, 1});
+    for (int i = 0; i < kFailureCount; ++i) {
+      auto fl = l;
+      fl["reason"] = failureLabel(static_cast<Failure>(i));
+      slot->failures[i] = &impl_->failures.Add(fl);
+    }
+  }
+  return *slot;
+}
+
+void ProxyMetrics::certificateLoaded(SystemTime not_after) {
+  impl_->expiry.Set(static_cast<double>(toUnixSeconds(not_after)));
+}
+
+void ProxyMetrics::reload(bool ok) {
+  impl_->reloads.Add({{"result", ok ? "ok" : "refused"}}).Increment();
+}
+
+std::string ProxyMetrics::serialize() const {
+  return prometheus::TextSerializer().Serialize(impl_->registry->Collect());
+}
+
+std::string ProxyMetrics::statsJson() const {
+  nlohmann::json out = nlohmann::json::object();
+  std::lock_guard lock(impl_->mu);
+  for (const auto& [name, s] : impl_->listeners) {
+    nlohmann::json j{
+        {"connections", s->connections->Value()}, {"active_connections", s->active->Value()},
+        {"handshakes", s->handshakes->Value()},   {"plaintext_connections", s->plaintext->Value()},
+        {"bytes_in", s->bytes_in->Value()},       {"bytes_out", s->bytes_out->Value()}};
+    nlohmann::json errors = nlohmann::json::object();
+    for (int i = 0; i < kFailureCount; ++i)
+      errors[failureLabel(static_cast<Failure>(i))] = s->failures[i]->Value();
+    j["errors"] = errors;
+    out[name] = j;
+  }
+  return nlohmann::json{{"listeners", out}, {"certificate_expiration", impl_->expiry.Value()}}.dump(
+      2);
+}
+
+}  // namespace meshid::proxy

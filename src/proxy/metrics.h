@@ -1,0 +1,63 @@
+// Every metric the proxy exposes, declared here. Data-path counters are
+// resolved per listener at startup, so a connection only touches atomics.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/clock.h"
+
+namespace prometheus {
+class Counter;
+class Gauge;
+class Histogram;
+}  // namespace prometheus
+
+namespace meshid::proxy {
+
+// Why a connection failed or was refused: bounded labels (Envoy's ssl.*).
+enum class Failure {
+  kConnectionError,  // ssl.connection_error: the handshake failed otherwise
+  kNoCertificate,    // ssl.no_certificate
+  kFailVerifyError,  // ssl.fail_verify_error: the chain did not verify
+  kFailVerifySan,    // ssl.fail_verify_san: not an X.509-SVID, or not the expected ID
+  kAuthzDenied,      // verified, but not on the allow list
+  kHandshakeTimeout,
+  kUpstreamConnect,   // the forward or destination address refused
+  kOverloaded,        // max_connections reached
+  kPlaintextRefused,  // plaintext on a STRICT listener
+};
+constexpr int kFailureCount = 9;
+const char* failureLabel(Failure f);
+
+struct ListenerStats {
+  prometheus::Counter* connections;
+  prometheus::Gauge* active;
+  prometheus::Counter* handshakes;
+  prometheus::Counter* plaintext;
+  prometheus::Counter* bytes_in;   // from the downstream peer
+  prometheus::Counter* bytes_out;  // to the downstream peer
+  prometheus::Histogram* handshake_seconds;
+  prometheus::Counter* failures[kFailureCount];
+};
+
+class ProxyMetrics {
+ public:
+  ProxyMetrics();
+  ~ProxyMetrics();
+  ListenerStats& listener(const std::string& name, std::string_view direction);
+  void certificateLoaded(SystemTime not_after);
+  void reload(bool ok);
+  std::string serialize() const;
+  std::string statsJson() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+void count(ListenerStats& s, Failure f);
+
+}  // namespace meshid::proxy

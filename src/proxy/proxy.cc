@@ -1,0 +1,573 @@
+#include "proxy/proxy.h"
+
+#include <fmt/format.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <asio.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/ssl/context.hpp>
+#include <atomic>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "common/admin_http.h"
+#include "common/duration.h"
+#include "pki/certificate.h"
+#include "pki/chain.h"
+#include "proxy/cert_source.h"
+#include "proxy/metrics.h"
+#include "proxy/tls_snapshot.h"
+
+namespace meshid::proxy {
+namespace {
+
+using asio::awaitable;
+using asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
+using Steady = std::chrono::steady_clock;
+
+constexpr size_t kBufferBytes = 16 * 1024;
+
+auto withError(asio::error_code& ec) {
+  return asio::redirect_error(asio::use_awaitable, ec);
+}
+
+struct SslDeleter {
+  void operator()(SSL* s) const { SSL_free(s); }
+};
+using SslPtr = std::unique_ptr<SSL, SslDeleter>;
+
+// One connection's sockets and deadline. The coroutines own it through a
+// shared_ptr; the timer's handler holds only a weak one.
+struct Session : std::enable_shared_from_this<Session> {
+  explicit Session(tcp::socket s)
+      : down(std::move(s)), up(down.get_executor()), timer(down.get_executor()) {}
+  tcp::socket down;  // the peer that connected to us
+  tcp::socket up;    // where we connect to
+  asio::steady_timer timer;
+  Steady::time_point last_activity = Steady::now();
+  bool timed_out = false;
+
+  // Shutting down (not closing) keeps the fd numbers ours until the
+  // coroutines end, so an SSL object never touches a reused fd.
+  void abort() {
+    asio::error_code ignored;
+    down.shutdown(tcp::socket::shutdown_both, ignored);
+    down.cancel(ignored);
+    if (up.is_open()) {
+      up.shutdown(tcp::socket::shutdown_both, ignored);
+      up.cancel(ignored);
+    }
+  }
+
+  void deadline(std::chrono::milliseconds d) {
+    timer.expires_after(d);
+    timer.async_wait([weak = weak_from_this()](asio::error_code ec) {
+      if (ec)
+        return;
+      if (auto self = weak.lock()) {
+        self->timed_out = true;
+        self->abort();
+      }
+    });
+  }
+
+  // Closes the connection when nothing moved for `idle`.
+  void watchIdle(std::chrono::milliseconds idle) {
+    timer.expires_after(idle / 4 + std::chrono::milliseconds(1));
+    timer.async_wait([weak = weak_from_this(), idle](asio::error_code ec) {
+      if (ec)
+        return;
+      if (auto self = weak.lock()) {
+        if (Steady::now() - self->last_activity >= idle) {
+          self->timed_out = true;
+          self->abort();
+        } else {
+          self->watchIdle(idle);
+        }
+      }
+    });
+  }
+};
+
+// TLS on a non-blocking socket with OpenSSL driving the fd itself: no BIO
+// pair and no copy, and SSL_shutdown can send close_notify (half-close)
+// while the other direction keeps reading.
+class TlsSocket {
+ public:
+  TlsSocket(tcp::socket& sock, SslPtr ssl) : sock_(sock), ssl_(std::move(ssl)) {}
+  SSL* ssl() const { return ssl_.get(); }
+
+  awaitable<bool> handshake() {
+    for (;;) {
+      ERR_clear_error();
+      int r = SSL_do_handshake(ssl_.get());
+      if (r == 1)
+        co_return true;
+      if (!co_await waitFor(SSL_get_error(ssl_.get(), r)))
+        co_return false;
+    }
+  }
+
+  // Bytes read; 0 at the end of the stream (close_notify or EOF) or on error.
+  awaitable<size_t> read(char* buf, size_t len) {
+    for (;;) {
+      ERR_clear_error();
+      size_t n = 0;
+      if (SSL_read_ex(ssl_.get(), buf, len, &n) == 1)
+        co_return n;
+      if (!co_await waitFor(SSL_get_error(ssl_.get(), 0)))
+        co_return 0;
+    }
+  }
+
+  awaitable<bool> write(const char* buf, size_t len) {
+    while (len > 0) {
+      ERR_clear_error();
+      size_t n = 0;
+      if (SSL_write_ex(ssl_.get(), buf, len, &n) == 1) {
+        buf += n;
+        len -= n;
+        continue;
+      }
+      if (!co_await waitFor(SSL_get_error(ssl_.get(), 0)))
+        co_return false;
+    }
+    co_return true;
+  }
+
+  // Sends close_notify without waiting for the peer's (TLS half-close).
+  awaitable<void> shutdownSend() {
+    for (int i = 0; i < 4; ++i) {
+      ERR_clear_error();
+      int r = SSL_shutdown(ssl_.get());
+      if (r >= 0)
+        break;
+      if (!co_await waitFor(SSL_get_error(ssl_.get(), r)))
+        break;
+    }
+    asio::error_code ignored;
+    sock_.shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+ private:
+  awaitable<bool> waitFor(int ssl_error) {
+    asio::error_code ec;
+    if (ssl_error == SSL_ERROR_WANT_READ)
+      co_await sock_.async_wait(tcp::socket::wait_read, withError(ec));
+    else if (ssl_error == SSL_ERROR_WANT_WRITE)
+      co_await sock_.async_wait(tcp::socket::wait_write, withError(ec));
+    else
+      co_return false;
+    co_return !ec;
+  }
+
+  tcp::socket& sock_;
+  SslPtr ssl_;
+};
+
+// The plaintext side, with the same shape as TlsSocket.
+class PlainSocket {
+ public:
+  explicit PlainSocket(tcp::socket& sock) : sock_(sock) {}
+  awaitable<size_t> read(char* buf, size_t len) {
+    asio::error_code ec;
+    size_t n = co_await sock_.async_read_some(asio::buffer(buf, len), withError(ec));
+    co_return ec ? 0 : n;
+  }
+  awaitable<bool> write(const char* buf, size_t len) {
+    asio::error_code ec;
+    co_await asio::async_write(sock_, asio::buffer(buf, len), withError(ec));
+    co_return !ec;
+  }
+  awaitable<void> shutdownSend() {
+    asio::error_code ignored;
+    sock_.shutdown(tcp::socket::shutdown_send, ignored);
+    co_return;
+  }
+
+ private:
+  tcp::socket& sock_;
+};
+
+// Copies one direction until its end, then half-closes the other side. A
+// bounded buffer: nothing more is read until the write completed
+// (backpressure).
+template <class From, class To>
+awaitable<void> pipe(From& from, To& to, Session& s, prometheus::Counter* counter) {
+  std::unique_ptr<char[]> buf(new char[kBufferBytes]);
+  for (;;) {
+    size_t n = co_await from.read(buf.get(), kBufferBytes);
+    if (n == 0)
+      break;
+    s.last_activity = Steady::now();
+    counter->Increment(static_cast<double>(n));
+    if (!co_await to.write(buf.get(), n)) {
+      s.abort();
+      co_return;
+    }
+  }
+  co_await to.shutdownSend();
+}
+
+struct ListenerRuntime {
+  std::string name;
+  const InboundListener* inbound = nullptr;
+  const OutboundListener* outbound = nullptr;
+  ListenerStats* stats = nullptr;
+  tcp::endpoint target;
+  int port = 0;
+  std::atomic<size_t> active{0};
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+};
+
+class ProxyImpl final : public Proxy {
+ public:
+  ProxyImpl(const ProxyConfig& config, const Clock& clock)
+      : config_(config), clock_(clock), certs_(config_, clock) {}
+  ~ProxyImpl() override { shutdown(); }
+
+  Result<void> init();
+  int port(const std::string& listener) const override {
+    for (const auto& l : listeners_) {
+      if (l->name == listener)
+        return l->port;
+    }
+    return 0;
+  }
+  int adminPort() const override { return admin_ ? admin_->port() : 0; }
+  void shutdown() override;
+
+ private:
+  awaitable<void> acceptLoop(tcp::acceptor& acceptor, ListenerRuntime& l);
+  awaitable<void> serveInbound(std::shared_ptr<Session> s, ListenerRuntime& l);
+  awaitable<void> serveOutbound(std::shared_ptr<Session> s, ListenerRuntime& l);
+  awaitable<bool> connectUp(Session& s, ListenerRuntime& l);
+  std::string certsJson() const;
+
+  const ProxyConfig config_;
+  const Clock& clock_;
+  ProxyMetrics metrics_;
+  CertSource certs_;
+  std::vector<std::unique_ptr<asio::io_context>> workers_;
+  std::vector<std::thread> threads_;
+  std::vector<std::unique_ptr<ListenerRuntime>> listeners_;
+  std::unique_ptr<AdminHttp> admin_;
+  bool stopped_ = false;
+};
+
+Result<tcp::endpoint> endpointOf(const std::string& hostport) {
+  MESHID_ASSIGN_OR_RETURN(auto hp, splitHostPort(hostport));
+  asio::error_code ec;
+  auto addr = asio::ip::make_address(hp.first == "localhost" ? "127.0.0.1" : hp.first, ec);
+  if (ec) {
+    return Error::invalidArgument(
+        fmt::format("\"{}\": give an IP address (names are not resolved)", hostport));
+  }
+  return tcp::endpoint(addr, static_cast<unsigned short>(hp.second));
+}
+
+Result<void> ProxyImpl::init() {
+  MESHID_RETURN_IF_ERROR(certs_.loadNow());
+  metrics_.certificateLoaded(certs_.current()->not_after);
+  size_t n = config_.workers ? config_.workers : std::max(1u, std::thread::hardware_concurrency());
+  for (size_t i = 0; i < n; ++i)
+    workers_.push_back(std::make_unique<asio::io_context>(1));
+
+  auto bind = [&](ListenerRuntime& l, const std::string& listen) -> Result<void> {
+    MESHID_ASSIGN_OR_RETURN(tcp::endpoint ep, endpointOf(listen));
+    for (auto& io : workers_) {
+      auto a = std::make_unique<tcp::acceptor>(*io);
+      asio::error_code ec;
+      a->open(ep.protocol(), ec);
+      int one = 1;
+      ::setsockopt(a->native_handle(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      ::setsockopt(a->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+      if (!ec)
+        a->bind(ep, ec);
+      if (!ec)
+        a->listen(1024, ec);
+      if (ec) {
+        return Error::unavailable(
+            fmt::format("listener {} cannot listen on {}: {}", l.name, listen, ec.message()));
+      }
+      ep.port(a->local_endpoint().port());  // the others join the port the first got
+      l.acceptors.push_back(std::move(a));
+    }
+    l.port = ep.port();
+    return okResult();
+  };
+  for (const auto& in : config_.inbound) {
+    auto l = std::make_unique<ListenerRuntime>();
+    l->name = in.name;
+    l->inbound = &in;
+    l->stats = &metrics_.listener(in.name, "inbound");
+    MESHID_ASSIGN_OR_RETURN(l->target, endpointOf(in.forward));
+    MESHID_RETURN_IF_ERROR(bind(*l, in.listen));
+    listeners_.push_back(std::move(l));
+  }
+  for (const auto& out : config_.outbound) {
+    auto l = std::make_unique<ListenerRuntime>();
+    l->name = out.name;
+    l->outbound = &out;
+    l->stats = &metrics_.listener(out.name, "outbound");
+    MESHID_ASSIGN_OR_RETURN(l->target, endpointOf(out.destination));
+    MESHID_RETURN_IF_ERROR(bind(*l, out.listen));
+    listeners_.push_back(std::move(l));
+  }
+
+  std::vector<HttpRoute> routes;
+  routes.push_back(
+      {"/metrics", [this] {
+         return HttpReply{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.serialize()};
+       }});
+  routes.push_back({"/stats", [this] {
+                      return HttpReply{200, "application/json", metrics_.statsJson()};
+                    }});
+  routes.push_back({"/certs", [this] { return HttpReply{200, "application/json", certsJson()}; }});
+  routes.push_back({"/healthz", [] { return HttpReply{200, "text/plain", "ok\n"}; }});
+  MESHID_ASSIGN_OR_RETURN(admin_, AdminHttp::start(config_.admin_listen, std::move(routes)));
+
+  certs_.start([this](bool ok) {
+    metrics_.reload(ok);
+    if (ok)
+      metrics_.certificateLoaded(certs_.current()->not_after);
+  });
+  for (auto& l : listeners_) {
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      asio::co_spawn(*workers_[i], acceptLoop(*l->acceptors[i], *l), asio::detached);
+    }
+  }
+  for (auto& io : workers_) {
+    threads_.emplace_back([ctx = io.get()] {
+      auto guard = asio::make_work_guard(*ctx);
+      ctx->run();
+    });
+  }
+  return okResult();
+}
+
+awaitable<void> ProxyImpl::acceptLoop(tcp::acceptor& acceptor, ListenerRuntime& l) {
+  for (;;) {
+    asio::error_code ec;
+    tcp::socket sock = co_await acceptor.async_accept(withError(ec));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open())
+        co_return;
+      continue;
+    }
+    l.stats->connections->Increment();
+    if (l.active.load(std::memory_order_relaxed) >= config_.max_connections) {
+      count(*l.stats, Failure::kOverloaded);
+      continue;  // the socket closes here
+    }
+    int one = 1;
+    ::setsockopt(sock.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    auto session = std::make_shared<Session>(std::move(sock));
+    l.active.fetch_add(1, std::memory_order_relaxed);
+    l.stats->active->Increment();
+    auto done = [&l](std::exception_ptr) {
+      l.active.fetch_sub(1, std::memory_order_relaxed);
+      l.stats->active->Decrement();
+    };
+    if (l.inbound)
+      asio::co_spawn(acceptor.get_executor(), serveInbound(std::move(session), l), done);
+    else
+      asio::co_spawn(acceptor.get_executor(), serveOutbound(std::move(session), l), done);
+  }
+}
+
+awaitable<bool> ProxyImpl::connectUp(Session& s, ListenerRuntime& l) {
+  asio::error_code ec;
+  s.up = tcp::socket(s.down.get_executor());
+  co_await s.up.async_connect(l.target, withError(ec));
+  if (ec) {
+    count(*l.stats, Failure::kUpstreamConnect);
+    co_return false;
+  }
+  int one = 1;
+  ::setsockopt(s.up.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  co_return true;
+}
+
+// Counts why a handshake failed, from what the verify callback recorded.
+void countHandshakeFailure(ListenerStats& stats, const SSL* ssl, bool timed_out) {
+  if (spdlog::should_log(spdlog::level::debug)) {
+    char buf[256];
+    unsigned long e = ERR_peek_last_error();
+    ERR_error_string_n(e, buf, sizeof buf);
+    spdlog::debug("handshake failed reason={} verify={}", e ? buf : "none",
+                  X509_verify_cert_error_string(SSL_get_verify_result(ssl)));
+  }
+  if (timed_out) {
+    count(stats, Failure::kHandshakeTimeout);
+    return;
+  }
+  switch (verifyFailureOf(ssl)) {
+    case VerifyFailure::kVerifyError:
+      count(stats, Failure::kFailVerifyError);
+      return;
+    case VerifyFailure::kVerifySan:
+      count(stats, Failure::kFailVerifySan);
+      return;
+    default:
+      break;
+  }
+  if (ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
+    count(stats, Failure::kNoCertificate);
+  else
+    count(stats, Failure::kConnectionError);
+}
+
+awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRuntime& l) {
+  const InboundListener& cfg = *l.inbound;
+  s->deadline(config_.handshake_timeout);
+  bool tls = cfg.mode != Mode::kDisable;
+  if (tls) {
+    // A TLS ClientHello starts with a handshake record (0x16); anything else
+    // is plaintext. Peeking leaves the bytes for whoever reads them.
+    std::array<unsigned char, 1> first{};
+    asio::error_code ec;
+    size_t n = co_await s->down.async_receive(asio::buffer(first), tcp::socket::message_peek,
+                                              withError(ec));
+    if (ec || n == 0) {
+      if (s->timed_out)
+        count(*l.stats, Failure::kHandshakeTimeout);
+      co_return;
+    }
+    tls = first[0] == 0x16;
+    if (!tls && cfg.mode == Mode::kStrict) {
+      // Never a downgrade: STRICT takes mTLS only, whatever the certificates' state.
+      count(*l.stats, Failure::kPlaintextRefused);
+      co_return;
+    }
+  }
+  if (!tls) {
+    l.stats->plaintext->Increment();
+    if (!co_await connectUp(*s, l))
+      co_return;
+    s->watchIdle(config_.idle_timeout);
+    PlainSocket down(s->down), up(s->up);
+    co_await (pipe(down, up, *s, l.stats->bytes_in) && pipe(up, down, *s, l.stats->bytes_out));
+    co_return;
+  }
+
+  auto snapshot = certs_.current();  // once per connection
+  SslPtr ssl(SSL_new(snapshot->server->native_handle()));
+  SSL_set_fd(ssl.get(), s->down.native_handle());
+  SSL_set_accept_state(ssl.get());
+  asio::error_code nb;
+  s->down.non_blocking(true, nb);
+  TlsSocket down(s->down, std::move(ssl));
+  auto started = Steady::now();
+  bool ok = co_await down.handshake();
+  if (!ok) {
+    countHandshakeFailure(*l.stats, down.ssl(), s->timed_out);
+    co_return;
+  }
+  l.stats->handshake_seconds->Observe(
+      std::chrono::duration<double>(Steady::now() - started).count());
+  // The chain verified and the leaf passed the SVID checks in the callback;
+  // now who it is.
+  auto id = pki::checkSvidLeaf(SSL_get0_peer_certificate(down.ssl()));
+  if (!id.ok()) {
+    count(*l.stats, Failure::kFailVerifySan);
+    co_return;
+  }
+  if (!(id->trustDomain() == config_.trust_domain) || !cfg.allow_list.allows(*id)) {
+    count(*l.stats, Failure::kAuthzDenied);
+    spdlog::debug("connection denied listener={} peer={}", l.name, id->str());
+    co_return;
+  }
+  l.stats->handshakes->Increment();
+  if (!co_await connectUp(*s, l))
+    co_return;
+  s->watchIdle(config_.idle_timeout);
+  PlainSocket up(s->up);
+  co_await (pipe(down, up, *s, l.stats->bytes_in) && pipe(up, down, *s, l.stats->bytes_out));
+}
+
+awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRuntime& l) {
+  const OutboundListener& cfg = *l.outbound;
+  s->deadline(config_.handshake_timeout);
+  if (!co_await connectUp(*s, l))
+    co_return;
+  auto snapshot = certs_.current();
+  auto pinned = snapshot->pinned_clients.find(cfg.name);
+  asio::ssl::context& ctx =
+      pinned != snapshot->pinned_clients.end() ? *pinned->second : *snapshot->client;
+  SslPtr ssl(SSL_new(ctx.native_handle()));
+  SSL_set_fd(ssl.get(), s->up.native_handle());
+  SSL_set_connect_state(ssl.get());
+  if (!cfg.sni.empty())
+    SSL_set_tlsext_host_name(ssl.get(), cfg.sni.c_str());
+  asio::error_code nb;
+  s->up.non_blocking(true, nb);
+  TlsSocket up(s->up, std::move(ssl));
+  auto started = Steady::now();
+  if (!co_await up.handshake()) {
+    countHandshakeFailure(*l.stats, up.ssl(), s->timed_out);
+    co_return;
+  }
+  l.stats->handshake_seconds->Observe(
+      std::chrono::duration<double>(Steady::now() - started).count());
+  auto id = pki::checkSvidLeaf(SSL_get0_peer_certificate(up.ssl()));
+  if (!id.ok() || !cfg.expected.allows(*id)) {
+    count(*l.stats, Failure::kFailVerifySan);
+    spdlog::debug("upstream identity refused listener={} peer={}", l.name,
+                  id.ok() ? id->str() : id.error().message);
+    co_return;
+  }
+  l.stats->handshakes->Increment();
+  s->watchIdle(config_.idle_timeout);
+  PlainSocket down(s->down);
+  co_await (pipe(down, up, *s, l.stats->bytes_in) && pipe(up, down, *s, l.stats->bytes_out));
+}
+
+std::string ProxyImpl::certsJson() const {
+  auto snap = certs_.current();
+  nlohmann::json cert{{"serial_number", snap->serial_hex},
+                      {"expiration_time", formatRfc3339(snap->not_after)},
+                      {"generation", snap->generation}};
+  return nlohmann::json{{"certificates", nlohmann::json::array({{{"cert_chain", {cert}}}})}}.dump(
+      2);
+}
+
+void ProxyImpl::shutdown() {
+  if (stopped_)
+    return;
+  stopped_ = true;
+  certs_.stop();
+  for (auto& l : listeners_) {
+    for (size_t i = 0; i < l->acceptors.size(); ++i) {
+      asio::post(*workers_[i], [a = l->acceptors[i].get()] {
+        asio::error_code ignored;
+        a->close(ignored);
+      });
+    }
+  }
+  for (auto& io : workers_)
+    io->stop();
+  for (auto& t : threads_)
+    t.join();
+  if (admin_)
+    admin_->stop();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Proxy>> startProxy(const ProxyConfig& config, const Clock& clock) {
+  auto p = std::make_unique<ProxyImpl>(config, clock);
+  MESHID_RETURN_IF_ERROR(p->init());
+  return std::unique_ptr<Proxy>(std::move(p));
+}
+
+}  // namespace meshid::proxy

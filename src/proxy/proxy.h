@@ -1,0 +1,29 @@
+// `meshid proxy`: the mesh's mutual TLS beside one workload, as Envoy does in
+// Istio. One asio io_context per worker thread, an SO_REUSEPORT acceptor per
+// listener per worker (the kernel spreads connections), a connection stays
+// on its worker, and the data path takes no lock: it reads the certificate
+// snapshot once at accept and counts into atomics.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/clock.h"
+#include "common/result.h"
+#include "proxy/config.h"
+
+namespace meshid::proxy {
+
+class Proxy {
+ public:
+  virtual ~Proxy() = default;
+  // The port a listener is bound to (useful with port 0).
+  virtual int port(const std::string& listener) const = 0;
+  virtual int adminPort() const = 0;
+  // Stops accepting, closes connections, joins the workers.
+  virtual void shutdown() = 0;
+};
+
+Result<std::unique_ptr<Proxy>> startProxy(const ProxyConfig& config, const Clock& clock);
+
+}  // namespace meshid::proxy

@@ -1,0 +1,155 @@
+#include "proxy/tls_snapshot.h"
+
+#include <fmt/format.h>
+
+#include <asio/ssl.hpp>
+
+#include "common/file_util.h"
+#include "pki/certificate.h"
+#include "pki/chain.h"
+#include "pki/key.h"
+
+namespace meshid::proxy {
+namespace {
+
+using SslCtxPtr = std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)>;
+
+int failureIndex() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+void recordFailure(SSL* ssl, VerifyFailure f) {
+  if (ssl)
+    SSL_set_ex_data(ssl, failureIndex(), reinterpret_cast<void*>(static_cast<intptr_t>(f)));
+}
+
+// OpenSSL checks the chain; the X.509-SVID rules for the peer's leaf
+// (PROTOCOLS.md §4: not a CA, no keyCertSign/cRLSign, exactly one URI SAN
+// that is a SPIFFE ID with a path) are ours to check, here.
+int verifyCallback(int preverify_ok, X509_STORE_CTX* ctx) {
+  auto* ssl =
+      static_cast<SSL*>(X509_STORE_CTX_get_ex_data(ctx, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  if (!preverify_ok) {
+    recordFailure(ssl, VerifyFailure::kVerifyError);
+    return 0;
+  }
+  if (X509_STORE_CTX_get_error_depth(ctx) == 0) {
+    if (!pki::checkSvidLeaf(X509_STORE_CTX_get_current_cert(ctx)).ok()) {
+      recordFailure(ssl, VerifyFailure::kVerifySan);
+      X509_STORE_CTX_set_error(ctx, X509_V_ERR_APPLICATION_VERIFICATION);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+struct Material {
+  std::vector<pki::X509Ptr> chain;  // leaf first
+  pki::EvpPkeyPtr key;
+  std::vector<pki::X509Ptr> roots;
+};
+
+Result<std::unique_ptr<asio::ssl::context>> makeContext(const Material& m,
+                                                        const std::vector<pki::X509Ptr>& trust,
+                                                        bool server, const std::string& ciphers) {
+  SslCtxPtr ctx(SSL_CTX_new(server ? TLS_server_method() : TLS_client_method()), &SSL_CTX_free);
+  if (!ctx)
+    return Error::internal("SSL_CTX_new failed");
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  if (!ciphers.empty() && SSL_CTX_set_cipher_list(ctx.get(), ciphers.c_str()) != 1)
+    return Error::invalidArgument(fmt::format("tls.ciphers \"{}\" selects no cipher", ciphers));
+  if (SSL_CTX_use_certificate(ctx.get(), m.chain.front().get()) != 1)
+    return Error::internal("cannot use the leaf certificate");
+  for (size_t i = 1; i < m.chain.size(); ++i) {
+    if (SSL_CTX_add1_chain_cert(ctx.get(), m.chain[i].get()) != 1)
+      return Error::internal("cannot add an intermediate");
+  }
+  if (SSL_CTX_use_PrivateKey(ctx.get(), m.key.get()) != 1 ||
+      SSL_CTX_check_private_key(ctx.get()) != 1) {
+    return Error::failedPrecondition("the private key does not match the leaf certificate");
+  }
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx.get());
+  for (const auto& r : trust)
+    X509_STORE_add_cert(store, r.get());
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+                     verifyCallback);
+  if (server) {
+    static const unsigned char kContext[] = "meshid-proxy";
+    SSL_CTX_set_session_id_context(ctx.get(), kContext, sizeof kContext - 1);
+  } else {
+    SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_CLIENT);
+  }
+  return std::make_unique<asio::ssl::context>(ctx.release());
+}
+
+}  // namespace
+
+TlsSnapshot::TlsSnapshot() = default;
+TlsSnapshot::~TlsSnapshot() = default;
+
+VerifyFailure verifyFailureOf(const SSL* ssl) {
+  return static_cast<VerifyFailure>(
+      reinterpret_cast<intptr_t>(SSL_get_ex_data(ssl, failureIndex())));
+}
+
+const char* verifyFailureLabel(VerifyFailure f) {
+  switch (f) {
+    case VerifyFailure::kNone:
+      return "connection_error";
+    case VerifyFailure::kNoCertificate:
+      return "no_certificate";
+    case VerifyFailure::kVerifyError:
+      return "fail_verify_error";
+    case VerifyFailure::kVerifySan:
+      return "fail_verify_san";
+  }
+  return "connection_error";
+}
+
+Result<std::shared_ptr<const TlsSnapshot>> buildSnapshot(const ProxyConfig& config,
+                                                         std::string_view chain_pem,
+                                                         std::string_view key_pem,
+                                                         std::string_view bundle_pem,
+                                                         SystemTime now, uint64_t generation) {
+  Material m;
+  MESHID_ASSIGN_OR_RETURN(m.chain, pki::parseCertificatesPem(chain_pem));
+  MESHID_ASSIGN_OR_RETURN(m.key, pki::parsePrivateKeyPem(key_pem));
+  MESHID_ASSIGN_OR_RETURN(m.roots, pki::parseCertificatesPem(bundle_pem));
+  if (m.chain.empty() || m.roots.empty())
+    return Error::invalidArgument("no certificate in the chain or the bundle");
+  MESHID_RETURN_IF_ERROR(pki::checkKeyMatchesCertificate(m.chain.front().get(), m.key.get()));
+  std::vector<pki::X509Ptr> intermediates;
+  for (size_t i = 1; i < m.chain.size(); ++i)
+    intermediates.push_back(pki::shareX509(m.chain[i].get()));
+  auto verified = pki::verifyChain(m.chain.front().get(), intermediates, m.roots,
+                                   {.at = now, .svid_leaf_checks = true});
+  if (!verified.ok())
+    return verified.error().wrap("our own certificate");
+  if (!(verified->spiffe_id && verified->spiffe_id->trustDomain() == config.trust_domain)) {
+    return Error::failedPrecondition("our own certificate is not in the configured trust domain");
+  }
+
+  auto snap = std::make_shared<TlsSnapshot>();
+  MESHID_ASSIGN_OR_RETURN(snap->server, makeContext(m, m.roots, true, config.ciphers));
+  MESHID_ASSIGN_OR_RETURN(snap->client, makeContext(m, m.roots, false, config.ciphers));
+  for (const auto& o : config.outbound) {
+    if (o.ca_file.empty())
+      continue;
+    MESHID_ASSIGN_OR_RETURN(std::string pem, readFile(o.ca_file, 1 << 20));
+    auto pinned = pki::parseCertificatesPem(pem);
+    if (!pinned.ok())
+      return pinned.error().wrap(fmt::format("outbound {} ca_file", o.name));
+    MESHID_ASSIGN_OR_RETURN(snap->pinned_clients[o.name],
+                            makeContext(m, *pinned, false, config.ciphers));
+  }
+  snap->leaf_chain_pem = std::string(chain_pem);
+  snap->bundle_pem = std::string(bundle_pem);
+  snap->serial_hex = pki::serialHex(m.chain.front().get());
+  snap->not_after = pki::notAfter(m.chain.front().get());
+  snap->generation = generation;
+  return std::shared_ptr<const TlsSnapshot>(std::move(snap));
+}
+
+}  // namespace meshid::proxy

@@ -1,0 +1,56 @@
+// The certificates a proxy handshakes with, as one immutable snapshot: built
+// and verified off the data path from the files (leaf + key + bundle), then
+// published whole. A connection takes the current snapshot once at accept and
+// keeps it; new handshakes use a new one the moment it is published.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <openssl/ssl.h>
+
+#include "common/clock.h"
+#include "common/result.h"
+#include "pki/ossl.h"
+#include "proxy/config.h"
+
+namespace asio::ssl {
+class context;
+}
+
+namespace meshid::proxy {
+
+// Why a handshake failed, as a bounded metric label (Envoy's ssl.* stats).
+enum class VerifyFailure { kNone, kNoCertificate, kVerifyError, kVerifySan };
+
+struct TlsSnapshot {
+  TlsSnapshot();
+  ~TlsSnapshot();
+  std::unique_ptr<asio::ssl::context> server;  // inbound: requires a client certificate
+  std::unique_ptr<asio::ssl::context> client;  // outbound: trusts the mesh bundle
+  // Outbound listeners with a pinned CA file: their own client context.
+  std::map<std::string, std::unique_ptr<asio::ssl::context>> pinned_clients;
+  std::string leaf_chain_pem;
+  std::string bundle_pem;
+  std::string serial_hex;
+  SystemTime not_after{};
+  uint64_t generation = 0;
+};
+
+// Builds both contexts: TLS 1.2 and 1.3 only, the leaf chain and key (which
+// must match and must not be expired), the bundle as trust anchors, peer
+// verification with the X.509-SVID leaf checks OpenSSL does not make (in the
+// verify callback). Session resumption on, tickets keyed per snapshot.
+Result<std::shared_ptr<const TlsSnapshot>> buildSnapshot(const ProxyConfig& config,
+                                                         std::string_view chain_pem,
+                                                         std::string_view key_pem,
+                                                         std::string_view bundle_pem,
+                                                         SystemTime now, uint64_t generation);
+
+// Reads the reason the verify callback recorded on this connection.
+VerifyFailure verifyFailureOf(const SSL* ssl);
+const char* verifyFailureLabel(VerifyFailure f);
+
+}  // namespace meshid::proxy

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# `meshid proxy` against real peers (issue 5, first part): curl --cert and
+# openssl s_client against inbound listeners (STRICT, PERMISSIVE, DISABLE,
+# allow lists); openssl s_server -Verify behind an outbound listener; a peer
+# with a wrong SPIFFE ID, a certificate from another root, an expired one, or
+# none is refused and counted under its reason; a pinned CA refuses a server
+# valid only under the mesh root; certificate files replaced under the proxy
+# are used by the next handshake without a restart; 5 MB and half-close
+# through two proxies.
+#   bash tests/integration/proxy_test.sh build/meshid
+source "$(dirname "$0")/lib.sh" "$@"
+cd "$TMP" || exit 2
+SERVER_LIFETIME=60
+TD=example.org
+M=$MESHID
+
+"$M" ca init --trust-domain $TD --out ca >/dev/null
+"$M" ca init --trust-domain $TD --out other >/dev/null
+issue() { "$M" cert issue --ca "$1" --spiffe-id "$2" --out "$3" --ttl "${4:-1h}" >/dev/null; }
+issue ca spiffe://$TD/ns/web/sa/web server
+issue ca spiffe://$TD/ns/shop/sa/client client
+issue ca spiffe://$TD/ns/evil/sa/x stranger
+issue other spiffe://$TD/ns/shop/sa/client foreign
+# An expired client certificate: issued for 1 s, then wait it out.
+issue ca spiffe://$TD/ns/shop/sa/client expired 1s
+mkdir www
+echo hello >www/index.html
+head -c 5000000 /dev/urandom >www/big.bin
+BACKEND=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+start_server backend.log python3 -m http.server "$BACKEND" --bind 127.0.0.1 --directory www
+for ((i = 0; i < 100; i++)); do curl -s -o /dev/null "http://127.0.0.1:$BACKEND/" && break; sleep 0.05; done
+
+cp server/cert-chain.pem live-chain.pem
+cp server/key.pem live-key.pem
+cat >proxy.yaml <<YAML
+trust_domain: $TD
+certificates: {cert_file: live-chain.pem, key_file: live-key.pem, bundle_file: ca/root-cert.pem,
+               poll_interval: 200ms}
+admin_listen: 127.0.0.1:0
+workers: 2
+inbound:
+  - {name: strict, listen: 127.0.0.1:0, forward: 127.0.0.1:$BACKEND, mode: STRICT,
+     allow: ["spiffe://$TD/ns/shop/"]}
+  - {name: permissive, listen: 127.0.0.1:0, forward: 127.0.0.1:$BACKEND, mode: PERMISSIVE}
+  - {name: disable, listen: 127.0.0.1:0, forward: 127.0.0.1:$BACKEND, mode: DISABLE}
+YAML
+start_server proxy.log "$M" proxy --config proxy.yaml
+PROXY_PID=$LAST_SERVER_PID
+wait_for_log proxy.log "meshid proxy running" || { cat proxy.log; finish; }
+port_of() { grep -oE "$1=[a-z]+(:[A-Z]+)?:[0-9]+" "${2:-proxy.log}" | grep -oE '[0-9]+$'; }
+STRICT=$(port_of strict)
+PERM=$(port_of permissive)
+DIS=$(port_of disable)
+ADMIN=$(grep -oE 'admin=127\.0\.0\.1:[0-9]+' proxy.log | cut -d: -f2)
+stat() { curl -s "http://127.0.0.1:$ADMIN/stats" | jq -r ".listeners.$1$2"; }
+
+# curl cannot check a SPIFFE ID (there is no DNS name): -k, and the chain is
+# checked by openssl s_client below.
+cat >mtls <<'SH'
+#!/bin/sh
+# mtls IDENTITY_DIR PORT [PATH]
+exec curl -sS -k --max-time 5 --cert "$1/cert-chain.pem" --key "$1/key.pem" "https://127.0.0.1:$2/${3:-}"
+SH
+chmod +x mtls
+mtls() { ./mtls "$@"; }
+
+check_output_contains "STRICT: curl with a mesh identity on the allow list" "hello" ./mtls client "$STRICT"
+check_output_contains "STRICT: openssl s_client verifies the proxy's chain (TLS 1.3)" "Verify return code: 0" \
+  sh -c "echo | openssl s_client -connect 127.0.0.1:$STRICT -cert client/cert-chain.pem -cert_chain client/cert-chain.pem -key client/key.pem -CAfile ca/root-cert.pem -tls1_3"
+check_output_contains "STRICT: TLS 1.2 works too" "hello" \
+  curl -sS -k --tls-max 1.2 --cert client/cert-chain.pem --key client/key.pem "https://127.0.0.1:$STRICT/"
+check_fails "STRICT: TLS 1.1 is refused" \
+  sh -c "echo | openssl s_client -connect 127.0.0.1:$STRICT -tls1_1 -cert client/cert-chain.pem -key client/key.pem"
+check_fails "STRICT: no client certificate" curl -sS -k --max-time 5 "https://127.0.0.1:$STRICT/"
+check_fails "STRICT: a certificate from another root" ./mtls foreign "$STRICT"
+sleep 1
+check_fails "STRICT: an expired certificate" ./mtls expired "$STRICT"
+check_fails "STRICT: a mesh identity not on the allow list" ./mtls stranger "$STRICT"
+check_fails "STRICT: plaintext is refused (never a downgrade)" curl -sS --max-time 5 "http://127.0.0.1:$STRICT/"
+expect_eq "counted: no_certificate" "1" "$(stat strict .errors.no_certificate)"
+expect_eq "counted: connection_error (TLS 1.1)" "1" "$(stat strict .errors.connection_error)"
+expect_eq "counted: fail_verify_error (foreign root, expired)" "2" "$(stat strict .errors.fail_verify_error)"
+expect_eq "counted: authz_denied" "1" "$(stat strict .errors.authz_denied)"
+expect_eq "counted: plaintext_refused" "1" "$(stat strict .errors.plaintext_refused)"
+expect_eq "counted: handshakes" "3" "$(stat strict .handshakes)"
+
+check_output_contains "PERMISSIVE: plaintext on the same port" "hello" curl -sS "http://127.0.0.1:$PERM/"
+check_output_contains "PERMISSIVE: mTLS on the same port" "hello" ./mtls client "$PERM"
+check_fails "PERMISSIVE: TLS without a client certificate is still refused" \
+  curl -sS -k --max-time 5 "https://127.0.0.1:$PERM/"
+expect_eq "PERMISSIVE: one plaintext, one mTLS" "1/1" \
+  "$(stat permissive .plaintext_connections)/$(stat permissive .handshakes)"
+check_output_contains "DISABLE: plaintext" "hello" curl -sS "http://127.0.0.1:$DIS/"
+
+# Outbound: a client-side proxy originating mTLS, in front of the inbound one
+# and in front of openssl s_server -Verify (another real TLS peer).
+SPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+start_server s_server.log openssl s_server -accept "127.0.0.1:$SPORT" -www -Verify 2 \
+  -verify_return_error -cert server/cert-chain.pem -cert_chain server/cert-chain.pem \
+  -key server/key.pem -CAfile ca/root-cert.pem
+cat >client.yaml <<YAML
+trust_domain: $TD
+certificates: {cert_file: client/cert-chain.pem, key_file: client/key.pem, bundle_file: ca/root-cert.pem}
+admin_listen: 127.0.0.1:0
+workers: 1
+outbound:
+  - {name: web, listen: 127.0.0.1:0, destination: 127.0.0.1:$STRICT,
+     expected_ids: [spiffe://$TD/ns/web/sa/web]}
+  - {name: sserver, listen: 127.0.0.1:0, destination: 127.0.0.1:$SPORT,
+     expected_ids: [spiffe://$TD/ns/web/sa/web]}
+  - {name: wrongid, listen: 127.0.0.1:0, destination: 127.0.0.1:$STRICT,
+     expected_ids: [spiffe://$TD/ns/db/sa/pg]}
+  - {name: pinned, listen: 127.0.0.1:0, destination: 127.0.0.1:$STRICT, ca_file: other/root-cert.pem}
+YAML
+start_server client.log "$M" proxy --config client.yaml
+wait_for_log client.log "meshid proxy running" || { cat client.log; finish; }
+CADMIN=$(grep -oE 'admin=127\.0\.0\.1:[0-9]+' client.log | cut -d: -f2)
+cstat() { curl -s "http://127.0.0.1:$CADMIN/stats" | jq -r ".listeners.$1$2"; }
+check_output_contains "outbound -> inbound: plaintext in, mTLS between, plaintext out" "hello" \
+  curl -sS "http://127.0.0.1:$(port_of web client.log)/"
+check_output_contains "outbound -> openssl s_server -Verify (it shows the client certificate it verified)" \
+  "URI:spiffe://$TD/ns/shop/sa/client" \
+  curl -sS --max-time 5 "http://127.0.0.1:$(port_of sserver client.log)/"
+check_fails "outbound: a server with an unexpected SPIFFE ID is refused" \
+  curl -sS --max-time 5 "http://127.0.0.1:$(port_of wrongid client.log)/"
+expect_eq "counted: fail_verify_san" "1" "$(cstat wrongid .errors.fail_verify_san)"
+check_fails "outbound: a pinned CA refuses a server valid only under the mesh root" \
+  curl -sS --max-time 5 "http://127.0.0.1:$(port_of pinned client.log)/"
+expect_eq "counted: fail_verify_error" "1" "$(cstat pinned .errors.fail_verify_error)"
+check "5 MB through two proxies arrives intact" \
+  sh -c "curl -sS http://127.0.0.1:$(port_of web client.log)/big.bin | cmp - www/big.bin"
+# Half-close: the client sends its request and closes its sending side; the
+# answer must still come back through both proxies.
+check_output_contains "half-close: the answer arrives after the client shut its side" "hello" \
+  python3 -c "
+import socket
+s = socket.create_connection(('127.0.0.1', $(port_of web client.log)))
+s.sendall(b'GET / HTTP/1.0\r\n\r\n'); s.shutdown(socket.SHUT_WR)
+data = b''
+while True:
+    d = s.recv(65536)
+    if not d: break
+    data += d
+print(data.decode(errors='replace'))"
+
+# Certificates replaced on disk: the next handshake presents the new one.
+serial() {
+  echo | openssl s_client -connect "127.0.0.1:$STRICT" -cert client/cert-chain.pem \
+    -key client/key.pem 2>/dev/null | openssl x509 -noout -serial | cut -d= -f2
+}
+before=$(serial)
+issue ca spiffe://$TD/ns/web/sa/web rotated
+cp rotated/key.pem live-key.tmp && cp rotated/cert-chain.pem live-chain.tmp
+mv live-chain.tmp live-chain.pem && mv live-key.tmp live-key.pem
+for ((i = 0; i < 40; i++)); do
+  [[ $(serial) != "$before" ]] && break
+  sleep 0.1
+done
+expect_eq "rotated files: new handshakes present the new certificate, no restart" \
+  "$(openssl x509 -noout -serial -in rotated/cert-chain.pem | cut -d= -f2)" "$(serial)"
+check_output_contains "and still serve" "hello" ./mtls client "$STRICT"
+# A broken set (a key that does not match) is refused; the current one stays.
+cp foreign/key.pem live-key.tmp && mv live-key.tmp live-key.pem
+sleep 0.6
+check_output_contains "a mismatched key on disk: refused, the current certificate keeps serving" \
+  "hello" ./mtls client "$STRICT"
+check_output_contains "the refusal is logged" "refused" cat proxy.log
+curl -s "http://127.0.0.1:$ADMIN/metrics" >metrics.txt
+STDIN=metrics.txt check "proxy /metrics passes promtool check metrics" promtool check metrics
+expect_true "reloads counted" grep -q 'meshid_proxy_certificate_reloads_total{result="refused"} [1-9]' metrics.txt
+
+stop_server "$PROXY_PID"
+check_output_contains "proxy stops on SIGTERM" "stopped" cat proxy.log
+finish
