@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Rotation under load, counted on new connections (TESTING.md §2): CA +
+# agent (file sinks) + two proxies (client side outbound -> server side
+# inbound, STRICT with an allow list) with 5-second certificates, for 45 s.
+# Every request is a new TCP + TLS connection at both hops (curl -> outbound
+# is a new connection, and the outbound proxy opens a new mTLS connection for
+# it). Zero connect, handshake, non-2xx and timeout errors; at least 10
+# distinct leaf serials seen on each side (sampled from each proxy's /certs);
+# the proxies' counters agree with what the client saw.
+#   bash tests/integration/proxy_rotation_test.sh build/meshid
+source "$(dirname "$0")/lib.sh" "$@"
+source "$(dirname "$0")/agent_lib.sh"
+cd "$TMP" || exit 2
+SERVER_LIFETIME=90
+LOOP_S=45
+SERVER_ID=spiffe://$TD/ns/web/sa/web
+CLIENT_ID=spiffe://$TD/ns/client/sa/curl
+
+write_ca_config 0
+start_ca ca.log || finish
+"$MESHID" token create --config ca.yaml --spiffe-id "$AGENT_ID" >join.token 2>/dev/null
+cat >agent.yaml <<YAML
+trust_domain: $TD
+ca: {addresses: [127.0.0.1:$GRPC], root_file: $ROOT}
+credentials: {join_token_file: join.token, agent_id: $AGENT_ID}
+state_dir: agent-state
+admin_listen: 127.0.0.1:0
+rotation: {ttl: 5s, agent_ttl: 1h, initial_backoff: 200ms, max_backoff: 1s}
+entries:
+  - {spiffe_id: $SERVER_ID, file_sink: {dir: server}}
+  - {spiffe_id: $CLIENT_ID, file_sink: {dir: client}}
+YAML
+start_agent agent.log agent.yaml || finish
+expect_true "agent wrote both identities" wait_ready 10
+
+mkdir www
+echo hello >www/index.html
+BACKEND=$(free_port)
+start_server backend.log python3 -m http.server "$BACKEND" --bind 127.0.0.1 --directory www
+for ((i = 0; i < 100; i++)); do curl -s -o /dev/null "http://127.0.0.1:$BACKEND/" && break; sleep 0.05; done
+
+cat >server-proxy.yaml <<YAML
+trust_domain: $TD
+certificates: {cert_file: server/cert-chain.pem, key_file: server/key.pem,
+               bundle_file: server/root-cert.pem, poll_interval: 100ms}
+admin_listen: 127.0.0.1:0
+workers: 2
+inbound:
+  - {name: in, listen: 127.0.0.1:0, forward: 127.0.0.1:$BACKEND, mode: STRICT,
+     allow: ["spiffe://$TD/ns/client/"]}
+YAML
+start_server server-proxy.log "$MESHID" proxy --config server-proxy.yaml
+wait_for_log server-proxy.log "meshid proxy running" || { cat server-proxy.log; finish; }
+IN=$(grep -oE 'in=inbound:STRICT:[0-9]+' server-proxy.log | grep -oE '[0-9]+$')
+SADMIN=$(grep -oE 'admin=127\.0\.0\.1:[0-9]+' server-proxy.log | cut -d: -f2)
+cat >client-proxy.yaml <<YAML
+trust_domain: $TD
+certificates: {cert_file: client/cert-chain.pem, key_file: client/key.pem,
+               bundle_file: client/root-cert.pem, poll_interval: 100ms}
+admin_listen: 127.0.0.1:0
+workers: 2
+outbound:
+  - {name: out, listen: 127.0.0.1:0, destination: 127.0.0.1:$IN, expected_ids: [$SERVER_ID]}
+YAML
+start_server client-proxy.log "$MESHID" proxy --config client-proxy.yaml
+wait_for_log client-proxy.log "meshid proxy running" || { cat client-proxy.log; finish; }
+OUT=$(grep -oE 'out=outbound:[0-9]+' client-proxy.log | grep -oE '[0-9]+$')
+CADMIN=$(grep -oE 'admin=127\.0\.0\.1:[0-9]+' client-proxy.log | cut -d: -f2)
+
+sample_serials() {  # PORT FILE: the proxy's current serial every 0.25 s
+  local end=$((SECONDS + LOOP_S))
+  while ((SECONDS < end)); do
+    curl -s --max-time 2 "http://127.0.0.1:$1/certs" | jq -r '.certificates[0].cert_chain[0].serial_number' >>"$2"
+    sleep 0.25
+  done
+}
+sample_serials "$SADMIN" server-serials.txt &
+s1=$!
+sample_serials "$CADMIN" client-serials.txt &
+s2=$!
+ok=0 bad=0
+end=$((SECONDS + LOOP_S))
+while ((SECONDS < end)); do
+  code=$(curl -s -o body.txt -w '%{http_code}' --max-time 5 -H 'Connection: close' \
+    "http://127.0.0.1:$OUT/")
+  rc=$?
+  if [[ $rc -eq 0 && $code == 200 ]] && grep -q hello body.txt; then
+    ok=$((ok + 1))
+  else
+    bad=$((bad + 1))
+    echo "$(date +%T.%3N) rc=$rc http=$code" >>failures.txt
+  fi
+done
+wait $s1 $s2
+echo "info: $ok requests ok, $bad failed; serials: server $(sort -u server-serials.txt | wc -l), client $(sort -u client-serials.txt | wc -l)"
+expect_true "requests made ($ok)" test "$ok" -ge 200
+expect_eq "zero connect, handshake, non-2xx and timeout errors on new connections" "0" "$bad"
+[[ $bad -eq 0 ]] || head -5 failures.txt
+n=$(sort -u server-serials.txt | grep -c .)
+expect_true "server side: at least 10 distinct leaf serials ($n)" test "$n" -ge 10
+n=$(sort -u client-serials.txt | grep -c .)
+expect_true "client side: at least 10 distinct leaf serials ($n)" test "$n" -ge 10
+
+sstats=$(curl -s "http://127.0.0.1:$SADMIN/stats")
+cstats=$(curl -s "http://127.0.0.1:$CADMIN/stats")
+errors() { jq '[.listeners[].errors[]] | add' <<<"$1"; }
+expect_eq "server proxy: no connection error of any reason" "0" "$(errors "$sstats")"
+expect_eq "client proxy: no connection error of any reason" "0" "$(errors "$cstats")"
+expect_eq "server proxy handshakes = requests" "$ok" "$(jq '.listeners.in.handshakes' <<<"$sstats")"
+expect_eq "client proxy handshakes = requests" "$ok" "$(jq '.listeners.out.handshakes' <<<"$cstats")"
+expect_eq "no connection left open" "0" "$(jq '.listeners.in.active_connections' <<<"$sstats")"
+r=$(curl -s "http://127.0.0.1:$SADMIN/metrics" | awk '/^meshid_proxy_certificate_reloads_total\{result="ok"\}/ {print $2}')
+expect_true "server proxy reloaded its certificate at least 10 times ($r)" test "${r%.*}" -ge 10
+finish
