@@ -19,7 +19,9 @@ int main(int argc, char** argv) {
   meshid::cli::addServeCommands(app, ctx);
   meshid::cli::addRequestCommand(app, ctx);
   meshid::cli::addAgentCommands(app, ctx);
+#ifdef MESHID_WITH_PROXY
   meshid::cli::addProxyCommands(app, ctx);
+#endif
 
   try {
     app.parse(argc, argv);

@@ -11,6 +11,10 @@
 source "$(dirname "$0")/lib.sh" "$@"
 source "$(dirname "$0")/agent_lib.sh"
 cd "$TMP" || exit 2
+# The proxy under test: `meshid proxy`, or PROXY_BIN (make sanitize-proxy
+# passes a meshid-proxy built with GCC's sanitizers).
+PROXY=("${PROXY_BIN:-$MESHID}")
+[[ -n ${PROXY_BIN:-} ]] || PROXY+=(proxy)
 SERVER_LIFETIME=90
 LOOP_S=45
 SERVER_ID=spiffe://$TD/ns/web/sa/web
@@ -49,7 +53,7 @@ inbound:
   - {name: in, listen: 127.0.0.1:0, forward: 127.0.0.1:$BACKEND, mode: STRICT,
      allow: ["spiffe://$TD/ns/client/"]}
 YAML
-start_server server-proxy.log "$MESHID" proxy --config server-proxy.yaml
+start_server server-proxy.log "${PROXY[@]}" --config server-proxy.yaml
 wait_for_log server-proxy.log "meshid proxy running" || { cat server-proxy.log; finish; }
 IN=$(grep -oE 'in=inbound:STRICT:[0-9]+' server-proxy.log | grep -oE '[0-9]+$')
 SADMIN=$(grep -oE 'admin=127\.0\.0\.1:[0-9]+' server-proxy.log | cut -d: -f2)
@@ -62,7 +66,7 @@ workers: 2
 outbound:
   - {name: out, listen: 127.0.0.1:0, destination: 127.0.0.1:$IN, expected_ids: [$SERVER_ID]}
 YAML
-start_server client-proxy.log "$MESHID" proxy --config client-proxy.yaml
+start_server client-proxy.log "${PROXY[@]}" --config client-proxy.yaml
 wait_for_log client-proxy.log "meshid proxy running" || { cat client-proxy.log; finish; }
 OUT=$(grep -oE 'out=outbound:[0-9]+' client-proxy.log | grep -oE '[0-9]+$')
 CADMIN=$(grep -oE 'admin=127\.0\.0\.1:[0-9]+' client-proxy.log | cut -d: -f2)
@@ -111,4 +115,9 @@ expect_eq "client proxy handshakes = requests" "$ok" "$(jq '.listeners.out.hands
 expect_eq "no connection left open" "0" "$(jq '.listeners.in.active_connections' <<<"$sstats")"
 r=$(curl -s "http://127.0.0.1:$SADMIN/metrics" | awk '/^meshid_proxy_certificate_reloads_total\{result="ok"\}/ {print $2}')
 expect_true "server proxy reloaded its certificate at least 10 times ($r)" test "${r%.*}" -ge 10
+_stop_servers
+for log in server-proxy.log client-proxy.log; do
+  expect_lacks "$log: no sanitizer report" "$(cat $log)" "Sanitizer"
+  expect_lacks "$log: no undefined behaviour" "$(cat $log)" "runtime error"
+done
 finish

@@ -10,6 +10,10 @@
 #   bash tests/integration/proxy_test.sh build/meshid
 source "$(dirname "$0")/lib.sh" "$@"
 cd "$TMP" || exit 2
+# The proxy under test: `meshid proxy`, or PROXY_BIN (make sanitize-proxy
+# passes a meshid-proxy built with GCC's sanitizers).
+PROXY=("${PROXY_BIN:-$MESHID}")
+[[ -n ${PROXY_BIN:-} ]] || PROXY+=(proxy)
 SERVER_LIFETIME=60
 TD=example.org
 M=$MESHID
@@ -44,7 +48,7 @@ inbound:
   - {name: permissive, listen: 127.0.0.1:0, forward: 127.0.0.1:$BACKEND, mode: PERMISSIVE}
   - {name: disable, listen: 127.0.0.1:0, forward: 127.0.0.1:$BACKEND, mode: DISABLE}
 YAML
-start_server proxy.log "$M" proxy --config proxy.yaml
+start_server proxy.log "${PROXY[@]}" --config proxy.yaml
 PROXY_PID=$LAST_SERVER_PID
 wait_for_log proxy.log "meshid proxy running" || { cat proxy.log; finish; }
 port_of() { grep -oE "$1=[a-z]+(:[A-Z]+)?:[0-9]+" "${2:-proxy.log}" | grep -oE '[0-9]+$'; }
@@ -112,7 +116,8 @@ outbound:
      expected_ids: [spiffe://$TD/ns/db/sa/pg]}
   - {name: pinned, listen: 127.0.0.1:0, destination: 127.0.0.1:$STRICT, ca_file: other/root-cert.pem}
 YAML
-start_server client.log "$M" proxy --config client.yaml
+start_server client.log "${PROXY[@]}" --config client.yaml
+CLIENT_PID=$LAST_SERVER_PID
 wait_for_log client.log "meshid proxy running" || { cat client.log; finish; }
 CADMIN=$(grep -oE 'admin=127\.0\.0\.1:[0-9]+' client.log | cut -d: -f2)
 cstat() { curl -s "http://127.0.0.1:$CADMIN/stats" | jq -r ".listeners.$1$2"; }
@@ -171,4 +176,9 @@ expect_true "reloads counted" grep -q 'meshid_proxy_certificate_reloads_total{re
 
 stop_server "$PROXY_PID"
 check_output_contains "proxy stops on SIGTERM" "stopped" cat proxy.log
+stop_server "$CLIENT_PID"
+for log in proxy.log client.log; do
+  expect_lacks "$log: no sanitizer report" "$(cat $log)" "Sanitizer"
+  expect_lacks "$log: no undefined behaviour" "$(cat $log)" "runtime error"
+done
 finish

@@ -1,0 +1,43 @@
+#include "proxy/run.h"
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include "proxy/config.h"
+#include "proxy/proxy.h"
+
+namespace meshid::proxy {
+
+Result<void> runUntilSignalled(const std::string& config_path, const std::string& log_level,
+                               const Clock& clock) {
+  MESHID_ASSIGN_OR_RETURN(ProxyConfig config, loadProxyConfig(config_path));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::flush_on(spdlog::level::info);
+  // Block the stop signals before any thread starts, so sigwait below is the
+  // only place they land; a peer that hangs up must not kill the proxy.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  MESHID_ASSIGN_OR_RETURN(auto p, startProxy(config, clock));
+  std::string ports;
+  for (const auto& l : config.inbound)
+    ports += fmt::format(" {}=inbound:{}:{}", l.name, modeName(l.mode), p->port(l.name));
+  for (const auto& l : config.outbound)
+    ports += fmt::format(" {}=outbound:{}", l.name, p->port(l.name));
+  spdlog::info("meshid proxy running admin={}:{}{}",
+               config.admin_listen.substr(0, config.admin_listen.rfind(':')), p->adminPort(),
+               ports);
+  int sig = 0;
+  sigwait(&stop, &sig);
+  spdlog::info("shutting down signal={}", sig);
+  p->shutdown();
+  spdlog::info("stopped");
+  return okResult();
+}
+
+}  // namespace meshid::proxy
