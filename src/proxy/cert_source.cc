@@ -83,6 +83,12 @@ void CertSource::loop() {
     lock.unlock();
     auto r = reloadIfChanged();
     if (!r.ok()) {
+      // Most often a writer is between two files (the agent writes bundle,
+      // key, then chain): look again shortly before calling it a refusal.
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      r = reloadIfChanged();
+    }
+    if (!r.ok()) {
       // A writer between two files is the usual cause: say it once per
       // distinct error, keep the old snapshot, try again at the next poll.
       if (r.error().message != last_error)
