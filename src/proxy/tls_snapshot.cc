@@ -78,6 +78,13 @@ Result<std::unique_ptr<asio::ssl::context>> makeContext(const Material& m,
   if (server) {
     static const unsigned char kContext[] = "meshid-proxy";
     SSL_CTX_set_session_id_context(ctx.get(), kContext, sizeof kContext - 1);
+    // Resumption by stateless tickets only: a server-side session cache
+    // stores every session with its peer certificate and walks the whole
+    // table to expire them (measured: the flush showed in profiles). One
+    // ticket per handshake, not OpenSSL's two: each costs an encryption of
+    // the session, client certificate included.
+    SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_num_tickets(ctx.get(), 1);
   } else {
     SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_CLIENT);
   }
