@@ -3,12 +3,15 @@
 #include <fmt/format.h>
 #include <spawn.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <optional>
+#include <sstream>
 
 #include <openssl/crypto.h>
 
@@ -70,6 +73,32 @@ Result<void> runCommand(const std::string& command, std::chrono::milliseconds ti
   return Error::internal(fmt::format("command was killed by signal {}", WTERMSIG(status)));
 }
 
+std::optional<SystemTime> processStartTime(pid_t pid) {
+  // Field 22 of /proc/<pid>/stat: start time in clock ticks after boot.
+  auto stat = readFile(fmt::format("/proc/{}/stat", pid), 4096);
+  auto boot = readFile("/proc/stat", 1 << 16);
+  if (!stat.ok() || !boot.ok())
+    return std::nullopt;
+  size_t close = stat->rfind(')');  // the command name may hold spaces
+  if (close == std::string::npos)
+    return std::nullopt;
+  std::istringstream fields(stat->substr(close + 2));
+  std::string field;
+  unsigned long long ticks = 0;
+  for (int i = 3; i <= 22 && fields >> field; ++i) {
+    if (i == 22)
+      ticks = std::strtoull(field.c_str(), nullptr, 10);
+  }
+  size_t at = boot->find("\nbtime ");
+  if (ticks == 0 || at == std::string::npos)
+    return std::nullopt;
+  long long btime = std::strtoll(boot->c_str() + at + 7, nullptr, 10);
+  double seconds = static_cast<double>(btime) +
+                   static_cast<double>(ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  return SystemTime(
+      std::chrono::duration_cast<SystemTime::duration>(std::chrono::duration<double>(seconds)));
+}
+
 Result<void> signalPidFile(const std::filesystem::path& pid_file, int signal) {
   MESHID_ASSIGN_OR_RETURN(std::string text, readFile(pid_file, 64));
   char* end = nullptr;
@@ -78,6 +107,19 @@ Result<void> signalPidFile(const std::filesystem::path& pid_file, int signal) {
     ++end;
   if (pid <= 1 || !end || *end != '\0')
     return Error::invalidArgument(fmt::format("{} holds no valid pid", pid_file.string()));
+  // A pid file left behind by a process that died names a pid the kernel may
+  // have given to someone else since: never signal a process that started
+  // after the pid file was written.
+  auto started = processStartTime(static_cast<pid_t>(pid));
+  struct stat st {};
+  if (started && ::stat(pid_file.c_str(), &st) == 0) {
+    SystemTime written = std::chrono::system_clock::from_time_t(st.st_mtim.tv_sec);
+    if (*started > written + std::chrono::seconds(2)) {
+      return Error::failedPrecondition(
+          fmt::format("{} is stale: pid {} belongs to a process started after the file was written",
+                      pid_file.string(), pid));
+    }
+  }
   if (kill(static_cast<pid_t>(pid), signal) != 0) {
     return Error::unavailable(fmt::format("cannot signal pid {}: {}", pid, std::strerror(errno)));
   }

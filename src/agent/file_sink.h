@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "agent/config.h"
@@ -30,7 +31,11 @@ Result<void> writeSink(const FileSink& sink, const IssuedSvid& svid, const Bundl
 // process is killed) is an error carrying the exit status.
 Result<void> runCommand(const std::string& command, std::chrono::milliseconds timeout);
 
-// Sends signal to the pid written in pid_file.
+// When a process started (from /proc), or nullopt when it is gone.
+std::optional<SystemTime> processStartTime(pid_t pid);
+
+// Sends signal to the pid written in pid_file. A pid file older than the
+// process now holding that pid is stale and refused: its pid was reused.
 Result<void> signalPidFile(const std::filesystem::path& pid_file, int signal);
 
 class FileSinks {

@@ -157,6 +157,7 @@ expect_true "the agent signalled nginx after each rotation ($r)" test "${r%.*}" 
 expect_eq "no failed hook while nginx ran" "$failed_before" \
   "$(metric_value 'meshid_agent_reload_hooks_total{result="failed"}')"
 expect_true "nginx reloaded (its log says so)" grep -q "reconfiguring" nginx-error.log
-stop_server "$NGINX_PID"
+# The agent first: once nginx is gone its pid file may name a reused pid.
 stop_server "$AGENT_PID"
+stop_server "$NGINX_PID"
 finish

@@ -99,6 +99,23 @@ TEST(SignalPidFile, SignalsThePidAndRefusesGarbage) {
   EXPECT_FALSE(signalPidFile(dir / "missing", SIGHUP).ok());
 }
 
+TEST(SignalPidFile, AStalePidFileNeverSignalsTheProcessThatReusedThePid) {
+  TempDir dir;
+  // The pid file was written an hour before the process holding that pid
+  // (this test itself) started: the pid was reused.
+  std::ofstream(dir / "stale.pid") << getpid() << "\n";
+  std::filesystem::last_write_time(dir / "stale.pid",
+                                   std::filesystem::file_time_type::clock::now() - 1h);
+  auto r = signalPidFile(dir / "stale.pid", SIGHUP);
+  EXPECT_EQ(errorOf(r).code, Code::kFailedPrecondition);
+  MESHID_EXPECT_CONTAINS(meshid::testing::messageOf(r), "stale");
+  auto started = processStartTime(getpid());
+  ASSERT_TRUE(started);
+  EXPECT_LE(*started, std::chrono::system_clock::now());
+  EXPECT_GT(*started, std::chrono::system_clock::now() - 24h);
+  EXPECT_FALSE(processStartTime(-5));
+}
+
 TEST(FileSinks, WritesOnRotationAndRunsTheHookAsync) {
   TempDir dir;
   AgentConfig config(pki::TrustDomain::parse("td").value());
