@@ -39,7 +39,8 @@ Result<bool> CertSource::reloadIfChanged() {
     OPENSSL_cleanse(key.data(), key.size());
     return false;
   }
-  auto snap = buildSnapshot(config_, chain, key, bundle, clock_.now(), generation_ + 1);
+  auto snap =
+      buildSnapshot(config_, chain, key, bundle, clock_.now(), generation_ + 1, new_session_);
   OPENSSL_cleanse(key.data(), key.size());
   if (!snap.ok())
     return snap.error();

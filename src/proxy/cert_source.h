@@ -22,7 +22,9 @@ class CertSource {
  public:
   using Listener = std::function<void(bool ok)>;  // after each reload attempt
 
-  CertSource(const ProxyConfig& config, const Clock& clock) : config_(config), clock_(clock) {}
+  CertSource(const ProxyConfig& config, const Clock& clock,
+             NewSessionCallback new_session = nullptr)
+      : config_(config), clock_(clock), new_session_(new_session) {}
   ~CertSource();
 
   // Loads the first snapshot (an error if the files are not a valid set).
@@ -39,6 +41,7 @@ class CertSource {
 
   const ProxyConfig& config_;
   const Clock& clock_;
+  const NewSessionCallback new_session_;
   std::atomic<std::shared_ptr<const TlsSnapshot>> current_;
   std::string fingerprint_;  // only the poll thread touches it after loadNow
   uint64_t generation_ = 0;

@@ -56,6 +56,11 @@ struct ProxyMetrics::Impl {
           .Name("meshid_proxy_handshakes_total")
           .Help("Completed and authorized mTLS handshakes, by listener")
           .Register(*registry);
+  prometheus::Family<prometheus::Counter>& resumed =
+      prometheus::BuildCounter()
+          .Name("meshid_proxy_resumed_handshakes_total")
+          .Help("Handshakes that resumed a TLS session, by listener")
+          .Register(*registry);
   prometheus::Family<prometheus::Counter>& plaintext =
       prometheus::BuildCounter()
           .Name("meshid_proxy_plaintext_connections_total")
@@ -105,6 +110,7 @@ ListenerStats& ProxyMetrics::listener(const std::string& name, std::string_view 
     slot->connections = &impl_->connections.Add(l);
     slot->active = &impl_->active.Add(l);
     slot->handshakes = &impl_->handshakes.Add(l);
+    slot->resumed = &impl_->resumed.Add(l);
     slot->plaintext = &impl_->plaintext.Add(l);
     auto in = l, out = l;
     in["flow"] = "in";
@@ -139,10 +145,13 @@ std::string ProxyMetrics::statsJson() const {
   nlohmann::json out = nlohmann::json::object();
   std::lock_guard lock(impl_->mu);
   for (const auto& [name, s] : impl_->listeners) {
-    nlohmann::json j{
-        {"connections", s->connections->Value()}, {"active_connections", s->active->Value()},
-        {"handshakes", s->handshakes->Value()},   {"plaintext_connections", s->plaintext->Value()},
-        {"bytes_in", s->bytes_in->Value()},       {"bytes_out", s->bytes_out->Value()}};
+    nlohmann::json j{{"connections", s->connections->Value()},
+                     {"active_connections", s->active->Value()},
+                     {"handshakes", s->handshakes->Value()},
+                     {"resumed_handshakes", s->resumed->Value()},
+                     {"plaintext_connections", s->plaintext->Value()},
+                     {"bytes_in", s->bytes_in->Value()},
+                     {"bytes_out", s->bytes_out->Value()}};
     nlohmann::json errors = nlohmann::json::object();
     for (int i = 0; i < kFailureCount; ++i)
       errors[failureLabel(static_cast<Failure>(i))] = s->failures[i]->Value();

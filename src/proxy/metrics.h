@@ -36,6 +36,7 @@ struct ListenerStats {
   prometheus::Counter* connections;
   prometheus::Gauge* active;
   prometheus::Counter* handshakes;
+  prometheus::Counter* resumed;  // of those, resumed sessions
   prometheus::Counter* plaintext;
   prometheus::Counter* bytes_in;   // from the downstream peer
   prometheus::Counter* bytes_out;  // to the downstream peer

@@ -218,6 +218,38 @@ awaitable<void> pipe(From& from, To& to, Session& s, prometheus::Counter* counte
   co_await to.shutdownSend();
 }
 
+// The last TLS session an outbound listener's worker got from its
+// destination, offered again on the next connection (resumption). One slot
+// per worker, touched only on that worker's thread: no lock.
+struct SessionSlot {
+  uint64_t generation = 0;  // the certificate snapshot the session was made with
+  SSL_SESSION* session = nullptr;
+  SessionSlot() = default;
+  SessionSlot(const SessionSlot&) = delete;
+  SessionSlot& operator=(const SessionSlot&) = delete;
+  ~SessionSlot() { SSL_SESSION_free(session); }
+  void replace(SSL_SESSION* s, uint64_t gen) {
+    SSL_SESSION_free(session);
+    session = s;
+    generation = gen;
+  }
+};
+
+int slotIndex() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+// OpenSSL hands over each new session here (TLS 1.3 tickets arrive after the
+// handshake); keep the newest in the connection's slot.
+int keepNewSession(SSL* ssl, SSL_SESSION* session) {
+  auto* slot = static_cast<SessionSlot*>(SSL_get_ex_data(ssl, slotIndex()));
+  if (!slot)
+    return 0;
+  slot->replace(session, slot->generation);
+  return 1;  // we took the reference
+}
+
 struct ListenerRuntime {
   std::string name;
   const InboundListener* inbound = nullptr;
@@ -227,12 +259,13 @@ struct ListenerRuntime {
   int port = 0;
   std::atomic<size_t> active{0};
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  std::vector<SessionSlot> sessions;  // outbound: one per worker
 };
 
 class ProxyImpl final : public Proxy {
  public:
   ProxyImpl(const ProxyConfig& config, const Clock& clock)
-      : config_(config), clock_(clock), certs_(config_, clock) {}
+      : config_(config), clock_(clock), certs_(config_, clock, keepNewSession) {}
   ~ProxyImpl() override { shutdown(); }
 
   Result<void> init();
@@ -247,9 +280,9 @@ class ProxyImpl final : public Proxy {
   void shutdown() override;
 
  private:
-  awaitable<void> acceptLoop(tcp::acceptor& acceptor, ListenerRuntime& l);
+  awaitable<void> acceptLoop(tcp::acceptor& acceptor, ListenerRuntime& l, size_t worker);
   awaitable<void> serveInbound(std::shared_ptr<Session> s, ListenerRuntime& l);
-  awaitable<void> serveOutbound(std::shared_ptr<Session> s, ListenerRuntime& l);
+  awaitable<void> serveOutbound(std::shared_ptr<Session> s, ListenerRuntime& l, SessionSlot& slot);
   awaitable<bool> connectUp(Session& s, ListenerRuntime& l);
   std::string certsJson() const;
 
@@ -321,6 +354,7 @@ Result<void> ProxyImpl::init() {
     l->stats = &metrics_.listener(out.name, "outbound");
     MESHID_ASSIGN_OR_RETURN(l->target, endpointOf(out.destination));
     MESHID_RETURN_IF_ERROR(bind(*l, out.listen));
+    l->sessions = std::vector<SessionSlot>(workers_.size());
     listeners_.push_back(std::move(l));
   }
 
@@ -343,7 +377,7 @@ Result<void> ProxyImpl::init() {
   });
   for (auto& l : listeners_) {
     for (size_t i = 0; i < workers_.size(); ++i) {
-      asio::co_spawn(*workers_[i], acceptLoop(*l->acceptors[i], *l), asio::detached);
+      asio::co_spawn(*workers_[i], acceptLoop(*l->acceptors[i], *l, i), asio::detached);
     }
   }
   for (auto& io : workers_) {
@@ -355,7 +389,7 @@ Result<void> ProxyImpl::init() {
   return okResult();
 }
 
-awaitable<void> ProxyImpl::acceptLoop(tcp::acceptor& acceptor, ListenerRuntime& l) {
+awaitable<void> ProxyImpl::acceptLoop(tcp::acceptor& acceptor, ListenerRuntime& l, size_t worker) {
   for (;;) {
     asio::error_code ec;
     tcp::socket sock = co_await acceptor.async_accept(withError(ec));
@@ -381,7 +415,8 @@ awaitable<void> ProxyImpl::acceptLoop(tcp::acceptor& acceptor, ListenerRuntime& 
     if (l.inbound)
       asio::co_spawn(acceptor.get_executor(), serveInbound(std::move(session), l), done);
     else
-      asio::co_spawn(acceptor.get_executor(), serveOutbound(std::move(session), l), done);
+      asio::co_spawn(acceptor.get_executor(),
+                     serveOutbound(std::move(session), l, l.sessions[worker]), done);
   }
 }
 
@@ -396,6 +431,13 @@ awaitable<bool> ProxyImpl::connectUp(Session& s, ListenerRuntime& l) {
   int one = 1;
   ::setsockopt(s.up.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   co_return true;
+}
+
+// A resumed session skips chain verification, and a session can outlive the
+// short-lived certificate it was made with: never accept one whose peer
+// certificate has expired since.
+bool peerExpired(const X509* peer) {
+  return peer == nullptr || X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0;
 }
 
 // Counts why a handshake failed, from what the verify callback recorded.
@@ -475,6 +517,10 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
   }
   l.stats->handshake_seconds->Observe(
       std::chrono::duration<double>(Steady::now() - started).count());
+  if (SSL_session_reused(down.ssl()) && peerExpired(SSL_get0_peer_certificate(down.ssl()))) {
+    count(*l.stats, Failure::kFailVerifyError);
+    co_return;
+  }
   // The chain verified and the leaf passed the SVID checks in the callback;
   // now who it is.
   auto id = pki::checkSvidLeaf(SSL_get0_peer_certificate(down.ssl()));
@@ -488,6 +534,8 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
     co_return;
   }
   l.stats->handshakes->Increment();
+  if (SSL_session_reused(down.ssl()))
+    l.stats->resumed->Increment();
   if (!co_await connectUp(*s, l))
     co_return;
   s->watchIdle(config_.idle_timeout);
@@ -495,7 +543,8 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
   co_await (pipe(down, up, *s, l.stats->bytes_in) && pipe(up, down, *s, l.stats->bytes_out));
 }
 
-awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRuntime& l) {
+awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRuntime& l,
+                                         SessionSlot& slot) {
   const OutboundListener& cfg = *l.outbound;
   s->deadline(config_.handshake_timeout);
   if (!co_await connectUp(*s, l))
@@ -509,6 +558,14 @@ awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRun
   SSL_set_connect_state(ssl.get());
   if (!cfg.sni.empty())
     SSL_set_tlsext_host_name(ssl.get(), cfg.sni.c_str());
+  // Resume the last session to this destination, if it was made with the
+  // certificates we hold now; the new session OpenSSL hands back replaces it.
+  if (slot.session && slot.generation == snapshot->generation &&
+      !peerExpired(SSL_SESSION_get0_peer(slot.session)))
+    SSL_set_session(ssl.get(), slot.session);
+  if (slot.generation != snapshot->generation)
+    slot.replace(nullptr, snapshot->generation);
+  SSL_set_ex_data(ssl.get(), slotIndex(), &slot);
   asio::error_code nb;
   s->up.non_blocking(true, nb);
   TlsSocket up(s->up, std::move(ssl));
@@ -519,6 +576,10 @@ awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRun
   }
   l.stats->handshake_seconds->Observe(
       std::chrono::duration<double>(Steady::now() - started).count());
+  if (SSL_session_reused(up.ssl()) && peerExpired(SSL_get0_peer_certificate(up.ssl()))) {
+    count(*l.stats, Failure::kFailVerifyError);
+    co_return;
+  }
   auto id = pki::checkSvidLeaf(SSL_get0_peer_certificate(up.ssl()));
   if (!id.ok() || !cfg.expected.allows(*id)) {
     count(*l.stats, Failure::kFailVerifySan);
@@ -527,6 +588,8 @@ awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRun
     co_return;
   }
   l.stats->handshakes->Increment();
+  if (SSL_session_reused(up.ssl()))
+    l.stats->resumed->Increment();
   s->watchIdle(config_.idle_timeout);
   PlainSocket down(s->down);
   co_await (pipe(down, up, *s, l.stats->bytes_in) && pipe(up, down, *s, l.stats->bytes_out));

@@ -52,7 +52,8 @@ struct Material {
 
 Result<std::unique_ptr<asio::ssl::context>> makeContext(const Material& m,
                                                         const std::vector<pki::X509Ptr>& trust,
-                                                        bool server, const std::string& ciphers) {
+                                                        bool server, const std::string& ciphers,
+                                                        NewSessionCallback new_session) {
   SslCtxPtr ctx(SSL_CTX_new(server ? TLS_server_method() : TLS_client_method()), &SSL_CTX_free);
   if (!ctx)
     return Error::internal("SSL_CTX_new failed");
@@ -86,7 +87,11 @@ Result<std::unique_ptr<asio::ssl::context>> makeContext(const Material& m,
     SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(ctx.get(), 1);
   } else {
-    SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_CLIENT);
+    // Sessions are kept by the proxy per destination and worker (no lock):
+    // OpenSSL's internal client cache stays off, new ones come to a callback.
+    SSL_CTX_set_session_cache_mode(ctx.get(),
+                                   SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx.get(), new_session);
   }
   return std::make_unique<asio::ssl::context>(ctx.release());
 }
@@ -119,7 +124,8 @@ Result<std::shared_ptr<const TlsSnapshot>> buildSnapshot(const ProxyConfig& conf
                                                          std::string_view chain_pem,
                                                          std::string_view key_pem,
                                                          std::string_view bundle_pem,
-                                                         SystemTime now, uint64_t generation) {
+                                                         SystemTime now, uint64_t generation,
+                                                         NewSessionCallback new_session) {
   Material m;
   MESHID_ASSIGN_OR_RETURN(m.chain, pki::parseCertificatesPem(chain_pem));
   MESHID_ASSIGN_OR_RETURN(m.key, pki::parsePrivateKeyPem(key_pem));
@@ -139,8 +145,9 @@ Result<std::shared_ptr<const TlsSnapshot>> buildSnapshot(const ProxyConfig& conf
   }
 
   auto snap = std::make_shared<TlsSnapshot>();
-  MESHID_ASSIGN_OR_RETURN(snap->server, makeContext(m, m.roots, true, config.ciphers));
-  MESHID_ASSIGN_OR_RETURN(snap->client, makeContext(m, m.roots, false, config.ciphers));
+  MESHID_ASSIGN_OR_RETURN(snap->server, makeContext(m, m.roots, true, config.ciphers, nullptr));
+  MESHID_ASSIGN_OR_RETURN(snap->client,
+                          makeContext(m, m.roots, false, config.ciphers, new_session));
   for (const auto& o : config.outbound) {
     if (o.ca_file.empty())
       continue;
@@ -149,7 +156,7 @@ Result<std::shared_ptr<const TlsSnapshot>> buildSnapshot(const ProxyConfig& conf
     if (!pinned.ok())
       return pinned.error().wrap(fmt::format("outbound {} ca_file", o.name));
     MESHID_ASSIGN_OR_RETURN(snap->pinned_clients[o.name],
-                            makeContext(m, *pinned, false, config.ciphers));
+                            makeContext(m, *pinned, false, config.ciphers, new_session));
   }
   snap->leaf_chain_pem = std::string(chain_pem);
   snap->bundle_pem = std::string(bundle_pem);

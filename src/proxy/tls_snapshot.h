@@ -39,6 +39,10 @@ struct TlsSnapshot {
   uint64_t generation = 0;
 };
 
+// Where an outbound context hands each new client session (OpenSSL's
+// SSL_CTX_sess_set_new_cb; return 1 to keep the reference).
+using NewSessionCallback = int (*)(SSL*, SSL_SESSION*);
+
 // Builds both contexts: TLS 1.2 and 1.3 only, the leaf chain and key (which
 // must match and must not be expired), the bundle as trust anchors, peer
 // verification with the X.509-SVID leaf checks OpenSSL does not make (in the
@@ -47,7 +51,8 @@ Result<std::shared_ptr<const TlsSnapshot>> buildSnapshot(const ProxyConfig& conf
                                                          std::string_view chain_pem,
                                                          std::string_view key_pem,
                                                          std::string_view bundle_pem,
-                                                         SystemTime now, uint64_t generation);
+                                                         SystemTime now, uint64_t generation,
+                                                         NewSessionCallback new_session = nullptr);
 
 // Reads the reason the verify callback recorded on this connection.
 VerifyFailure verifyFailureOf(const SSL* ssl);

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Rotation under load, counted on new connections (TESTING.md §2): CA +
+# Rotation under load, counted on new connections (TESTING.md §2), with TLS
+# session resumption on at the client-side proxy: CA +
 # agent (file sinks) + two proxies (client side outbound -> server side
 # inbound, STRICT with an allow list) with 5-second certificates, for 45 s.
 # Every request is a new TCP + TLS connection at both hops (curl -> outbound
@@ -113,6 +114,13 @@ expect_eq "client proxy: no connection error of any reason" "0" "$(errors "$csta
 expect_eq "server proxy handshakes = requests" "$ok" "$(jq '.listeners.in.handshakes' <<<"$sstats")"
 expect_eq "client proxy handshakes = requests" "$ok" "$(jq '.listeners.out.handshakes' <<<"$cstats")"
 expect_eq "no connection left open" "0" "$(jq '.listeners.in.active_connections' <<<"$sstats")"
+# The client proxy offers its last session on every new connection: between
+# rotations most handshakes resume, after each a full one follows (TESTING.md
+# §2: the run covers new connections with resumption on, too).
+resumed=$(jq '.listeners.out.resumed_handshakes' <<<"$cstats")
+echo "info: $resumed of $ok outbound handshakes resumed a session"
+expect_true "resumed handshakes were part of the run ($resumed)" test "$resumed" -ge 10
+expect_true "and full handshakes after rotations ($((ok - resumed)))" test "$((ok - resumed))" -ge 10
 r=$(curl -s "http://127.0.0.1:$SADMIN/metrics" | awk '/^meshid_proxy_certificate_reloads_total\{result="ok"\}/ {print $2}')
 expect_true "server proxy reloaded its certificate at least 10 times ($r)" test "${r%.*}" -ge 10
 _stop_servers

@@ -132,6 +132,14 @@ expect_eq "counted: fail_verify_san" "1" "$(cstat wrongid .errors.fail_verify_sa
 check_fails "outbound: a pinned CA refuses a server valid only under the mesh root" \
   curl -sS --max-time 5 "http://127.0.0.1:$(port_of pinned client.log)/"
 expect_eq "counted: fail_verify_error" "1" "$(cstat pinned .errors.fail_verify_error)"
+# Resumption: the outbound proxy offers its last session to the destination.
+before=$(cstat web .resumed_handshakes)
+for i in 1 2 3; do curl -sS -o /dev/null "http://127.0.0.1:$(port_of web client.log)/"; done
+after=$(cstat web .resumed_handshakes)
+expect_true "outbound resumes TLS sessions ($before -> $after of 3 new connections)" \
+  test "$((after - before))" -ge 2
+expect_true "inbound counted resumed handshakes too ($(stat strict .resumed_handshakes))" \
+  test "$(stat strict .resumed_handshakes)" -ge 2
 check "5 MB through two proxies arrives intact" \
   sh -c "curl -sS http://127.0.0.1:$(port_of web client.log)/big.bin | cmp - www/big.bin"
 # Half-close: the client sends its request and closes its sending side; the
