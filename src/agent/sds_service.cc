@@ -36,23 +36,13 @@ class SdsReactor final
     : public grpc::ServerBidiReactor<discovery::DiscoveryRequest, discovery::DiscoveryResponse> {
  public:
   SdsReactor(ServingContext& ctx, grpc::CallbackServerContext* call) : ctx_(ctx) {
-    auto peer = ctx_.peers.lookup(call->peer());
-    if (!peer) {
-      finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                          "caller unknown: connect over the agent's SDS Unix socket"));
+    auto caller = attestCaller(ctx_, call->peer(), "sds");
+    if (!caller.ok()) {
+      finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, caller.error().message));
       return;
     }
-    peer_ = *peer;
-    entries_ = entriesFor(ctx_.config.entries, peer_);
-    if (entries_.empty()) {
-      ctx_.metrics.denied("sds");
-      spdlog::warn("SDS: no registration entry matches caller {}", peer_.describe());
-      finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                          fmt::format("no identity is registered for this caller (uid {}, gid "
-                                      "{}, {})",
-                                      peer_.uid, peer_.gid, peer_.exe)));
-      return;
-    }
+    peer_ = caller->peer;
+    entries_ = std::move(caller->entries);
     ctx_.metrics.streamOpened("sds");
     counted_ = true;
     listener_ = ctx_.cache.subscribe([this] { onChange(); });

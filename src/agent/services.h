@@ -5,6 +5,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "agent/attestation.h"
 #include "agent/config.h"
@@ -23,6 +25,16 @@ struct ServingContext {
   PeerRegistry& peers;
   AgentMetrics& metrics;
 };
+
+// Who is calling on a socket and which entries it gets; PERMISSION_DENIED
+// (counted under `api` and logged) when the caller is unknown or no entry
+// matches it. Shared by the SDS and Workload API streams.
+struct AttestedCaller {
+  PeerInfo peer;
+  std::vector<const Entry*> entries;  // the first is the default identity
+};
+Result<AttestedCaller> attestCaller(ServingContext& ctx, std::string_view grpc_peer,
+                                    std::string_view api);
 
 // envoy.service.secret.v3.SecretDiscoveryService (PROTOCOLS.md §2).
 std::unique_ptr<grpc::Service> makeSdsService(ServingContext& ctx);

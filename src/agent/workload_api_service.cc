@@ -34,21 +34,13 @@ class StreamReactor : public grpc::ServerWriteReactor<Response> {
       finish(*bad);
       return;
     }
-    auto peer = ctx_.peers.lookup(call->peer());
-    if (!peer) {
-      finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                          "caller unknown: connect over the agent's Workload API socket"));
+    auto caller = attestCaller(ctx_, call->peer(), "workload_api");
+    if (!caller.ok()) {
+      finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, caller.error().message));
       return;
     }
-    peer_ = *peer;
-    entries_ = entriesFor(ctx_.config.entries, peer_);
-    if (entries_.empty()) {
-      ctx_.metrics.denied("workload_api");
-      spdlog::warn("Workload API: no registration entry matches caller {}", peer_.describe());
-      finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                          "no identity issued: no registration entry matches this caller"));
-      return;
-    }
+    peer_ = caller->peer;
+    entries_ = std::move(caller->entries);
     ctx_.metrics.streamOpened("workload_api");
     counted_ = true;
   }
