@@ -36,12 +36,30 @@ Result<std::unique_ptr<AdminHttp>> AdminHttp::start(const std::string& listen,
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
   for (auto& route : routes) {
-    srv.Get(route.path,
-            [h = std::move(route.handler)](const httplib::Request&, httplib::Response& res) {
-              HttpReply reply = h();
-              res.status = reply.status;
-              res.set_content(reply.body, reply.content_type);
-            });
+    if (route.handler) {
+      srv.Get(route.path,
+              [h = std::move(route.handler)](const httplib::Request&, httplib::Response& res) {
+                HttpReply reply = h();
+                res.status = reply.status;
+                res.set_content(reply.body, reply.content_type);
+              });
+    }
+    if (route.post) {
+      srv.Post(route.path,
+               [h = std::move(route.post)](const httplib::Request& req, httplib::Response& res) {
+                 if (req.has_header("Origin")) {
+                   res.status = 403;
+                   res.set_content("admin calls are not taken from web pages\n", "text/plain");
+                   return;
+                 }
+                 std::map<std::string, std::string> params;
+                 for (const auto& [k, v] : req.params)
+                   params.emplace(k, v);
+                 HttpReply reply = h(params);
+                 res.status = reply.status;
+                 res.set_content(reply.body, reply.content_type);
+               });
+    }
   }
   int port = hp.second == 0 ? srv.bind_to_any_port(hp.first)
                             : (srv.bind_to_port(hp.first, hp.second) ? hp.second : -1);

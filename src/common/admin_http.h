@@ -1,9 +1,10 @@
-// A small HTTP server for admin ports (/metrics, /healthz, ...): GET routes
-// only, on its own thread, bound without SO_REUSEPORT so a second process
-// cannot silently share the port.
+// A small HTTP server for admin ports (/metrics, /healthz, ...): GET routes,
+// and POST routes for the few calls that change something, on its own thread, bound without
+// SO_REUSEPORT so a second process cannot silently share the port.
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -26,7 +27,10 @@ struct HttpReply {
 
 struct HttpRoute {
   std::string path;
-  std::function<HttpReply()> handler;
+  std::function<HttpReply()> handler;  // GET
+  // POST, with the query and form parameters. A request carrying an Origin
+  // header (a browser page posting cross-site) is refused before it.
+  std::function<HttpReply(const std::map<std::string, std::string>&)> post;
 };
 
 class AdminHttp {

@@ -8,6 +8,7 @@ namespace meshid::proxy {
 
 Result<AllowList> AllowList::parse(const std::vector<std::string>& entries) {
   AllowList out;
+  out.entries_ = entries;
   for (const auto& e : entries) {
     if (e.ends_with('/')) {
       // A prefix: what precedes the slash must be a valid SPIFFE ID with a path.

@@ -21,8 +21,11 @@ class AllowList {
 
   bool empty() const { return exact_.empty() && domains_.empty() && prefixes_.empty(); }
   bool allows(const pki::SpiffeId& peer) const;
+  // As configured, for /listeners.
+  const std::vector<std::string>& entries() const { return entries_; }
 
  private:
+  std::vector<std::string> entries_;
   std::vector<std::string> exact_;
   std::vector<std::string> domains_;
   std::vector<std::string> prefixes_;

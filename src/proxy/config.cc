@@ -42,14 +42,14 @@ Result<void> checkAddress(const std::string& a, std::string_view what) {
   return okResult();
 }
 
-Result<Mode> parseMode(const std::string& m) {
-  if (m == "STRICT")
-    return Mode::kStrict;
-  if (m == "PERMISSIVE")
-    return Mode::kPermissive;
-  if (m == "DISABLE")
-    return Mode::kDisable;
-  return Error::invalidArgument(fmt::format("mode \"{}\" is not STRICT, PERMISSIVE or DISABLE", m));
+// ALPN protocol names go on the wire as a length byte and the name.
+Result<std::vector<std::string>> alpnList(const YAML::Node& n, std::string_view what) {
+  auto list = n.as<std::vector<std::string>>();
+  for (const auto& p : list) {
+    if (p.empty() || p.size() > 255)
+      return Error::invalidArgument(fmt::format("{}: ALPN names are 1 to 255 bytes", what));
+  }
+  return list;
 }
 
 Result<ProxyConfig> parse(const YAML::Node& root, const fs::path& base) {
@@ -64,13 +64,37 @@ Result<ProxyConfig> parse(const YAML::Node& root, const fs::path& base) {
   const auto certs = root["certificates"];
   if (!certs)
     return Error::invalidArgument("proxy config: certificates is required");
-  MESHID_RETURN_IF_ERROR(
-      onlyKeys(certs, "certificates", {"cert_file", "key_file", "bundle_file", "poll_interval"}));
-  if (!certs["cert_file"] || !certs["key_file"] || !certs["bundle_file"])
-    return Error::invalidArgument("certificates needs cert_file, key_file and bundle_file");
-  c.certificates.cert_file = resolve(base, certs["cert_file"].as<std::string>());
-  c.certificates.key_file = resolve(base, certs["key_file"].as<std::string>());
-  c.certificates.bundle_file = resolve(base, certs["bundle_file"].as<std::string>());
+  MESHID_RETURN_IF_ERROR(onlyKeys(
+      certs, "certificates", {"cert_file", "key_file", "bundle_file", "poll_interval", "sds"}));
+  if (const auto sds = certs["sds"]) {
+    MESHID_RETURN_IF_ERROR(onlyKeys(
+        sds, "certificates.sds", {"socket", "certificate", "validation", "initial_fetch_timeout"}));
+    if (certs["cert_file"] || certs["key_file"] || certs["bundle_file"])
+      return Error::invalidArgument("certificates: give either files or sds, not both");
+    if (!sds["socket"])
+      return Error::invalidArgument("certificates.sds needs socket (the agent's SDS socket)");
+    c.sds.socket = resolve(base, sds["socket"].as<std::string>());
+    if (sds["certificate"])
+      c.sds.certificate = sds["certificate"].as<std::string>();
+    if (sds["validation"])
+      c.sds.validation = sds["validation"].as<std::string>();
+    if (c.sds.certificate.empty() || c.sds.validation.empty() ||
+        c.sds.certificate == c.sds.validation)
+      return Error::invalidArgument(
+          "certificates.sds: certificate and validation must be two different resource names");
+    if (sds["initial_fetch_timeout"]) {
+      MESHID_ASSIGN_OR_RETURN(
+          c.sds.initial_fetch_timeout,
+          millis(sds["initial_fetch_timeout"], "certificates.sds.initial_fetch_timeout"));
+    }
+  } else {
+    if (!certs["cert_file"] || !certs["key_file"] || !certs["bundle_file"])
+      return Error::invalidArgument(
+          "certificates needs cert_file, key_file and bundle_file (or sds)");
+    c.certificates.cert_file = resolve(base, certs["cert_file"].as<std::string>());
+    c.certificates.key_file = resolve(base, certs["key_file"].as<std::string>());
+    c.certificates.bundle_file = resolve(base, certs["bundle_file"].as<std::string>());
+  }
   if (certs["poll_interval"]) {
     MESHID_ASSIGN_OR_RETURN(c.certificates.poll_interval,
                             millis(certs["poll_interval"], "certificates.poll_interval"));
@@ -82,7 +106,7 @@ Result<ProxyConfig> parse(const YAML::Node& root, const fs::path& base) {
       return Error::invalidArgument("inbound must be a list");
     for (const auto& l : in) {
       MESHID_RETURN_IF_ERROR(
-          onlyKeys(l, "inbound listener", {"name", "listen", "forward", "mode", "allow"}));
+          onlyKeys(l, "inbound listener", {"name", "listen", "forward", "mode", "allow", "alpn"}));
       InboundListener li;
       if (!l["name"] || !l["listen"] || !l["forward"])
         return Error::invalidArgument("inbound listener needs name, listen and forward");
@@ -97,6 +121,9 @@ Result<ProxyConfig> parse(const YAML::Node& root, const fs::path& base) {
       if (l["allow"])
         li.allow = l["allow"].as<std::vector<std::string>>();
       MESHID_ASSIGN_OR_RETURN(li.allow_list, AllowList::parse(li.allow));
+      if (l["alpn"]) {
+        MESHID_ASSIGN_OR_RETURN(li.alpn, alpnList(l["alpn"], "inbound alpn"));
+      }
       if (!names.insert(li.name).second)
         return Error::invalidArgument(fmt::format("listener name \"{}\" is used twice", li.name));
       c.inbound.push_back(std::move(li));
@@ -106,9 +133,9 @@ Result<ProxyConfig> parse(const YAML::Node& root, const fs::path& base) {
     if (!out.IsSequence())
       return Error::invalidArgument("outbound must be a list");
     for (const auto& l : out) {
-      MESHID_RETURN_IF_ERROR(
-          onlyKeys(l, "outbound listener",
-                   {"name", "listen", "destination", "expected_ids", "ca_file", "sni"}));
+      MESHID_RETURN_IF_ERROR(onlyKeys(l, "outbound listener",
+                                      {"name", "listen", "destination", "expected_ids", "ca_file",
+                                       "sni", "alpn", "resumption"}));
       OutboundListener lo;
       if (!l["name"] || !l["listen"] || !l["destination"])
         return Error::invalidArgument("outbound listener needs name, listen and destination");
@@ -124,6 +151,11 @@ Result<ProxyConfig> parse(const YAML::Node& root, const fs::path& base) {
         lo.ca_file = resolve(base, l["ca_file"].as<std::string>());
       if (l["sni"])
         lo.sni = l["sni"].as<std::string>();
+      if (l["alpn"]) {
+        MESHID_ASSIGN_OR_RETURN(lo.alpn, alpnList(l["alpn"], "outbound alpn"));
+      }
+      if (l["resumption"])
+        lo.resumption = l["resumption"].as<bool>();
       if (!names.insert(lo.name).second)
         return Error::invalidArgument(fmt::format("listener name \"{}\" is used twice", lo.name));
       c.outbound.push_back(std::move(lo));
@@ -154,9 +186,13 @@ Result<ProxyConfig> parse(const YAML::Node& root, const fs::path& base) {
       return Error::invalidArgument("limits.max_connections must be at least 1");
   }
   if (const auto t = root["tls"]) {
-    MESHID_RETURN_IF_ERROR(onlyKeys(t, "tls", {"ciphers"}));
+    MESHID_RETURN_IF_ERROR(onlyKeys(t, "tls", {"ciphers", "ticket_key_rotation"}));
     if (t["ciphers"])
       c.ciphers = t["ciphers"].as<std::string>();
+    if (t["ticket_key_rotation"]) {
+      MESHID_ASSIGN_OR_RETURN(c.ticket_key_rotation,
+                              millis(t["ticket_key_rotation"], "tls.ticket_key_rotation"));
+    }
   }
   return c;
 }
@@ -173,6 +209,59 @@ const char* modeName(Mode mode) {
       return "DISABLE";
   }
   return "?";
+}
+
+Result<Mode> parseMode(const std::string& m) {
+  if (m == "STRICT")
+    return Mode::kStrict;
+  if (m == "PERMISSIVE")
+    return Mode::kPermissive;
+  if (m == "DISABLE")
+    return Mode::kDisable;
+  return Error::invalidArgument(fmt::format("mode \"{}\" is not STRICT, PERMISSIVE or DISABLE", m));
+}
+
+Result<void> checkReloadable(const ProxyConfig& a, const ProxyConfig& b) {
+  auto needsRestart = [](std::string_view what) {
+    return Error::failedPrecondition(
+        fmt::format("{} changed: that needs a restart (a reload changes modes, allow lists and "
+                    "expected IDs only)",
+                    what));
+  };
+  if (!(a.trust_domain == b.trust_domain))
+    return needsRestart("trust_domain");
+  if (a.certificates.cert_file != b.certificates.cert_file ||
+      a.certificates.key_file != b.certificates.key_file ||
+      a.certificates.bundle_file != b.certificates.bundle_file ||
+      a.certificates.poll_interval != b.certificates.poll_interval ||
+      a.sds.socket != b.sds.socket || a.sds.certificate != b.sds.certificate ||
+      a.sds.validation != b.sds.validation)
+    return needsRestart("certificates");
+  if (a.admin_listen != b.admin_listen)
+    return needsRestart("admin_listen");
+  if (a.workers != b.workers)
+    return needsRestart("workers");
+  if (a.handshake_timeout != b.handshake_timeout || a.idle_timeout != b.idle_timeout)
+    return needsRestart("timeouts");
+  if (a.max_connections != b.max_connections)
+    return needsRestart("limits");
+  if (a.ciphers != b.ciphers || a.ticket_key_rotation != b.ticket_key_rotation)
+    return needsRestart("tls");
+  if (a.inbound.size() != b.inbound.size() || a.outbound.size() != b.outbound.size())
+    return needsRestart("the set of listeners");
+  for (size_t i = 0; i < a.inbound.size(); ++i) {
+    const auto &x = a.inbound[i], &y = b.inbound[i];
+    if (x.name != y.name || x.listen != y.listen || x.forward != y.forward || x.alpn != y.alpn)
+      return needsRestart(fmt::format("inbound listener {}", x.name));
+  }
+  for (size_t i = 0; i < a.outbound.size(); ++i) {
+    const auto &x = a.outbound[i], &y = b.outbound[i];
+    if (x.name != y.name || x.listen != y.listen || x.destination != y.destination ||
+        x.ca_file != y.ca_file || x.sni != y.sni || x.alpn != y.alpn ||
+        x.resumption != y.resumption)
+      return needsRestart(fmt::format("outbound listener {}", x.name));
+  }
+  return okResult();
 }
 
 Result<ProxyConfig> parseProxyConfig(std::string_view yaml, const fs::path& base_dir) {

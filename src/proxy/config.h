@@ -17,6 +17,7 @@ namespace meshid::proxy {
 // PeerAuthentication's modes.
 enum class Mode { kStrict, kPermissive, kDisable };
 const char* modeName(Mode mode);
+Result<Mode> parseMode(const std::string& name);
 
 struct InboundListener {
   std::string name;
@@ -25,6 +26,9 @@ struct InboundListener {
   Mode mode = Mode::kStrict;
   std::vector<std::string> allow;  // AllowList entries; empty: any verified mesh peer
   AllowList allow_list;
+  // ALPN protocols this listener may select from the peer's offer, in our
+  // order of preference (e.g. h2, http/1.1). Empty: no ALPN.
+  std::vector<std::string> alpn;
 };
 
 struct OutboundListener {
@@ -39,18 +43,29 @@ struct OutboundListener {
   // destination instead of the mesh bundle (certificate pinning).
   std::filesystem::path ca_file;
   std::string sni;
+  std::vector<std::string> alpn;  // offered to the destination; empty: none
+  bool resumption = true;         // offer the last session to this destination again
 };
 
 struct ProxyConfig {
   explicit ProxyConfig(pki::TrustDomain td) : trust_domain(std::move(td)) {}
 
   pki::TrustDomain trust_domain;
+  // Either watched files or the agent's SDS socket.
   struct Certificates {
     std::filesystem::path cert_file;  // leaf + intermediates
     std::filesystem::path key_file;
     std::filesystem::path bundle_file;  // mesh roots
     std::chrono::milliseconds poll_interval{1000};
   } certificates;
+  struct Sds {
+    std::filesystem::path socket;         // empty: certificates come from files
+    std::string certificate = "default";  // Istio's resource names
+    std::string validation = "ROOTCA";
+    // How long startup waits for the first certificate; the proxy does not
+    // listen without one.
+    std::chrono::milliseconds initial_fetch_timeout{60'000};
+  } sds;
 
   std::vector<InboundListener> inbound;
   std::vector<OutboundListener> outbound;
@@ -60,7 +75,15 @@ struct ProxyConfig {
   std::chrono::milliseconds idle_timeout{300'000};
   size_t max_connections = 10'000;  // per listener
   std::string ciphers;              // TLS 1.2 cipher list; empty: OpenSSL's secure default
+  // How often the session-ticket encryption key changes; tickets under the
+  // previous key still resume (and get a fresh ticket) for one more period.
+  std::chrono::milliseconds ticket_key_rotation{3'600'000};
 };
+
+// The parts of a new config that a running proxy takes without a restart:
+// inbound modes and allow lists, outbound expected IDs. Anything else that
+// differs is an error naming it (a reload is all or nothing).
+Result<void> checkReloadable(const ProxyConfig& running, const ProxyConfig& next);
 
 Result<ProxyConfig> parseProxyConfig(std::string_view yaml, const std::filesystem::path& base_dir);
 Result<ProxyConfig> loadProxyConfig(const std::filesystem::path& path);

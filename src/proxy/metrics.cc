@@ -89,7 +89,12 @@ struct ProxyMetrics::Impl {
   prometheus::Family<prometheus::Counter>& reloads =
       prometheus::BuildCounter()
           .Name("meshid_proxy_certificate_reloads_total")
-          .Help("Certificate file reloads, by result (ok, refused)")
+          .Help("Certificate updates (files or SDS), by result (ok, refused)")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& config_reloads =
+      prometheus::BuildCounter()
+          .Name("meshid_proxy_config_reloads_total")
+          .Help("Configuration reloads (SIGHUP), by result (ok, refused)")
           .Register(*registry);
   std::mutex mu;
   std::map<std::string, std::unique_ptr<ListenerStats>> listeners;  // guarded by mu
@@ -98,6 +103,8 @@ struct ProxyMetrics::Impl {
 ProxyMetrics::ProxyMetrics() : impl_(std::make_unique<Impl>()) {
   impl_->reloads.Add({{"result", "ok"}});
   impl_->reloads.Add({{"result", "refused"}});
+  impl_->config_reloads.Add({{"result", "ok"}});
+  impl_->config_reloads.Add({{"result", "refused"}});
 }
 ProxyMetrics::~ProxyMetrics() = default;
 
@@ -135,6 +142,10 @@ void ProxyMetrics::certificateLoaded(SystemTime not_after) {
 
 void ProxyMetrics::reload(bool ok) {
   impl_->reloads.Add({{"result", ok ? "ok" : "refused"}}).Increment();
+}
+
+void ProxyMetrics::configReload(bool ok) {
+  impl_->config_reloads.Add({{"result", ok ? "ok" : "refused"}}).Increment();
 }
 
 std::string ProxyMetrics::serialize() const {

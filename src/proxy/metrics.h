@@ -51,6 +51,7 @@ class ProxyMetrics {
   ListenerStats& listener(const std::string& name, std::string_view direction);
   void certificateLoaded(SystemTime not_after);
   void reload(bool ok);
+  void configReload(bool ok);
   std::string serialize() const;
   std::string statsJson() const;
 

@@ -15,6 +15,7 @@
 #include <asio/ssl/context.hpp>
 #include <atomic>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -24,6 +25,7 @@
 #include "pki/chain.h"
 #include "proxy/cert_source.h"
 #include "proxy/metrics.h"
+#include "proxy/snapshot_store.h"
 #include "proxy/tls_snapshot.h"
 
 namespace meshid::proxy {
@@ -250,10 +252,17 @@ int keepNewSession(SSL* ssl, SSL_SESSION* session) {
   return 1;  // we took the reference
 }
 
+// What a listener is now. The mode and the allow list (inbound) or expected
+// IDs (outbound) change at runtime (reload, admin call): each connection
+// reads them once when it starts and keeps them, so a change never touches
+// open connections.
 struct ListenerRuntime {
   std::string name;
   const InboundListener* inbound = nullptr;
   const OutboundListener* outbound = nullptr;
+  std::atomic<Mode> mode{Mode::kStrict};
+  std::atomic<std::shared_ptr<const AllowList>> allowed;
+  std::string alpn;  // wire format
   ListenerStats* stats = nullptr;
   tcp::endpoint target;
   int port = 0;
@@ -265,10 +274,10 @@ struct ListenerRuntime {
 class ProxyImpl final : public Proxy {
  public:
   ProxyImpl(const ProxyConfig& config, const Clock& clock)
-      : config_(config), clock_(clock), certs_(config_, clock, keepNewSession) {}
+      : config_(config), clock_(clock), store_(config_, clock, keepNewSession) {}
   ~ProxyImpl() override { shutdown(); }
 
-  Result<void> init();
+  Result<void> init(const CertSourceFactory& sources);
   int port(const std::string& listener) const override {
     for (const auto& l : listeners_) {
       if (l->name == listener)
@@ -278,6 +287,8 @@ class ProxyImpl final : public Proxy {
   }
   int adminPort() const override { return admin_ ? admin_->port() : 0; }
   void shutdown() override;
+  Result<void> reload(const std::string& config_path) override;
+  Result<void> setMode(const std::string& listener, Mode mode) override;
 
  private:
   awaitable<void> acceptLoop(tcp::acceptor& acceptor, ListenerRuntime& l, size_t worker);
@@ -285,11 +296,16 @@ class ProxyImpl final : public Proxy {
   awaitable<void> serveOutbound(std::shared_ptr<Session> s, ListenerRuntime& l, SessionSlot& slot);
   awaitable<bool> connectUp(Session& s, ListenerRuntime& l);
   std::string certsJson() const;
+  std::string listenersJson() const;
+  HttpReply modeCall(const std::map<std::string, std::string>& params);
+  ListenerRuntime* find(const std::string& name) const;
 
   const ProxyConfig config_;
   const Clock& clock_;
   ProxyMetrics metrics_;
-  CertSource certs_;
+  SnapshotStore store_;
+  std::unique_ptr<CertSource> certs_;
+  std::mutex reconfigure_mu_;  // one reload or mode change at a time (never the data path)
   std::vector<std::unique_ptr<asio::io_context>> workers_;
   std::vector<std::thread> threads_;
   std::vector<std::unique_ptr<ListenerRuntime>> listeners_;
@@ -308,9 +324,11 @@ Result<tcp::endpoint> endpointOf(const std::string& hostport) {
   return tcp::endpoint(addr, static_cast<unsigned short>(hp.second));
 }
 
-Result<void> ProxyImpl::init() {
-  MESHID_RETURN_IF_ERROR(certs_.loadNow());
-  metrics_.certificateLoaded(certs_.current()->not_after);
+Result<void> ProxyImpl::init(const CertSourceFactory& sources) {
+  MESHID_ASSIGN_OR_RETURN(certs_,
+                          sources ? sources(config_, store_) : makeFileCertSource(config_, store_));
+  MESHID_RETURN_IF_ERROR(certs_->loadFirst());
+  metrics_.certificateLoaded(store_.current()->not_after);
   size_t n = config_.workers ? config_.workers : std::max(1u, std::thread::hardware_concurrency());
   for (size_t i = 0; i < n; ++i)
     workers_.push_back(std::make_unique<asio::io_context>(1));
@@ -342,6 +360,9 @@ Result<void> ProxyImpl::init() {
     auto l = std::make_unique<ListenerRuntime>();
     l->name = in.name;
     l->inbound = &in;
+    l->mode = in.mode;
+    l->allowed = std::make_shared<const AllowList>(in.allow_list);
+    l->alpn = alpnWire(in.alpn);
     l->stats = &metrics_.listener(in.name, "inbound");
     MESHID_ASSIGN_OR_RETURN(l->target, endpointOf(in.forward));
     MESHID_RETURN_IF_ERROR(bind(*l, in.listen));
@@ -351,6 +372,8 @@ Result<void> ProxyImpl::init() {
     auto l = std::make_unique<ListenerRuntime>();
     l->name = out.name;
     l->outbound = &out;
+    l->allowed = std::make_shared<const AllowList>(out.expected);
+    l->alpn = alpnWire(out.alpn);
     l->stats = &metrics_.listener(out.name, "outbound");
     MESHID_ASSIGN_OR_RETURN(l->target, endpointOf(out.destination));
     MESHID_RETURN_IF_ERROR(bind(*l, out.listen));
@@ -367,13 +390,20 @@ Result<void> ProxyImpl::init() {
                       return HttpReply{200, "application/json", metrics_.statsJson()};
                     }});
   routes.push_back({"/certs", [this] { return HttpReply{200, "application/json", certsJson()}; }});
+  routes.push_back({"/listeners", [this] {
+                      return HttpReply{200, "application/json", listenersJson()};
+                    }});
+  HttpRoute mode;
+  mode.path = "/listeners/mode";
+  mode.post = [this](const std::map<std::string, std::string>& p) { return modeCall(p); };
+  routes.push_back(std::move(mode));
   routes.push_back({"/healthz", [] { return HttpReply{200, "text/plain", "ok\n"}; }});
   MESHID_ASSIGN_OR_RETURN(admin_, AdminHttp::start(config_.admin_listen, std::move(routes)));
 
-  certs_.start([this](bool ok) {
+  certs_->start([this](bool ok) {
     metrics_.reload(ok);
     if (ok)
-      metrics_.certificateLoaded(certs_.current()->not_after);
+      metrics_.certificateLoaded(store_.current()->not_after);
   });
   for (auto& l : listeners_) {
     for (size_t i = 0; i < workers_.size(); ++i) {
@@ -470,9 +500,10 @@ void countHandshakeFailure(ListenerStats& stats, const SSL* ssl, bool timed_out)
 }
 
 awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRuntime& l) {
-  const InboundListener& cfg = *l.inbound;
+  const Mode mode = l.mode.load(std::memory_order_relaxed);  // this connection's, to its end
+  const auto allowed = l.allowed.load();
   s->deadline(config_.handshake_timeout);
-  bool tls = cfg.mode != Mode::kDisable;
+  bool tls = mode != Mode::kDisable;
   if (tls) {
     // A TLS ClientHello starts with a handshake record (0x16); anything else
     // is plaintext. Peeking leaves the bytes for whoever reads them.
@@ -486,7 +517,7 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
       co_return;
     }
     tls = first[0] == 0x16;
-    if (!tls && cfg.mode == Mode::kStrict) {
+    if (!tls && mode == Mode::kStrict) {
       // Never a downgrade: STRICT takes mTLS only, whatever the certificates' state.
       count(*l.stats, Failure::kPlaintextRefused);
       co_return;
@@ -502,10 +533,12 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
     co_return;
   }
 
-  auto snapshot = certs_.current();  // once per connection
+  auto snapshot = store_.current();  // once per connection
   SslPtr ssl(SSL_new(snapshot->server->native_handle()));
   SSL_set_fd(ssl.get(), s->down.native_handle());
   SSL_set_accept_state(ssl.get());
+  if (!l.alpn.empty())
+    setAlpnChoices(ssl.get(), &l.alpn);
   asio::error_code nb;
   s->down.non_blocking(true, nb);
   TlsSocket down(s->down, std::move(ssl));
@@ -528,7 +561,7 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
     count(*l.stats, Failure::kFailVerifySan);
     co_return;
   }
-  if (!(id->trustDomain() == config_.trust_domain) || !cfg.allow_list.allows(*id)) {
+  if (!(id->trustDomain() == config_.trust_domain) || !allowed->allows(*id)) {
     count(*l.stats, Failure::kAuthzDenied);
     spdlog::debug("connection denied listener={} peer={}", l.name, id->str());
     co_return;
@@ -536,6 +569,9 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
   l.stats->handshakes->Increment();
   if (SSL_session_reused(down.ssl()))
     l.stats->resumed->Increment();
+  if (spdlog::should_log(spdlog::level::debug))
+    spdlog::debug("connection accepted listener={} peer={} resumed={} alpn={}", l.name, id->str(),
+                  SSL_session_reused(down.ssl()) == 1, negotiatedAlpn(down.ssl()));
   if (!co_await connectUp(*s, l))
     co_return;
   s->watchIdle(config_.idle_timeout);
@@ -546,10 +582,11 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
 awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRuntime& l,
                                          SessionSlot& slot) {
   const OutboundListener& cfg = *l.outbound;
+  const auto expected = l.allowed.load();
   s->deadline(config_.handshake_timeout);
   if (!co_await connectUp(*s, l))
     co_return;
-  auto snapshot = certs_.current();
+  auto snapshot = store_.current();
   auto pinned = snapshot->pinned_clients.find(cfg.name);
   asio::ssl::context& ctx =
       pinned != snapshot->pinned_clients.end() ? *pinned->second : *snapshot->client;
@@ -558,14 +595,20 @@ awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRun
   SSL_set_connect_state(ssl.get());
   if (!cfg.sni.empty())
     SSL_set_tlsext_host_name(ssl.get(), cfg.sni.c_str());
+  if (!l.alpn.empty()) {
+    SSL_set_alpn_protos(ssl.get(), reinterpret_cast<const unsigned char*>(l.alpn.data()),
+                        static_cast<unsigned int>(l.alpn.size()));
+  }
   // Resume the last session to this destination, if it was made with the
   // certificates we hold now; the new session OpenSSL hands back replaces it.
-  if (slot.session && slot.generation == snapshot->generation &&
-      !peerExpired(SSL_SESSION_get0_peer(slot.session)))
-    SSL_set_session(ssl.get(), slot.session);
-  if (slot.generation != snapshot->generation)
-    slot.replace(nullptr, snapshot->generation);
-  SSL_set_ex_data(ssl.get(), slotIndex(), &slot);
+  if (cfg.resumption) {
+    if (slot.session && slot.generation == snapshot->generation &&
+        !peerExpired(SSL_SESSION_get0_peer(slot.session)))
+      SSL_set_session(ssl.get(), slot.session);
+    if (slot.generation != snapshot->generation)
+      slot.replace(nullptr, snapshot->generation);
+    SSL_set_ex_data(ssl.get(), slotIndex(), &slot);
+  }
   asio::error_code nb;
   s->up.non_blocking(true, nb);
   TlsSocket up(s->up, std::move(ssl));
@@ -581,7 +624,7 @@ awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRun
     co_return;
   }
   auto id = pki::checkSvidLeaf(SSL_get0_peer_certificate(up.ssl()));
-  if (!id.ok() || !cfg.expected.allows(*id)) {
+  if (!id.ok() || !expected->allows(*id)) {
     count(*l.stats, Failure::kFailVerifySan);
     spdlog::debug("upstream identity refused listener={} peer={}", l.name,
                   id.ok() ? id->str() : id.error().message);
@@ -590,13 +633,16 @@ awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRun
   l.stats->handshakes->Increment();
   if (SSL_session_reused(up.ssl()))
     l.stats->resumed->Increment();
+  if (spdlog::should_log(spdlog::level::debug))
+    spdlog::debug("upstream connected listener={} peer={} resumed={} alpn={}", l.name, id->str(),
+                  SSL_session_reused(up.ssl()) == 1, negotiatedAlpn(up.ssl()));
   s->watchIdle(config_.idle_timeout);
   PlainSocket down(s->down);
   co_await (pipe(down, up, *s, l.stats->bytes_in) && pipe(up, down, *s, l.stats->bytes_out));
 }
 
 std::string ProxyImpl::certsJson() const {
-  auto snap = certs_.current();
+  auto snap = store_.current();
   nlohmann::json cert{{"serial_number", snap->serial_hex},
                       {"expiration_time", formatRfc3339(snap->not_after)},
                       {"generation", snap->generation}};
@@ -604,11 +650,86 @@ std::string ProxyImpl::certsJson() const {
       2);
 }
 
+ListenerRuntime* ProxyImpl::find(const std::string& name) const {
+  for (const auto& l : listeners_) {
+    if (l->name == name)
+      return l.get();
+  }
+  return nullptr;
+}
+
+Result<void> ProxyImpl::reload(const std::string& config_path) {
+  std::lock_guard lock(reconfigure_mu_);
+  auto fail = [this](Error e) {
+    metrics_.configReload(false);
+    return e;
+  };
+  auto loaded = loadProxyConfig(config_path);
+  if (!loaded.ok())
+    return fail(loaded.error());
+  const ProxyConfig& next = *loaded;
+  if (auto r = checkReloadable(config_, next); !r.ok())
+    return fail(r.error());
+  for (const auto& in : next.inbound) {
+    ListenerRuntime* l = find(in.name);
+    Mode was = l->mode.exchange(in.mode);
+    l->allowed = std::make_shared<const AllowList>(in.allow_list);
+    if (was != in.mode)
+      spdlog::info("listener mode changed listener={} from={} to={}", in.name, modeName(was),
+                   modeName(in.mode));
+  }
+  for (const auto& out : next.outbound)
+    find(out.name)->allowed = std::make_shared<const AllowList>(out.expected);
+  metrics_.configReload(true);
+  spdlog::info("configuration reloaded");
+  return okResult();
+}
+
+Result<void> ProxyImpl::setMode(const std::string& listener, Mode mode) {
+  std::lock_guard lock(reconfigure_mu_);
+  ListenerRuntime* l = find(listener);
+  if (!l || !l->inbound)
+    return Error::notFound(fmt::format("no inbound listener \"{}\"", listener));
+  Mode was = l->mode.exchange(mode);
+  spdlog::info("listener mode changed listener={} from={} to={} by=admin", listener, modeName(was),
+               modeName(mode));
+  return okResult();
+}
+
+HttpReply ProxyImpl::modeCall(const std::map<std::string, std::string>& params) {
+  auto listener = params.find("listener");
+  auto mode = params.find("mode");
+  if (listener == params.end() || mode == params.end())
+    return {400, "text/plain", "give listener=NAME and mode=STRICT|PERMISSIVE|DISABLE\n"};
+  auto m = parseMode(mode->second);
+  if (!m.ok())
+    return {400, "text/plain", m.error().message + "\n"};
+  auto r = setMode(listener->second, *m);
+  if (!r.ok())
+    return {404, "text/plain", r.error().message + "\n"};
+  return {200, "application/json", listenersJson()};
+}
+
+std::string ProxyImpl::listenersJson() const {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& l : listeners_) {
+    nlohmann::json j{{"name", l->name},
+                     {"direction", l->inbound ? "inbound" : "outbound"},
+                     {"port", l->port},
+                     {"allow", l->allowed.load()->entries()}};
+    if (l->inbound)
+      j["mode"] = modeName(l->mode.load());
+    list.push_back(std::move(j));
+  }
+  return nlohmann::json{{"listeners", list}}.dump(2);
+}
+
 void ProxyImpl::shutdown() {
   if (stopped_)
     return;
   stopped_ = true;
-  certs_.stop();
+  if (certs_)
+    certs_->stop();
   for (auto& l : listeners_) {
     for (size_t i = 0; i < l->acceptors.size(); ++i) {
       asio::post(*workers_[i], [a = l->acceptors[i].get()] {
@@ -627,9 +748,10 @@ void ProxyImpl::shutdown() {
 
 }  // namespace
 
-Result<std::unique_ptr<Proxy>> startProxy(const ProxyConfig& config, const Clock& clock) {
+Result<std::unique_ptr<Proxy>> startProxy(const ProxyConfig& config, const Clock& clock,
+                                          const CertSourceFactory& sources) {
   auto p = std::make_unique<ProxyImpl>(config, clock);
-  MESHID_RETURN_IF_ERROR(p->init());
+  MESHID_RETURN_IF_ERROR(p->init(sources));
   return std::unique_ptr<Proxy>(std::move(p));
 }
 

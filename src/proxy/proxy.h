@@ -10,6 +10,7 @@
 
 #include "common/clock.h"
 #include "common/result.h"
+#include "proxy/cert_source.h"
 #include "proxy/config.h"
 
 namespace meshid::proxy {
@@ -22,8 +23,16 @@ class Proxy {
   virtual int adminPort() const = 0;
   // Stops accepting, closes connections, joins the workers.
   virtual void shutdown() = 0;
+  // Reads the config file again and takes its modes, allow lists and
+  // expected IDs; refuses (and changes nothing) if the file is bad or
+  // anything else differs. Open connections keep what they started with.
+  virtual Result<void> reload(const std::string& config_path) = 0;
+  // The admin call: one inbound listener's mode, for new connections.
+  virtual Result<void> setMode(const std::string& listener, Mode mode) = 0;
 };
 
-Result<std::unique_ptr<Proxy>> startProxy(const ProxyConfig& config, const Clock& clock);
+// `sources` makes the certificate source; null: files only.
+Result<std::unique_ptr<Proxy>> startProxy(const ProxyConfig& config, const Clock& clock,
+                                          const CertSourceFactory& sources = nullptr);
 
 }  // namespace meshid::proxy

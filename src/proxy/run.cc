@@ -10,7 +10,7 @@
 namespace meshid::proxy {
 
 Result<void> runUntilSignalled(const std::string& config_path, const std::string& log_level,
-                               const Clock& clock) {
+                               const Clock& clock, const CertSourceFactory& sources) {
   MESHID_ASSIGN_OR_RETURN(ProxyConfig config, loadProxyConfig(config_path));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
   spdlog::set_level(spdlog::level::from_str(log_level));
@@ -21,9 +21,10 @@ Result<void> runUntilSignalled(const std::string& config_path, const std::string
   sigemptyset(&stop);
   sigaddset(&stop, SIGTERM);
   sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   signal(SIGPIPE, SIG_IGN);
-  MESHID_ASSIGN_OR_RETURN(auto p, startProxy(config, clock));
+  MESHID_ASSIGN_OR_RETURN(auto p, startProxy(config, clock, sources));
   std::string ports;
   for (const auto& l : config.inbound)
     ports += fmt::format(" {}=inbound:{}:{}", l.name, modeName(l.mode), p->port(l.name));
@@ -33,7 +34,15 @@ Result<void> runUntilSignalled(const std::string& config_path, const std::string
                config.admin_listen.substr(0, config.admin_listen.rfind(':')), p->adminPort(),
                ports);
   int sig = 0;
-  sigwait(&stop, &sig);
+  for (;;) {
+    sigwait(&stop, &sig);
+    if (sig != SIGHUP)
+      break;
+    // A reload is all or nothing: a bad file or a change that needs a
+    // restart is logged and the running config stays.
+    if (auto r = p->reload(config_path); !r.ok())
+      spdlog::error("configuration reload refused, keeping the running one: {}", r.error().message);
+  }
   spdlog::info("shutting down signal={}", sig);
   p->shutdown();
   spdlog::info("stopped");

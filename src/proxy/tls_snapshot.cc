@@ -44,6 +44,28 @@ int verifyCallback(int preverify_ok, X509_STORE_CTX* ctx) {
   return 1;
 }
 
+int alpnIndex() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+// Server preference: the first of our protocols the client offered. No
+// overlap, or no list for this listener: no ALPN at all (as nginx does), the
+// connection goes on.
+int selectAlpn(SSL* ssl, const unsigned char** out, unsigned char* out_len,
+               const unsigned char* offered, unsigned int offered_len, void*) {
+  const auto* ours = static_cast<const std::string*>(SSL_get_ex_data(ssl, alpnIndex()));
+  if (!ours || ours->empty())
+    return SSL_TLSEXT_ERR_NOACK;
+  unsigned char* chosen = nullptr;
+  if (SSL_select_next_proto(&chosen, out_len, reinterpret_cast<const unsigned char*>(ours->data()),
+                            static_cast<unsigned int>(ours->size()), offered,
+                            offered_len) != OPENSSL_NPN_NEGOTIATED)
+    return SSL_TLSEXT_ERR_NOACK;
+  *out = chosen;
+  return SSL_TLSEXT_ERR_OK;
+}
+
 struct Material {
   std::vector<pki::X509Ptr> chain;  // leaf first
   pki::EvpPkeyPtr key;
@@ -53,7 +75,8 @@ struct Material {
 Result<std::unique_ptr<asio::ssl::context>> makeContext(const Material& m,
                                                         const std::vector<pki::X509Ptr>& trust,
                                                         bool server, const std::string& ciphers,
-                                                        NewSessionCallback new_session) {
+                                                        NewSessionCallback new_session,
+                                                        TicketKeys* ticket_keys = nullptr) {
   SslCtxPtr ctx(SSL_CTX_new(server ? TLS_server_method() : TLS_client_method()), &SSL_CTX_free);
   if (!ctx)
     return Error::internal("SSL_CTX_new failed");
@@ -86,6 +109,9 @@ Result<std::unique_ptr<asio::ssl::context>> makeContext(const Material& m,
     // the session, client certificate included.
     SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(ctx.get(), 1);
+    if (ticket_keys)
+      ticket_keys->install(ctx.get());
+    SSL_CTX_set_alpn_select_cb(ctx.get(), selectAlpn, nullptr);
   } else {
     // Sessions are kept by the proxy per destination and worker (no lock):
     // OpenSSL's internal client cache stays off, new ones come to a callback.
@@ -120,12 +146,33 @@ const char* verifyFailureLabel(VerifyFailure f) {
   return "connection_error";
 }
 
+std::string alpnWire(const std::vector<std::string>& protocols) {
+  std::string wire;
+  for (const auto& p : protocols) {
+    wire.push_back(static_cast<char>(p.size()));  // 1..255, checked by the config
+    wire += p;
+  }
+  return wire;
+}
+
+void setAlpnChoices(SSL* ssl, const std::string* wire) {
+  SSL_set_ex_data(ssl, alpnIndex(), const_cast<std::string*>(wire));
+}
+
+std::string negotiatedAlpn(const SSL* ssl) {
+  const unsigned char* p = nullptr;
+  unsigned int len = 0;
+  SSL_get0_alpn_selected(ssl, &p, &len);
+  return p ? std::string(reinterpret_cast<const char*>(p), len) : std::string();
+}
+
 Result<std::shared_ptr<const TlsSnapshot>> buildSnapshot(const ProxyConfig& config,
                                                          std::string_view chain_pem,
                                                          std::string_view key_pem,
                                                          std::string_view bundle_pem,
-                                                         SystemTime now, uint64_t generation,
+                                                         const Clock& clock, uint64_t generation,
                                                          NewSessionCallback new_session) {
+  const SystemTime now = clock.now();
   Material m;
   MESHID_ASSIGN_OR_RETURN(m.chain, pki::parseCertificatesPem(chain_pem));
   MESHID_ASSIGN_OR_RETURN(m.key, pki::parsePrivateKeyPem(key_pem));
@@ -145,7 +192,9 @@ Result<std::shared_ptr<const TlsSnapshot>> buildSnapshot(const ProxyConfig& conf
   }
 
   auto snap = std::make_shared<TlsSnapshot>();
-  MESHID_ASSIGN_OR_RETURN(snap->server, makeContext(m, m.roots, true, config.ciphers, nullptr));
+  snap->ticket_keys = std::make_unique<TicketKeys>(clock, config.ticket_key_rotation);
+  MESHID_ASSIGN_OR_RETURN(snap->server, makeContext(m, m.roots, true, config.ciphers, nullptr,
+                                                    snap->ticket_keys.get()));
   MESHID_ASSIGN_OR_RETURN(snap->client,
                           makeContext(m, m.roots, false, config.ciphers, new_session));
   for (const auto& o : config.outbound) {

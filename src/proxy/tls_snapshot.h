@@ -15,6 +15,7 @@
 #include "common/result.h"
 #include "pki/ossl.h"
 #include "proxy/config.h"
+#include "proxy/ticket_keys.h"
 
 namespace asio::ssl {
 class context;
@@ -28,6 +29,8 @@ enum class VerifyFailure { kNone, kNoCertificate, kVerifyError, kVerifySan };
 struct TlsSnapshot {
   TlsSnapshot();
   ~TlsSnapshot();
+  // Declared first so it outlives the server context that points to it.
+  std::unique_ptr<TicketKeys> ticket_keys;
   std::unique_ptr<asio::ssl::context> server;  // inbound: requires a client certificate
   std::unique_ptr<asio::ssl::context> client;  // outbound: trusts the mesh bundle
   // Outbound listeners with a pinned CA file: their own client context.
@@ -46,13 +49,24 @@ using NewSessionCallback = int (*)(SSL*, SSL_SESSION*);
 // Builds both contexts: TLS 1.2 and 1.3 only, the leaf chain and key (which
 // must match and must not be expired), the bundle as trust anchors, peer
 // verification with the X.509-SVID leaf checks OpenSSL does not make (in the
-// verify callback). Session resumption on, tickets keyed per snapshot.
+// verify callback). Session resumption on; ticket keys belong to the
+// snapshot (a session never outlives the certificates it was made with) and
+// rotate every config.ticket_key_rotation within its life.
 Result<std::shared_ptr<const TlsSnapshot>> buildSnapshot(const ProxyConfig& config,
                                                          std::string_view chain_pem,
                                                          std::string_view key_pem,
                                                          std::string_view bundle_pem,
-                                                         SystemTime now, uint64_t generation,
+                                                         const Clock& clock, uint64_t generation,
                                                          NewSessionCallback new_session = nullptr);
+
+// ALPN: protocol names in wire format (length-prefixed), or empty.
+std::string alpnWire(const std::vector<std::string>& protocols);
+// What a server connection may select from the client's offer (the
+// listener's list; our order wins). Without it, no ALPN is selected. The
+// string must outlive the handshake.
+void setAlpnChoices(SSL* ssl, const std::string* wire);
+// The protocol the handshake settled on, or empty.
+std::string negotiatedAlpn(const SSL* ssl);
 
 // Reads the reason the verify callback recorded on this connection.
 VerifyFailure verifyFailureOf(const SSL* ssl);

@@ -10,6 +10,7 @@ namespace {
 using namespace std::chrono_literals;
 using meshid::testing::errorOf;
 using meshid::testing::messageOf;
+using meshid::testing::orThrow;
 
 const std::string kHead = R"(
 trust_domain: example.org
@@ -65,11 +66,80 @@ TEST(ProxyConfig, MistakesAreRefusedWithTheReason) {
            {kHead + in + "}]\nworkers: 1000", "workers"},
            {kHead + in + "}]\ntimeouts: {handshake: 0ms}", "bad duration"},
            {kHead + in + "}]\nlimits: {max_connections: 0}", "at least 1"},
+           {kHead + in + ", alpn: ['']}]", "1 to 255 bytes"},
+           {kHead + in + "}]\ntls: {ticket_key_rotation: 0ms}", "bad duration"},
+           {"trust_domain: example.org\ncertificates: {sds: {certificate: default}}\n" + in + "}]",
+            "needs socket"},
+           {"trust_domain: example.org\ncertificates: {sds: {socket: s, certificate: A, "
+            "validation: A}}\n" +
+                in + "}]",
+            "two different resource names"},
+           {"trust_domain: example.org\ncertificates: {cert_file: c, sds: {socket: s}}\n" + in +
+                "}]",
+            "either files or sds"},
+           {"trust_domain: example.org\ncertificates: {sds: {socket: s, port: 1}}\n" + in + "}]",
+            "unknown key"},
        }) {
     auto r = parseProxyConfig(b.yaml, "/");
     EXPECT_EQ(errorOf(r).code, Code::kInvalidArgument) << b.yaml;
     MESHID_EXPECT_CONTAINS(messageOf(r), b.why) << b.yaml;
   }
+}
+
+TEST(ProxyConfig, CertificatesFromTheAgentsSdsSocket) {
+  auto c = parseProxyConfig(R"(
+trust_domain: example.org
+certificates:
+  sds: {socket: run/agent.sock, initial_fetch_timeout: 5s}
+inbound: [{name: a, listen: 1.2.3.4:1, forward: 1.2.3.4:2, alpn: [h2, http/1.1]}]
+tls: {ticket_key_rotation: 10m}
+)",
+                            "/etc/meshid");
+  MESHID_ASSERT_OK(c);
+  EXPECT_EQ(c->sds.socket, "/etc/meshid/run/agent.sock");
+  EXPECT_EQ(c->sds.certificate, "default");  // Istio's names unless told
+  EXPECT_EQ(c->sds.validation, "ROOTCA");
+  EXPECT_EQ(c->sds.initial_fetch_timeout, 5s);
+  EXPECT_TRUE(c->certificates.cert_file.empty());
+  EXPECT_EQ(c->inbound[0].alpn, (std::vector<std::string>{"h2", "http/1.1"}));
+  EXPECT_EQ(c->ticket_key_rotation, 10min);
+}
+
+TEST(ProxyConfig, AReloadTakesModesAllowListsAndExpectedIdsOnly) {
+  const std::string listeners = R"(
+inbound: [{name: in, listen: 1.2.3.4:1, forward: 1.2.3.4:2, mode: %s, allow: [%s]}]
+outbound: [{name: out, listen: 1.2.3.4:3, destination: 1.2.3.4:4, expected_ids: [%s]}]
+)";
+  auto make = [&](const char* mode, const char* allow, const char* expected,
+                  const std::string& extra = "") {
+    char buf[1024];
+    std::snprintf(buf, sizeof buf, listeners.c_str(), mode, allow, expected);
+    return orThrow(parseProxyConfig(kHead + buf + extra, "/"));
+  };
+  const auto running = make("STRICT", "spiffe://example.org/ns/a/sa/b", "spiffe://example.org");
+  MESHID_EXPECT_OK(checkReloadable(
+      running, make("PERMISSIVE", "spiffe://example.org/ns/c/", "spiffe://example.org/ns/w/sa/w")));
+  struct Change {
+    std::string extra;
+    const char* named;
+  };
+  for (const Change& c : std::vector<Change>{
+           {"workers: 3", "workers"},
+           {"admin_listen: 127.0.0.1:1", "admin_listen"},
+           {"timeouts: {idle: 1s}", "timeouts"},
+           {"tls: {ciphers: ECDHE-ECDSA-AES128-GCM-SHA256}", "tls"},
+       }) {
+    auto r = checkReloadable(
+        running, make("STRICT", "spiffe://example.org/ns/a/sa/b", "spiffe://example.org", c.extra));
+    EXPECT_EQ(errorOf(r).code, Code::kFailedPrecondition) << c.extra;
+    MESHID_EXPECT_CONTAINS(messageOf(r), c.named);
+    MESHID_EXPECT_CONTAINS(messageOf(r), "restart");
+  }
+  auto moved = orThrow(
+      parseProxyConfig(kHead + "inbound: [{name: in, listen: 1.2.3.4:9, forward: 1.2.3.4:2}]\n"
+                               "outbound: [{name: out, listen: 1.2.3.4:3, destination: 1.2.3.4:4}]",
+                       "/"));
+  MESHID_EXPECT_CONTAINS(messageOf(checkReloadable(running, moved)), "inbound listener in");
 }
 
 }  // namespace
