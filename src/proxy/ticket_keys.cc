@@ -62,9 +62,9 @@ void TicketKeys::install(SSL_CTX* ctx) {
 // and a ticket sealed by the loser's key just fails to open later (a full
 // handshake), which is rare and harmless.
 std::shared_ptr<const TicketKeys::Ring> TicketKeys::ringNow() {
-  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             clock_.now().time_since_epoch())
-                             .count();
+  const int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now().time_since_epoch())
+          .count();
   const int64_t period = now_ms / period_ms_;
   auto ring = ring_.load();
   while (!ring || ring->current.period != period) {
@@ -86,13 +86,11 @@ std::shared_ptr<const TicketKeys::Ring> TicketKeys::ringNow() {
   return ring;
 }
 
-// OpenSSL's ticket callback: 1 = sealed or opened, 2 = opened with the
-// previous key (send a new ticket), 0 = unknown key (full handshake),
-// -1 = error.
+// OpenSSL's ticket callback: 1 = sealed, 2 = opened (send a new ticket),
+// 0 = unknown key (full handshake), -1 = error.
 int TicketKeys::callback(SSL* ssl, unsigned char* key_name, unsigned char* iv,
                          EVP_CIPHER_CTX* cipher, EVP_MAC_CTX* mac, int encrypt) {
-  auto* self =
-      static_cast<TicketKeys*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), contextIndex()));
+  auto* self = static_cast<TicketKeys*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), contextIndex()));
   if (!self)
     return -1;
   auto ring = self->ringNow();
@@ -104,29 +102,28 @@ int TicketKeys::callback(SSL* ssl, unsigned char* key_name, unsigned char* iv,
     Ring::Key key = ring->current;
     const int iv_len = EVP_CIPHER_get_iv_length(aes);
     std::memcpy(key_name, key.name, sizeof key.name);
-    if (RAND_bytes(iv, iv_len) != 1 ||
-        EVP_EncryptInit_ex(cipher, aes, nullptr, key.aes, iv) != 1 ||
+    if (RAND_bytes(iv, iv_len) != 1 || EVP_EncryptInit_ex(cipher, aes, nullptr, key.aes, iv) != 1 ||
         !setMacKey(mac, key.hmac, sizeof key.hmac))
       return -1;
     return 1;
   }
   const Ring::Key* key = nullptr;
-  int found = 0;
-  if (std::memcmp(key_name, ring->current.name, sizeof ring->current.name) == 0) {
+  if (std::memcmp(key_name, ring->current.name, sizeof ring->current.name) == 0)
     key = &ring->current;
-    found = 1;
-  } else if (ring->previous &&
-             std::memcmp(key_name, ring->previous->name, sizeof ring->previous->name) == 0) {
+  else if (ring->previous &&
+           std::memcmp(key_name, ring->previous->name, sizeof ring->previous->name) == 0)
     key = &*ring->previous;
-    found = 2;
-  }
   if (!key)
     return 0;
   Ring::Key copy = *key;
   if (!setMacKey(mac, copy.hmac, sizeof copy.hmac) ||
       EVP_DecryptInit_ex(cipher, aes, nullptr, copy.aes, iv) != 1)
     return -1;
-  return found;
+  // Always 2 (open, then issue a fresh ticket): clients use a TLS 1.3
+  // ticket once (RFC 8446 C.4, and OpenSSL's client does), so a resumption
+  // that hands out no new ticket makes the next connection a full handshake.
+  // A ticket under the previous key is renewed under the current one.
+  return 2;
 }
 
 }  // namespace meshid::proxy

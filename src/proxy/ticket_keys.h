@@ -1,8 +1,8 @@
 // Session-ticket keys for one server SSL_CTX, rotated every `period`. New
 // tickets are sealed with the current key; a ticket under the previous key
-// still resumes (and the client gets a fresh ticket), anything older falls
-// back to a full handshake. A key lives at most two periods, so a key that
-// leaks exposes that window's sessions only.
+// still resumes, anything older falls back to a full handshake. Every
+// resumption hands the client a fresh ticket under the current key. A key lives at most two
+// periods, so a key that leaks exposes that window's sessions only.
 //
 // Rotation happens on the first handshake that sees a new period (no timer
 // thread); readers never lock: the key pair is an immutable ring published
@@ -38,8 +38,8 @@ class TicketKeys {
   struct Ring;
 
  private:
-  static int callback(SSL* ssl, unsigned char* key_name, unsigned char* iv,
-                      EVP_CIPHER_CTX* cipher, EVP_MAC_CTX* mac, int encrypt);
+  static int callback(SSL* ssl, unsigned char* key_name, unsigned char* iv, EVP_CIPHER_CTX* cipher,
+                      EVP_MAC_CTX* mac, int encrypt);
   std::shared_ptr<const Ring> ringNow();
 
   const Clock& clock_;

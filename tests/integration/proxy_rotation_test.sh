@@ -143,7 +143,7 @@ expect_eq "no connection left open" "0" "$(jq '.listeners.in.active_connections'
 # rotations most handshakes resume, after each a full one follows (TESTING.md
 # §2: the run covers new connections with resumption on, too).
 resumed=$(jq '.listeners.out.resumed_handshakes' <<<"$cstats")
-echo "info: $resumed of $ok outbound handshakes resumed a session"
+echo "info: phase 2: $resumed of $resume_requests outbound handshakes resumed a session"
 expect_true "resumed handshakes were part of the run ($resumed)" test "$resumed" -ge 10
 expect_true "and full handshakes after rotations ($((resume_requests - resumed)))" \
   test "$((resume_requests - resumed))" -ge 5
