@@ -2,7 +2,8 @@
 # The demo: make a CA, issue two workload identities, and prove them with a
 # real mutual-TLS handshake between openssl s_server and openssl s_client;
 # then show that a certificate from another root is refused; run the CA
-# server, and an agent that keeps workloads' certificates rotating.
+# server, and an agent that keeps workloads' certificates rotating; and two
+# services talking through two meshid proxies while those certificates rotate.
 set -euo pipefail
 MESHID=$(realpath "${1:-build/meshid}")
 OUT=$(realpath -m "${DEMO_DIR:-build/demo}")
@@ -11,8 +12,13 @@ rm -rf "$OUT"; mkdir -p "$OUT"; cd "$OUT"
 server_pid=""
 ca_pid=""
 agent_pid=""
+web_pid=""
+proxy_a_pid=""
+proxy_b_pid=""
+sampler_pids=()
 cleanup() {
   [[ -n $server_pid ]] && kill -TERM "$server_pid" 2>/dev/null
+  for pid in "${sampler_pids[@]}" $proxy_a_pid $proxy_b_pid $web_pid; do kill -TERM "$pid" 2>/dev/null; done
   [[ -n $agent_pid ]] && kill -TERM "$agent_pid" 2>/dev/null
   [[ -n $ca_pid ]] && kill -TERM "$ca_pid" 2>/dev/null
   wait 2>/dev/null
@@ -133,10 +139,11 @@ credentials: { join_token_file: agent-token, agent_id: spiffe://example.org/mesh
 state_dir: agent-state
 sockets: { sds: sock/sds.sock, workload_api: sock/workload.sock, admin: sock/admin.sock }
 admin_listen: 127.0.0.1:0
-rotation: { ttl: 10s, agent_ttl: 1h }
+rotation: { ttl: 10s, agent_ttl: 1h, initial_backoff: 200ms, max_backoff: 1s }
 entries:
-  - spiffe_id: spiffe://example.org/ns/shop/sa/checkout   # over SDS and the Workload API
-    selectors: { uid: $(id -u) }
+  - spiffe_id: spiffe://example.org/ns/shop/sa/checkout   # over SDS and the Workload API,
+    selectors: { uid: $(id -u) }                          # and as files for step 8's proxy
+    file_sink: { dir: checkout-sink }
   - spiffe_id: spiffe://example.org/ns/shop/sa/web        # as files, for software like nginx
     file_sink: { dir: web-sink, reload_command: "echo reload >> web-sink-hook.log" }
 YAML
@@ -152,9 +159,159 @@ second=$(openssl x509 -noout -serial -in web-sink/cert-chain.pem)
 echo "  web-sink/cert-chain.pem: ${first#serial=} -> ${second#serial=}; reload hook ran $(wc -l < web-sink-hook.log) times"
 [[ $first != "$second" ]] || { echo "demo failed: the file sink did not rotate" >&2; cat agent.log >&2; exit 1; }
 openssl verify -CAfile web-sink/root-cert.pem -untrusted web-sink/cert-chain.pem web-sink/cert-chain.pem | sed 's/^/  /'
+
+say "8. Two services through two meshid proxies, on the agent's rotating certificates (A over SDS, B from files)"
+# web: a few lines of Python on loopback, answering with its name. It sits
+# behind proxy B, whose STRICT inbound listener admits checkout alone.
+# checkout: curl to proxy A's outbound listener (plaintext on loopback), which
+# originates mTLS to proxy B and expects web's SPIFFE ID.
+WEB_ID=spiffe://example.org/ns/shop/sa/web
+CHECKOUT_ID=spiffe://example.org/ns/shop/sa/checkout
+LOOP_S=${DEMO_PROXY_SECONDS:-25}   # at 10 s lifetimes, renewed at half: ~4 rotations
+cat > web.py <<'PY'
+import http.server
+class Web(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"web: hello, this is the shop's web service\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Web)
+print("web listening on 127.0.0.1:%d" % server.server_port, flush=True)
+server.serve_forever()
+PY
+timeout 120 python3 web.py > web.log 2>&1 &
+web_pid=$!
+# Waits (bounded) for LOG to match the regex, then prints the first match.
+wait_for() {
+  local log=$1 re=$2 m
+  for _ in $(seq 100); do
+    m=$(grep -m1 -oE "$re" "$log" 2>/dev/null || true)
+    [[ -n $m ]] && { echo "$m"; return 0; }
+    sleep 0.1
+  done
+  return 1
+}
+web_port=$(wait_for web.log 'listening on 127\.0\.0\.1:[0-9]+' | grep -oE '[0-9]+$') \
+  || { echo "demo failed: the web service did not start" >&2; cat web.log >&2; exit 1; }
+for _ in $(seq 50); do [[ -s checkout-sink/cert-chain.pem && -s checkout-sink/key.pem ]] && break; sleep 0.1; done
+
+cat > proxy-b.yaml <<YAML
+# Proxy B, web's sidecar: STRICT mTLS in, plaintext to web on loopback.
+trust_domain: example.org
+certificates: { cert_file: web-sink/cert-chain.pem, key_file: web-sink/key.pem,
+                bundle_file: web-sink/root-cert.pem, poll_interval: 200ms }
+admin_listen: 127.0.0.1:0
+workers: 1
+inbound:
+  - { name: in, listen: 127.0.0.1:0, forward: 127.0.0.1:$web_port, mode: STRICT,
+      allow: [$CHECKOUT_ID] }
+YAML
+timeout 120 "$MESHID" proxy --config proxy-b.yaml > proxy-b.log 2>&1 &
+proxy_b_pid=$!
+line=$(wait_for proxy-b.log 'meshid proxy running.*') \
+  || { echo "demo failed: proxy B did not start" >&2; cat proxy-b.log >&2; exit 1; }
+b_in=$(grep -oE 'in=inbound:STRICT:[0-9]+' <<<"$line" | grep -oE '[0-9]+$')
+b_admin=$(grep -oE 'admin=127\.0\.0\.1:[0-9]+' <<<"$line" | sed 's/admin=//')
+
+cat > proxy-a.yaml <<YAML
+# Proxy A, checkout's sidecar: plaintext in on loopback, mTLS out to proxy B.
+trust_domain: example.org
+# Its certificates come over SDS from the agent's socket (checkout's entry
+# selects this uid), as Envoy gets them in Istio; proxy B reads files.
+certificates: { sds: { socket: sock/sds.sock } }
+admin_listen: 127.0.0.1:0
+workers: 1
+outbound:
+  - { name: web, listen: 127.0.0.1:0, destination: 127.0.0.1:$b_in, expected_ids: [$WEB_ID] }
+YAML
+timeout 120 "$MESHID" proxy --config proxy-a.yaml > proxy-a.log 2>&1 &
+proxy_a_pid=$!
+line=$(wait_for proxy-a.log 'meshid proxy running.*') \
+  || { echo "demo failed: proxy A did not start" >&2; cat proxy-a.log >&2; exit 1; }
+a_out=$(grep -oE 'web=outbound:[0-9]+' <<<"$line" | grep -oE '[0-9]+$')
+a_admin=$(grep -oE 'admin=127\.0\.0\.1:[0-9]+' <<<"$line" | sed 's/admin=//')
+echo "  web on 127.0.0.1:$web_port <- proxy B (STRICT, allow: checkout) on 127.0.0.1:$b_in"
+echo "  checkout (curl) -> proxy A (outbound, expects web) on 127.0.0.1:$a_out -> mTLS -> proxy B"
+
+# The serial each proxy holds, sampled from its /certs every 0.25 s.
+sample_serials() {
+  local end=$((SECONDS + LOOP_S))
+  while ((SECONDS < end)); do
+    curl -s --max-time 2 "http://$1/certs" | jq -r '.certificates[0].cert_chain[0].serial_number // empty' >> "$2" || true
+    sleep 0.25
+  done
+}
+: > serials-a.txt; : > serials-b.txt
+sample_serials "$a_admin" serials-a.txt & sampler_pids+=($!)
+sample_serials "$b_admin" serials-b.txt & sampler_pids+=($!)
+echo "  checkout -> web for ${LOOP_S} s, a new connection (curl -> A, A -> B) per request ..."
+ok=0 failed=0
+end=$((SECONDS + LOOP_S))
+while ((SECONDS < end)); do
+  code=$(curl -s -o reply.txt -w '%{http_code}' --max-time 5 -H 'Connection: close' "http://127.0.0.1:$a_out/") || true
+  if [[ $code == 200 ]] && grep -q '^web:' reply.txt; then
+    ok=$((ok + 1))
+  else
+    failed=$((failed + 1))
+    echo "$(date +%T.%3N) http=${code:-none}" >> failures.txt
+  fi
+done
+wait "${sampler_pids[@]}" 2>/dev/null || true; sampler_pids=()
+echo "  web answered: $(cat reply.txt 2>/dev/null | head -1)"
+echo "  requests: $ok ok, $failed failed"
+serials() { sort -u "$1" | grep -c . || true; }
+in_order() { awk 'NF && !seen[$0]++ { printf "%s%s", (n++ ? " -> " : ""), substr($0, 1, 8) }' "$1"; }
+n_a=$(serials serials-a.txt) n_b=$(serials serials-b.txt)
+echo "  distinct leaf serials served (sampled from /certs): proxy A (checkout) $n_a, proxy B (web) $n_b"
+echo "    A: $(in_order serials-a.txt)"
+echo "    B: $(in_order serials-b.txt)"
+stats_a=$(curl -s --max-time 5 "http://$a_admin/stats") stats_b=$(curl -s --max-time 5 "http://$b_admin/stats")
+hs_a=$(jq '.listeners.web.handshakes' <<<"$stats_a") res_a=$(jq '.listeners.web.resumed_handshakes' <<<"$stats_a")
+echo "  handshakes: proxy A out $hs_a ($res_a resumed, $((hs_a - res_a)) full: a new certificate drops the old session)," \
+  "proxy B in $(jq '.listeners.in.handshakes' <<<"$stats_b")"
+echo "  connection errors: proxy A $(jq '[.listeners[].errors[]] | add' <<<"$stats_a"), proxy B $(jq '[.listeners[].errors[]] | add' <<<"$stats_b")"
+if ((failed > 0)); then
+  echo "demo failed: $failed of $((ok + failed)) requests through the proxies failed" >&2
+  head -5 failures.txt >&2; exit 1
+fi
+if ((ok == 0 || n_a < 2 || n_b < 2)); then
+  echo "demo failed: expected requests across at least 2 certificates per proxy (A: $n_a, B: $n_b)" >&2; exit 1
+fi
+
+# An identity from the same CA, but not on web's allow list.
+"$MESHID" cert issue --ca ca --spiffe-id spiffe://example.org/ns/shop/sa/intruder --ttl 10m --out shop-intruder >/dev/null
+# b_error REASON: proxy B's inbound error count for REASON.
+b_error() { curl -s --max-time 5 "http://$b_admin/stats" | jq ".listeners.in.errors.$1"; }
+# b_error_above REASON N: waits (up to 2 s) for the count to pass N, prints it.
+b_error_above() {
+  local n
+  for _ in $(seq 20); do n=$(b_error "$1"); ((n > $2)) && break; sleep 0.1; done
+  echo "$n"
+}
+before=$(b_error authz_denied)
+port=$b_in
+status=$(request shop-intruder ca/root-cert.pem)
+after=$(b_error_above authz_denied "$before")
+echo "  intruder (spiffe://example.org/ns/shop/sa/intruder, same CA) -> proxy B: ${status:-refused}; authz_denied $before -> $after"
+if [[ $status == *200* ]] || ((after <= before)); then
+  echo "demo failed: proxy B did not refuse an identity off its allow list" >&2; exit 1
+fi
+before=$(b_error plaintext_refused)
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$b_in/") || true
+after=$(b_error_above plaintext_refused "$before")
+echo "  plaintext curl -> proxy B's STRICT port: http=${code:-none}; plaintext_refused $before -> $after"
+if [[ $code == 200 ]] || ((after <= before)); then
+  echo "demo failed: proxy B's STRICT listener accepted plaintext" >&2; exit 1
+fi
+for pid in $proxy_a_pid $proxy_b_pid $web_pid; do kill -TERM "$pid" 2>/dev/null || true; done
+wait $proxy_a_pid $proxy_b_pid $web_pid 2>/dev/null || true; proxy_a_pid="" proxy_b_pid="" web_pid=""
 kill -TERM "$agent_pid"; wait "$agent_pid" 2>/dev/null || true; agent_pid=""
 
-say "8. What the CA measured (/metrics, /debug/ca)"
+say "9. What the CA measured (/metrics, /debug/ca)"
 curl -s "http://$admin/metrics" | grep -E '^(meshid_ca_requests_total|meshid_ca_denials_total|citadel_server_success_cert_issuance_count|meshid_ca_trust_bundle_version)' | sed 's/^/  /'
 echo "  issuances recorded: $(curl -s "http://$admin/debug/ca" | jq .issuances_recorded)"
 kill -TERM "$ca_pid"; wait "$ca_pid" 2>/dev/null || true; ca_pid=""
