@@ -60,6 +60,8 @@ sanitize-proxy: build $(SANITIZE_GCC_DIR)/build.ninja
 	  PROXY_BIN=$(CURDIR)/$(SANITIZE_GCC_DIR)/meshid-proxy bash tests/integration/proxy_test.sh $(BUILD_DIR)/meshid
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  PROXY_BIN=$(CURDIR)/$(SANITIZE_GCC_DIR)/meshid-proxy bash tests/integration/proxy_rotation_test.sh $(BUILD_DIR)/meshid
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  PROXY_BIN=$(CURDIR)/$(SANITIZE_GCC_DIR)/meshid-proxy bash tests/integration/proxy_runtime_test.sh $(BUILD_DIR)/meshid
 
 fuzz: deps $(SANITIZE_DIR)/build.ninja
 	cmake --build $(SANITIZE_DIR) -j $(JOBS)
