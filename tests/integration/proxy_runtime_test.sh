@@ -46,7 +46,7 @@ trust_domain: $TD
 certificates: {cert_file: server/cert-chain.pem, key_file: server/key.pem, bundle_file: ca/root-cert.pem}
 admin_listen: 127.0.0.1:0
 workers: 2
-tls: {ticket_key_rotation: 2s}
+tls: {ticket_key_rotation: 3s}
 inbound:
   - {name: in, listen: 127.0.0.1:0, forward: 127.0.0.1:$BACKEND, mode: $1,
      allow: [$2], alpn: [h2, http/1.1]}
@@ -174,8 +174,10 @@ check_output_contains "outbound -> inbound with ALPN: data flows" "echo:ping" \
   sh -c "printf 'ping\n' | timeout 3 python3 -c 'import socket,sys; s=socket.create_connection((\"127.0.0.1\", $(port_of mesh))); s.sendall(b\"ping\\n\"); print(s.recv(100).decode())'"
 expect_contains "and the negotiated protocol is logged at debug level" "$(cat client.log)" "alpn=h2"
 
-# Ticket keys rotate every 2 s: a ticket resumes within the next period and
-# not after two. The certificate (1 h) stays the same throughout.
+# Ticket keys rotate every 3 s (periods counted from the Unix epoch): a
+# ticket resumes within the next period and not after two. Each ticket is
+# made at the start of a period so the checks land where they mean to. The
+# certificate (1 h) stays the same throughout.
 sess() {  # IN_FILE OUT_FILE: one handshake, prints Reused or New
   local in=()
   [[ -n $1 ]] && in=(-sess_in "$1")
@@ -184,14 +186,19 @@ sess() {  # IN_FILE OUT_FILE: one handshake, prints Reused or New
     -cert client/cert-chain.pem -cert_chain client/cert-chain.pem -key client/key.pem -CAfile ca/root-cert.pem 2>/dev/null |
     grep -oE '^(Reused|New),' | tr -d ,
 }
+period_start() {  # waits until the first 100 ms of a 3 s period
+  while (($(date +%s%3N) % 3000 >= 100)); do sleep 0.02; done
+}
 serial_before=$(curl -s "http://127.0.0.1:$ADMIN/certs" | jq -r '.certificates[0].cert_chain[0].serial_number')
 expect_eq "a first handshake is a full one" "New" "$(sess "" t1.pem)"
 expect_eq "its ticket resumes at once" "Reused" "$(sess t1.pem t2.pem)"
+period_start
 sess "" t3.pem >/dev/null
-sleep 2.2
+sleep 3.6
 expect_eq "a ticket from the previous key period still resumes" "Reused" "$(sess t3.pem t4.pem)"
+period_start
 sess "" t5.pem >/dev/null
-sleep 4.5
+sleep 6.6
 expect_eq "after two periods its key is gone: a full handshake" "New" "$(sess t5.pem t6.pem)"
 expect_eq "all with one certificate (rotation within its life)" "$serial_before" \
   "$(curl -s "http://127.0.0.1:$ADMIN/certs" | jq -r '.certificates[0].cert_chain[0].serial_number')"
