@@ -19,6 +19,7 @@
 #include "common/duration.h"
 #include "common/file_util.h"
 #include "pki/certificate.h"
+#include "pki/envoy_cert_details.h"
 
 namespace meshid::agent {
 namespace {
@@ -30,22 +31,7 @@ json envoyCertDetails(std::string_view der, const std::string& path, SystemTime 
   auto cert = pki::parseCertificateDer({reinterpret_cast<const uint8_t*>(der.data()), der.size()});
   if (!cert.ok())
     return json{{"path", path}, {"error", cert.error().message}};
-  auto info = pki::describeCertificate(cert->get());
-  json sans = json::array();
-  for (const auto& u : info.uri_sans)
-    sans.push_back({{"uri", u}});
-  for (const auto& d : info.dns_sans)
-    sans.push_back({{"dns", d}});
-  for (const auto& ip : info.ip_sans)
-    sans.push_back({{"ip_address", ip}});
-  auto left = std::chrono::duration_cast<std::chrono::hours>(info.not_after - now).count();
-  return json{{"path", path},
-              {"serial_number", info.serial_hex},
-              {"subject_alt_names", sans},
-              // Envoy's uint64 is a JSON string; an expired certificate shows 0.
-              {"days_until_expiration", std::to_string(std::max<int64_t>(0, left / 24))},
-              {"valid_from", formatRfc3339(info.not_before)},
-              {"expiration_time", formatRfc3339(info.not_after)}};
+  return pki::envoyCertDetails(cert->get(), path, now);
 }
 
 class AgentImpl final : public Agent {

@@ -23,6 +23,7 @@
 #include "common/duration.h"
 #include "pki/certificate.h"
 #include "pki/chain.h"
+#include "pki/envoy_cert_details.h"
 #include "proxy/cert_source.h"
 #include "proxy/metrics.h"
 #include "proxy/snapshot_store.h"
@@ -641,13 +642,26 @@ awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRun
   co_await (pipe(down, up, *s, l.stats->bytes_in) && pipe(up, down, *s, l.stats->bytes_out));
 }
 
+// The agent's /certs shape (Envoy's): the bundle's roots as ca_cert, our
+// leaf as cert_chain; plus the snapshot generation.
 std::string ProxyImpl::certsJson() const {
   auto snap = store_.current();
-  nlohmann::json cert{{"serial_number", snap->serial_hex},
-                      {"expiration_time", formatRfc3339(snap->not_after)},
-                      {"generation", snap->generation}};
-  return nlohmann::json{{"certificates", nlohmann::json::array({{{"cert_chain", {cert}}}})}}.dump(
-      2);
+  const SystemTime now = clock_.now();
+  nlohmann::json ca = nlohmann::json::array();
+  if (auto roots = pki::parseCertificatesPem(snap->bundle_pem); roots.ok()) {
+    for (const auto& r : *roots)
+      ca.push_back(pki::envoyCertDetails(r.get(), "ROOTCA", now));
+  }
+  nlohmann::json chain = nlohmann::json::array();
+  if (auto leaf = pki::parseCertificatesPem(snap->leaf_chain_pem); leaf.ok() && !leaf->empty()) {
+    auto id = pki::checkSvidLeaf(leaf->front().get());
+    chain.push_back(
+        pki::envoyCertDetails(leaf->front().get(), id.ok() ? id->str() : "default", now));
+  }
+  return nlohmann::json{
+      {"certificates", nlohmann::json::array({{{"ca_cert", ca}, {"cert_chain", chain}}})},
+      {"generation", snap->generation}}
+      .dump(2);
 }
 
 ListenerRuntime* ProxyImpl::find(const std::string& name) const {

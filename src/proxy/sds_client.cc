@@ -65,7 +65,8 @@ Result<SdsMaterial> readSdsResponse(const discovery::DiscoveryResponse& r,
                                     const std::string& certificate_name,
                                     const std::string& validation_name) {
   if (r.type_url() != kSecretType)
-    return Error::invalidArgument(fmt::format("type_url \"{}\" is not {}", r.type_url(), kSecretType));
+    return Error::invalidArgument(
+        fmt::format("type_url \"{}\" is not {}", r.type_url(), kSecretType));
   if (r.resources_size() == 0 || r.resources_size() > 2)
     return Error::invalidArgument(
         fmt::format("{} resources: expected the 1 or 2 secrets asked for", r.resources_size()));
@@ -79,21 +80,21 @@ Result<SdsMaterial> readSdsResponse(const discovery::DiscoveryResponse& r,
       return Error::invalidArgument(fmt::format("secret \"{}\" sent twice", secret.name()));
     if (secret.name() == certificate_name) {
       if (!secret.has_tls_certificate())
-        return Error::invalidArgument(fmt::format("secret \"{}\" has no tls_certificate",
-                                                  secret.name()));
+        return Error::invalidArgument(
+            fmt::format("secret \"{}\" has no tls_certificate", secret.name()));
       MESHID_ASSIGN_OR_RETURN(m.chain_pem, inlinePem(secret.tls_certificate().certificate_chain(),
                                                      "certificate_chain"));
       MESHID_ASSIGN_OR_RETURN(m.key_pem,
                               inlinePem(secret.tls_certificate().private_key(), "private_key"));
     } else if (secret.name() == validation_name) {
       if (!secret.has_validation_context())
-        return Error::invalidArgument(fmt::format("secret \"{}\" has no validation_context",
-                                                  secret.name()));
+        return Error::invalidArgument(
+            fmt::format("secret \"{}\" has no validation_context", secret.name()));
       MESHID_ASSIGN_OR_RETURN(m.bundle_pem,
                               inlinePem(secret.validation_context().trusted_ca(), "trusted_ca"));
     } else {
-      return Error::invalidArgument(fmt::format("secret \"{}\" was not asked for",
-                                                secret.name().substr(0, 128)));
+      return Error::invalidArgument(
+          fmt::format("secret \"{}\" was not asked for", secret.name().substr(0, 128)));
     }
   }
   return m;
@@ -139,8 +140,7 @@ void askFor(discovery::DiscoveryRequest& req, const ProxyConfig& config) {
 
 class SdsCertSource final : public CertSource {
  public:
-  SdsCertSource(const ProxyConfig& config, SnapshotStore& store)
-      : config_(config), store_(store) {
+  SdsCertSource(const ProxyConfig& config, SnapshotStore& store) : config_(config), store_(store) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(4 << 20);
     channel_ = grpc::CreateCustomChannel("unix:" + config.sds.socket.string(),
@@ -155,9 +155,10 @@ class SdsCertSource final : public CertSource {
     if (!cv_.wait_for(lock, config_.sds.initial_fetch_timeout,
                       [this] { return published_ || stopping_; })) {
       return Error::unavailable(fmt::format(
-          "no certificate from the agent's SDS socket {} within {}: {}", config_.sds.socket.string(),
-          formatDuration(std::chrono::duration_cast<std::chrono::seconds>(
-              config_.sds.initial_fetch_timeout)),
+          "no certificate from the agent's SDS socket {} within {}: {}",
+          config_.sds.socket.string(),
+          formatDuration(
+              std::chrono::duration_cast<std::chrono::seconds>(config_.sds.initial_fetch_timeout)),
           last_error_.empty() ? "the stream is open, nothing was sent yet" : last_error_));
     }
     return okResult();
@@ -288,7 +289,7 @@ class SdsCertSource final : public CertSource {
   SnapshotStore& store_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<envoy::service::secret::v3::SecretDiscoveryService::Stub> stub_;
-  SdsMaterial held_;  // the last accepted material; the stream thread only
+  SdsMaterial held_;              // the last accepted material; the stream thread only
   std::string accepted_version_;  // the stream thread only
   std::mutex mu_;
   std::condition_variable cv_;

@@ -51,7 +51,6 @@ envoy::service::discovery::v3::DiscoveryRequest sdsNack(
     const std::string& why);
 
 // Files or SDS, as proxy.yaml says: the factory `meshid proxy` uses.
-Result<std::unique_ptr<CertSource>> makeCertSource(const ProxyConfig& config,
-                                                   SnapshotStore& store);
+Result<std::unique_ptr<CertSource>> makeCertSource(const ProxyConfig& config, SnapshotStore& store);
 
 }  // namespace meshid::proxy

@@ -190,6 +190,9 @@ period_start() {  # waits until the first 100 ms of a 3 s period
   while (($(date +%s%3N) % 3000 >= 100)); do sleep 0.02; done
 }
 serial_before=$(curl -s "http://127.0.0.1:$ADMIN/certs" | jq -r '.certificates[0].cert_chain[0].serial_number')
+expect_eq "/certs in the agent's (Envoy's) shape: ca_cert and cert_chain with SANs" \
+  "ROOTCA spiffe://$TD/ns/web/sa/web" \
+  "$(curl -s "http://127.0.0.1:$ADMIN/certs" | jq -r '.certificates[0] | "\(.ca_cert[0].path) \(.cert_chain[0].subject_alt_names[0].uri)"')"
 expect_eq "a first handshake is a full one" "New" "$(sess "" t1.pem)"
 expect_eq "its ticket resumes at once" "Reused" "$(sess t1.pem t2.pem)"
 period_start

@@ -56,10 +56,11 @@ TEST(SdsClient, TakesTheTwoSecretsItAskedFor) {
 }
 
 TEST(SdsClient, AResponseWithOneSecretKeepsTheOther) {
-  SdsMaterial held =
-      orThrow(readSdsResponse(response({certSecret("default", "C1", "K1"), rootSecret("ROOTCA", "R1")}),
-                              "default", "ROOTCA"));
-  auto bundle_only = orThrow(readSdsResponse(response({rootSecret("ROOTCA", "R2")}), "default", "ROOTCA"));
+  SdsMaterial held = orThrow(
+      readSdsResponse(response({certSecret("default", "C1", "K1"), rootSecret("ROOTCA", "R1")}),
+                      "default", "ROOTCA"));
+  auto bundle_only =
+      orThrow(readSdsResponse(response({rootSecret("ROOTCA", "R2")}), "default", "ROOTCA"));
   EXPECT_FALSE(bundle_only.complete());
   held.merge(bundle_only);
   EXPECT_EQ(*held.chain_pem, "C1");
@@ -92,8 +93,8 @@ TEST(SdsClient, RefusesWhatItDidNotAskForOrCannotUse) {
            {response({rootSecret("default", "R")}), "no tls_certificate"},
            {response({certSecret("ROOTCA", "C", "K")}), "no validation_context"},
            {too_big, "larger than 1 MiB"},
-           {response({certSecret("default", "C", "K"), rootSecret("ROOTCA", "R"),
-                      rootSecret("x", "y")}),
+           {response(
+                {certSecret("default", "C", "K"), rootSecret("ROOTCA", "R"), rootSecret("x", "y")}),
             "3 resources"},
        }) {
     auto r = readSdsResponse(b.r, "default", "ROOTCA");

@@ -19,10 +19,9 @@ struct ProxyPem {
 inline ProxyPem proxyPem(const pki::testing::TestCa& ca, std::string_view id, SystemTime now) {
   auto key = pki::testing::newKey();
   auto leaf = ca.issueLeaf(key.get(), id, std::chrono::hours(1), now);
-  return ProxyPem{
-      pki::certificateToPem(leaf.get()) + pki::certificateToPem(ca.intermediate.get()),
-      meshid::testing::orThrow(pki::privateKeyToPem(key.get())),
-      pki::certificateToPem(ca.root.get())};
+  return ProxyPem{pki::certificateToPem(leaf.get()) + pki::certificateToPem(ca.intermediate.get()),
+                  meshid::testing::orThrow(pki::privateKeyToPem(key.get())),
+                  pki::certificateToPem(ca.root.get())};
 }
 
 }  // namespace meshid::proxy::testing
