@@ -173,13 +173,15 @@ stop_system() {
   wait "$SYS_PID" 2>/dev/null || true
 }
 sys_pids() { echo "$SYS_PID" $(pgrep -P "$SYS_PID" || true) | tr ' ' ','; }
-sys_rss_kb() {
+# sum_proc FILE AWK: what AWK prints for /proc/PID/FILE, summed over the system's processes.
+sum_proc() {
   local total=0 p
   for p in $(tr ',' ' ' <<<"$(sys_pids)"); do
-    total=$((total + $(awk '/^VmRSS/ { print $2 }' "/proc/$p/status")))
+    total=$((total + $(awk "$2" "/proc/$p/$1")))
   done
   echo "$total"
 }
+sys_rss_kb() { sum_proc status '/^VmRSS/ { print $2 }'; }
 meshid_handshakes() { curl -sf "127.0.0.1:$ADMIN/stats" | python3 -c \
   'import json,sys; print(int(sum(l["handshakes"] for l in json.load(sys.stdin)["listeners"].values())))' 2>/dev/null || echo "?"; }
 
@@ -382,13 +384,7 @@ row_stime() {  # SYS ROW s_time-options...
   raw "$sys: s_time $*: $n connections in $real s, system CPU $cpu s, backend accepted +$((a1 - a0))"
   put "$row" "$sys" "$(calc %.0f "$n / $real")/s, $(calc %.0f "$n / $cpu")/CPU-s, $((a1 - a0)) of $n reached the backend"
 }
-cpu_ticks() {
-  local total=0 p
-  for p in $(tr ',' ' ' <<<"$(sys_pids)"); do
-    total=$((total + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
-  done
-  echo "$total"
-}
+cpu_ticks() { sum_proc stat '{ print $14 + $15 }'; }
 
 # --- the run ----------------------------------------------------------------
 write_configs

@@ -199,6 +199,15 @@ web_port=$(wait_for web.log 'listening on 127\.0\.0\.1:[0-9]+' | grep -oE '[0-9]
   || { echo "demo failed: the web service did not start" >&2; cat web.log >&2; exit 1; }
 for _ in $(seq 50); do [[ -s checkout-sink/cert-chain.pem && -s checkout-sink/key.pem ]] && break; sleep 0.1; done
 
+# start_proxy X: runs `meshid proxy` on proxy-X.yaml, records its pid in
+# proxy_X_pid for the cleanup, and sets running_line to its start-up line.
+start_proxy() {
+  timeout 120 "$MESHID" proxy --config "proxy-$1.yaml" > "proxy-$1.log" 2>&1 &
+  printf -v "proxy_$1_pid" '%s' "$!"
+  running_line=$(wait_for "proxy-$1.log" 'meshid proxy running.*') \
+    || { echo "demo failed: proxy ${1^^} did not start" >&2; cat "proxy-$1.log" >&2; exit 1; }
+}
+
 cat > proxy-b.yaml <<YAML
 # Proxy B, web's sidecar: STRICT mTLS in, plaintext to web on loopback.
 trust_domain: example.org
@@ -210,12 +219,9 @@ inbound:
   - { name: in, listen: 127.0.0.1:0, forward: 127.0.0.1:$web_port, mode: STRICT,
       allow: [$CHECKOUT_ID] }
 YAML
-timeout 120 "$MESHID" proxy --config proxy-b.yaml > proxy-b.log 2>&1 &
-proxy_b_pid=$!
-line=$(wait_for proxy-b.log 'meshid proxy running.*') \
-  || { echo "demo failed: proxy B did not start" >&2; cat proxy-b.log >&2; exit 1; }
-b_in=$(grep -oE 'in=inbound:STRICT:[0-9]+' <<<"$line" | grep -oE '[0-9]+$')
-b_admin=$(grep -oE 'admin=127\.0\.0\.1:[0-9]+' <<<"$line" | sed 's/admin=//')
+start_proxy b
+b_in=$(grep -oE 'in=inbound:STRICT:[0-9]+' <<<"$running_line" | grep -oE '[0-9]+$')
+b_admin=$(grep -oE 'admin=127\.0\.0\.1:[0-9]+' <<<"$running_line" | sed 's/admin=//')
 
 cat > proxy-a.yaml <<YAML
 # Proxy A, checkout's sidecar: plaintext in on loopback, mTLS out to proxy B.
@@ -228,12 +234,9 @@ workers: 1
 outbound:
   - { name: web, listen: 127.0.0.1:0, destination: 127.0.0.1:$b_in, expected_ids: [$WEB_ID] }
 YAML
-timeout 120 "$MESHID" proxy --config proxy-a.yaml > proxy-a.log 2>&1 &
-proxy_a_pid=$!
-line=$(wait_for proxy-a.log 'meshid proxy running.*') \
-  || { echo "demo failed: proxy A did not start" >&2; cat proxy-a.log >&2; exit 1; }
-a_out=$(grep -oE 'web=outbound:[0-9]+' <<<"$line" | grep -oE '[0-9]+$')
-a_admin=$(grep -oE 'admin=127\.0\.0\.1:[0-9]+' <<<"$line" | sed 's/admin=//')
+start_proxy a
+a_out=$(grep -oE 'web=outbound:[0-9]+' <<<"$running_line" | grep -oE '[0-9]+$')
+a_admin=$(grep -oE 'admin=127\.0\.0\.1:[0-9]+' <<<"$running_line" | sed 's/admin=//')
 echo "  web on 127.0.0.1:$web_port <- proxy B (STRICT, allow: checkout) on 127.0.0.1:$b_in"
 echo "  checkout (curl) -> proxy A (outbound, expects web) on 127.0.0.1:$a_out -> mTLS -> proxy B"
 

@@ -17,6 +17,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "common/admin_http.h"
@@ -545,6 +546,45 @@ void countHandshakeFailure(ListenerStats& stats, const SSL* ssl, bool timed_out)
     count(stats, Failure::kConnectionError);
 }
 
+// The handshake and what both directions check after it: a resumed session
+// whose peer certificate has expired since is refused, then the peer's
+// SPIFFE ID (the chain verified and the leaf passed the SVID checks in the
+// verify callback). Every failure is counted; nothing is returned then.
+awaitable<std::optional<pki::SpiffeId>> handshakePeer(TlsSocket& tls, Session& s,
+                                                      ListenerRuntime& l) {
+  auto started = Steady::now();
+  if (!co_await tls.handshake()) {
+    countHandshakeFailure(*l.stats, tls.ssl(), s.timed_out);
+    co_return std::nullopt;
+  }
+  l.stats->handshake_seconds->Observe(
+      std::chrono::duration<double>(Steady::now() - started).count());
+  const X509* peer = SSL_get0_peer_certificate(tls.ssl());
+  if (SSL_session_reused(tls.ssl()) && peerExpired(peer)) {
+    count(*l.stats, Failure::kFailVerifyError);
+    co_return std::nullopt;
+  }
+  auto id = pki::checkSvidLeaf(peer);
+  if (!id.ok()) {
+    count(*l.stats, Failure::kFailVerifySan);
+    spdlog::debug("peer is not an X.509-SVID listener={}: {}", l.name, id.error().message);
+    co_return std::nullopt;
+  }
+  co_return std::move(*id);
+}
+
+// A handshake that passed every check, counted.
+void established(ListenerRuntime& l, const SSL* ssl, const pki::SpiffeId& peer) {
+  const bool resumed = SSL_session_reused(ssl) == 1;
+  l.stats->handshakes->Increment();
+  if (resumed)
+    l.stats->resumed->Increment();
+  if (spdlog::should_log(spdlog::level::debug))
+    spdlog::debug("{} listener={} peer={} resumed={} alpn={}",
+                  l.inbound ? "connection accepted" : "upstream connected", l.name, peer.str(),
+                  resumed, negotiatedAlpn(ssl));
+}
+
 awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRuntime& l) {
   const Mode mode = l.mode.load(std::memory_order_relaxed);  // this connection's, to its end
   const auto allowed = l.allowed.load();
@@ -588,36 +628,15 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
   asio::error_code nb;
   s->down.non_blocking(true, nb);
   TlsSocket down(s->down, std::move(ssl));
-  auto started = Steady::now();
-  bool ok = co_await down.handshake();
-  if (!ok) {
-    countHandshakeFailure(*l.stats, down.ssl(), s->timed_out);
+  auto id = co_await handshakePeer(down, *s, l);
+  if (!id)
     co_return;
-  }
-  l.stats->handshake_seconds->Observe(
-      std::chrono::duration<double>(Steady::now() - started).count());
-  if (SSL_session_reused(down.ssl()) && peerExpired(SSL_get0_peer_certificate(down.ssl()))) {
-    count(*l.stats, Failure::kFailVerifyError);
-    co_return;
-  }
-  // The chain verified and the leaf passed the SVID checks in the callback;
-  // now who it is.
-  auto id = pki::checkSvidLeaf(SSL_get0_peer_certificate(down.ssl()));
-  if (!id.ok()) {
-    count(*l.stats, Failure::kFailVerifySan);
-    co_return;
-  }
   if (!(id->trustDomain() == config_.trust_domain) || !allowed->allows(*id)) {
     count(*l.stats, Failure::kAuthzDenied);
     spdlog::debug("connection denied listener={} peer={}", l.name, id->str());
     co_return;
   }
-  l.stats->handshakes->Increment();
-  if (SSL_session_reused(down.ssl()))
-    l.stats->resumed->Increment();
-  if (spdlog::should_log(spdlog::level::debug))
-    spdlog::debug("connection accepted listener={} peer={} resumed={} alpn={}", l.name, id->str(),
-                  SSL_session_reused(down.ssl()) == 1, negotiatedAlpn(down.ssl()));
+  established(l, down.ssl(), *id);
   if (!co_await connectUp(*s, l))
     co_return;
   s->watchIdle(config_.idle_timeout);
@@ -658,30 +677,15 @@ awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRun
   asio::error_code nb;
   s->up.non_blocking(true, nb);
   TlsSocket up(s->up, std::move(ssl));
-  auto started = Steady::now();
-  if (!co_await up.handshake()) {
-    countHandshakeFailure(*l.stats, up.ssl(), s->timed_out);
+  auto id = co_await handshakePeer(up, *s, l);
+  if (!id)
     co_return;
-  }
-  l.stats->handshake_seconds->Observe(
-      std::chrono::duration<double>(Steady::now() - started).count());
-  if (SSL_session_reused(up.ssl()) && peerExpired(SSL_get0_peer_certificate(up.ssl()))) {
-    count(*l.stats, Failure::kFailVerifyError);
-    co_return;
-  }
-  auto id = pki::checkSvidLeaf(SSL_get0_peer_certificate(up.ssl()));
-  if (!id.ok() || !expected->allows(*id)) {
+  if (!expected->allows(*id)) {
     count(*l.stats, Failure::kFailVerifySan);
-    spdlog::debug("upstream identity refused listener={} peer={}", l.name,
-                  id.ok() ? id->str() : id.error().message);
+    spdlog::debug("upstream identity refused listener={} peer={}", l.name, id->str());
     co_return;
   }
-  l.stats->handshakes->Increment();
-  if (SSL_session_reused(up.ssl()))
-    l.stats->resumed->Increment();
-  if (spdlog::should_log(spdlog::level::debug))
-    spdlog::debug("upstream connected listener={} peer={} resumed={} alpn={}", l.name, id->str(),
-                  SSL_session_reused(up.ssl()) == 1, negotiatedAlpn(up.ssl()));
+  established(l, up.ssl(), *id);
   s->watchIdle(config_.idle_timeout);
   PlainSocket down(s->down);
   co_await (pipe(down, up, *s, l.stats->bytes_in) && pipe(up, down, *s, l.stats->bytes_out));

@@ -100,28 +100,39 @@ Result<SdsMaterial> readSdsResponse(const discovery::DiscoveryResponse& r,
   return m;
 }
 
-discovery::DiscoveryRequest sdsSubscribe(const ProxyConfig& config) {
+namespace {
+
+// Every request names both resources (Envoy sends them each time; a server
+// may read a request without them as "none").
+discovery::DiscoveryRequest request(const ProxyConfig& config) {
   discovery::DiscoveryRequest req;
   req.set_type_url(kSecretType);
   req.add_resource_names(config.sds.certificate);
   req.add_resource_names(config.sds.validation);
+  return req;
+}
+
+}  // namespace
+
+discovery::DiscoveryRequest sdsSubscribe(const ProxyConfig& config) {
+  discovery::DiscoveryRequest req = request(config);
   req.mutable_node()->set_id(fmt::format("sidecar~meshid-proxy~{}", ::getpid()));
   req.mutable_node()->set_cluster("meshid-proxy");
   return req;
 }
 
-discovery::DiscoveryRequest sdsAck(const discovery::DiscoveryResponse& r) {
-  discovery::DiscoveryRequest req;
-  req.set_type_url(kSecretType);
+discovery::DiscoveryRequest sdsAck(const ProxyConfig& config,
+                                   const discovery::DiscoveryResponse& r) {
+  discovery::DiscoveryRequest req = request(config);
   req.set_version_info(r.version_info());
   req.set_response_nonce(r.nonce());
   return req;
 }
 
-discovery::DiscoveryRequest sdsNack(const discovery::DiscoveryResponse& r,
+discovery::DiscoveryRequest sdsNack(const ProxyConfig& config,
+                                    const discovery::DiscoveryResponse& r,
                                     const std::string& accepted_version, const std::string& why) {
-  discovery::DiscoveryRequest req;
-  req.set_type_url(kSecretType);
+  discovery::DiscoveryRequest req = request(config);
   req.set_version_info(accepted_version);
   req.set_response_nonce(r.nonce());
   req.mutable_error_detail()->set_code(static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
@@ -130,13 +141,6 @@ discovery::DiscoveryRequest sdsNack(const discovery::DiscoveryResponse& r,
 }
 
 namespace {
-
-// Keeps the resource names a stream asks for on every request (Envoy sends
-// them each time; a server may read a request without them as "none").
-void askFor(discovery::DiscoveryRequest& req, const ProxyConfig& config) {
-  req.add_resource_names(config.sds.certificate);
-  req.add_resource_names(config.sds.validation);
-}
 
 class SdsCertSource final : public CertSource {
  public:
@@ -226,9 +230,7 @@ class SdsCertSource final : public CertSource {
       discovery::DiscoveryResponse r;
       while (stream->Read(&r)) {
         got_one = true;
-        auto req = apply(r, accepted_version_);
-        askFor(req, config_);
-        if (!stream->Write(req))
+        if (!stream->Write(apply(r, accepted_version_)))
           break;
       }
     }
@@ -277,12 +279,12 @@ class SdsCertSource final : public CertSource {
                    r.version_info().substr(0, 64), applied.error().message);
       if (notify)
         notify(false);
-      return sdsNack(r, accepted_version, applied.error().message);
+      return sdsNack(config_, r, accepted_version, applied.error().message);
     }
     accepted_version = r.version_info();
     if (*applied && notify)
       notify(true);
-    return sdsAck(r);
+    return sdsAck(config_, r);
   }
 
   const ProxyConfig& config_;

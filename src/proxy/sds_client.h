@@ -42,13 +42,14 @@ Result<SdsMaterial> readSdsResponse(const envoy::service::discovery::v3::Discove
                                     const std::string& certificate_name,
                                     const std::string& validation_name);
 
-// The first request of a stream, and the ACK/NACK after a response.
+// The first request of a stream, and the ACK/NACK after a response; each
+// names both resources.
 envoy::service::discovery::v3::DiscoveryRequest sdsSubscribe(const ProxyConfig& config);
 envoy::service::discovery::v3::DiscoveryRequest sdsAck(
-    const envoy::service::discovery::v3::DiscoveryResponse& r);
+    const ProxyConfig& config, const envoy::service::discovery::v3::DiscoveryResponse& r);
 envoy::service::discovery::v3::DiscoveryRequest sdsNack(
-    const envoy::service::discovery::v3::DiscoveryResponse& r, const std::string& accepted_version,
-    const std::string& why);
+    const ProxyConfig& config, const envoy::service::discovery::v3::DiscoveryResponse& r,
+    const std::string& accepted_version, const std::string& why);
 
 // Files or SDS, as proxy.yaml says: the factory `meshid proxy` uses.
 Result<std::unique_ptr<CertSource>> makeCertSource(const ProxyConfig& config, SnapshotStore& store);

@@ -34,6 +34,25 @@ YAML
 }
 ROOT=ca-state/ca/root-cert.pem
 
+# write_agent_config TTL ENTRIES: a join token for $AGENT_ID from the
+# running CA, and agent.yaml with its sockets under sock/, certificates of
+# lifetime TTL, short backoffs and these entries (YAML list lines).
+write_agent_config() {
+  "$MESHID" token create --config ca.yaml --spiffe-id "$AGENT_ID" >join.token 2>/dev/null
+  mkdir -p sock
+  cat >agent.yaml <<YAML
+trust_domain: $TD
+ca: {addresses: [127.0.0.1:$GRPC], root_file: $ROOT}
+credentials: {join_token_file: join.token, agent_id: $AGENT_ID}
+state_dir: agent-state
+admin_listen: 127.0.0.1:0
+sockets: {sds: sock/sds.sock, workload_api: sock/workload.sock, admin: sock/admin.sock}
+rotation: {ttl: $1, agent_ttl: 1h, initial_backoff: 200ms, max_backoff: 1s}
+entries:
+$2
+YAML
+}
+
 # start_agent LOG CONFIG: sets AGENT_PID and AGENT_ADMIN (the admin HTTP port).
 start_agent() {
   local log=$1 config=$2 i line re='admin=127\.0\.0\.1:([0-9]+)'

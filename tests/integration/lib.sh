@@ -32,6 +32,10 @@ if [[ $# -lt 1 || ! -x "$1" ]]; then
   exit 2
 fi
 MESHID=$(realpath "$1")
+# The proxy under test, for the proxy scripts: `meshid proxy`, or PROXY_BIN
+# (make sanitize-proxy passes a meshid-proxy built with GCC's sanitizers).
+PROXY=("${PROXY_BIN:-$MESHID}")
+[[ -n ${PROXY_BIN:-} ]] || PROXY+=(proxy)
 export MESHID
 CMD_TIMEOUT=10
 SERVER_LIFETIME=60  # a server that outlives the script by accident dies on its own

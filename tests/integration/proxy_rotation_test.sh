@@ -15,10 +15,6 @@
 source "$(dirname "$0")/lib.sh" "$@"
 source "$(dirname "$0")/agent_lib.sh"
 cd "$TMP" || exit 2
-# The proxy under test: `meshid proxy`, or PROXY_BIN (make sanitize-proxy
-# passes a meshid-proxy built with GCC's sanitizers).
-PROXY=("${PROXY_BIN:-$MESHID}")
-[[ -n ${PROXY_BIN:-} ]] || PROXY+=(proxy)
 SERVER_LIFETIME=90
 LOOP_S=30  # per phase
 SERVER_ID=spiffe://$TD/ns/web/sa/web
@@ -26,20 +22,9 @@ CLIENT_ID=spiffe://$TD/ns/client/sa/curl
 
 write_ca_config 0
 start_ca ca.log || finish
-"$MESHID" token create --config ca.yaml --spiffe-id "$AGENT_ID" >join.token 2>/dev/null
-cat >agent.yaml <<YAML
-trust_domain: $TD
-ca: {addresses: [127.0.0.1:$GRPC], root_file: $ROOT}
-credentials: {join_token_file: join.token, agent_id: $AGENT_ID}
-state_dir: agent-state
-admin_listen: 127.0.0.1:0
-sockets: {sds: sock/sds.sock, workload_api: sock/workload.sock, admin: sock/admin.sock}
-rotation: {ttl: 5s, agent_ttl: 1h, initial_backoff: 200ms, max_backoff: 1s}
-entries:
-  - {spiffe_id: $SERVER_ID, file_sink: {dir: server},
+write_agent_config 5s "  - {spiffe_id: $SERVER_ID, file_sink: {dir: server},
      selectors: {uid: $(id -u), path: $(readlink -f "$MESHID")}}
-  - {spiffe_id: $CLIENT_ID, file_sink: {dir: client}}
-YAML
+  - {spiffe_id: $CLIENT_ID, file_sink: {dir: client}}"
 start_agent agent.log agent.yaml || finish
 expect_true "agent wrote both identities" wait_ready 10
 

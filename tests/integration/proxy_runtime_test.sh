@@ -11,8 +11,6 @@
 #   bash tests/integration/proxy_runtime_test.sh build/meshid
 source "$(dirname "$0")/lib.sh" "$@"
 cd "$TMP" || exit 2
-PROXY=("${PROXY_BIN:-$MESHID}")
-[[ -n ${PROXY_BIN:-} ]] || PROXY+=(proxy)
 SERVER_LIFETIME=60
 TD=example.org
 M=$MESHID

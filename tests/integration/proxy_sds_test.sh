@@ -74,19 +74,8 @@ start_server b.log "$M" proxy --config b.yaml   # before the agent exists
 sleep 1
 expect_lacks "B: no listener without a certificate" "$(cat b.log)" "meshid proxy running"
 start_ca ca.log || finish
-"$M" token create --config ca.yaml --spiffe-id "$AGENT_ID" >join.token 2>/dev/null
-cat >agent.yaml <<YAML
-trust_domain: $TD
-ca: {addresses: [127.0.0.1:$GRPC], root_file: $ROOT}
-credentials: {join_token_file: join.token, agent_id: $AGENT_ID}
-state_dir: agent-state
-admin_listen: 127.0.0.1:0
-sockets: {sds: sock/sds.sock, workload_api: sock/workload.sock, admin: sock/admin.sock}
-rotation: {ttl: 1h, agent_ttl: 1h, initial_backoff: 200ms, max_backoff: 1s}
-entries:
-  - {spiffe_id: spiffe://$TD/ns/web/sa/web, selectors: {uid: $(id -u), path: $(readlink -f "$M")}}
-  - {spiffe_id: spiffe://$TD/ns/client/sa/curl, file_sink: {dir: curl}}
-YAML
+write_agent_config 1h "  - {spiffe_id: spiffe://$TD/ns/web/sa/web, selectors: {uid: $(id -u), path: $(readlink -f "$M")}}
+  - {spiffe_id: spiffe://$TD/ns/client/sa/curl, file_sink: {dir: curl}}"
 start_agent agent.log agent.yaml || finish
 for ((i = 0; i < 200; i++)); do grep -q "meshid proxy running" b.log && break; sleep 0.05; done
 expect_contains "B: the proxy listens once the agent serves it" "$(cat b.log)" "meshid proxy running"

@@ -10,10 +10,6 @@
 #   bash tests/integration/proxy_test.sh build/meshid
 source "$(dirname "$0")/lib.sh" "$@"
 cd "$TMP" || exit 2
-# The proxy under test: `meshid proxy`, or PROXY_BIN (make sanitize-proxy
-# passes a meshid-proxy built with GCC's sanitizers).
-PROXY=("${PROXY_BIN:-$MESHID}")
-[[ -n ${PROXY_BIN:-} ]] || PROXY+=(proxy)
 SERVER_LIFETIME=60
 TD=example.org
 M=$MESHID

@@ -79,11 +79,9 @@ const fs = require('fs');
 const path = require('path');
 const tls = require('tls');
 const grpc = require('@grpc/grpc-js');
-const loader = require('@grpc/proto-loader');
-const protobuf = require('protobufjs');
+const { loadSdsProtos } = require('./sds_protos');
 
 const TYPE_URL = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret';
-const PROTO_DIR = path.join(__dirname, 'proto');
 const RECONNECT_DELAY_MS = 200;
 const CHAIN_GRACE_MS = 1000;   // for a leaf whose new root is still on its way on ROOTCA
 const STALE_WINDOW_MS = 1500;
@@ -108,24 +106,6 @@ function parseArgs(argv) {
 }
 
 // --- protos -----------------------------------------------------------------
-function loadProtos() {
-  const def = loader.loadSync(['envoy/service/secret/v3/sds.proto'], {
-    keepCase: true, longs: String, enums: String, defaults: true, oneofs: true,
-    includeDirs: [PROTO_DIR],
-  });
-  const pkg = grpc.loadPackageDefinition(def);
-  // The resources are Any; their value is decoded with protobufjs directly.
-  const root = new protobuf.Root();
-  root.resolvePath = (origin, target) => {
-    const p = path.join(PROTO_DIR, target);
-    return fs.existsSync(p) ? p : target;  // google/protobuf/* come with protobufjs
-  };
-  root.loadSync('envoy/extensions/transport_sockets/tls/v3/secret.proto', { keepCase: true });
-  return {
-    Sds: pkg.envoy.service.secret.v3.SecretDiscoveryService,
-    Secret: root.lookupType('envoy.extensions.transport_sockets.tls.v3.Secret'),
-  };
-}
 
 // --- certificates -------------------------------------------------------------
 function splitPem(text) {
@@ -258,7 +238,7 @@ function main() {
   const cluster = o.cluster || 'harness.default';
   const eventsFile = o.events;
 
-  const { Sds, Secret } = loadProtos();
+  const { Sds, Secret } = loadSdsProtos();
   const socketPath = path.resolve(o.socket);
   // Short reconnect backoff so a server that starts after the harness is
   // reached promptly (grpc-js would otherwise back off up to 120 s).

@@ -27,10 +27,8 @@
 const fs = require('fs');
 const path = require('path');
 const grpc = require('@grpc/grpc-js');
-const loader = require('@grpc/proto-loader');
-const protobuf = require('protobufjs');
+const { loadSdsProtos } = require('./sds_protos');
 
-const PROTO_DIR = path.join(__dirname, 'proto');
 const SECRET_TYPE = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret';
 
 function parseArgs(argv) {
@@ -41,18 +39,7 @@ function parseArgs(argv) {
 const opts = parseArgs(process.argv.slice(2));
 const read = (p) => fs.readFileSync(path.join(opts.dir, p), 'utf8');
 
-const def = loader.loadSync(['envoy/service/secret/v3/sds.proto'], {
-  keepCase: true, longs: String, enums: String, defaults: true, oneofs: true,
-  includeDirs: [PROTO_DIR],
-});
-const pkg = grpc.loadPackageDefinition(def);
-const root = new protobuf.Root();
-root.resolvePath = (origin, target) => {
-  const p = path.join(PROTO_DIR, target);
-  return fs.existsSync(p) ? p : target;
-};
-root.loadSync('envoy/extensions/transport_sockets/tls/v3/secret.proto', { keepCase: true });
-const Secret = root.lookupType('envoy.extensions.transport_sockets.tls.v3.Secret');
+const { Sds, Secret } = loadSdsProtos();
 
 function any(secret) {
   return { type_url: SECRET_TYPE, value: Secret.encode(Secret.fromObject(secret)).finish() };
@@ -74,7 +61,7 @@ const response = (version, resources) =>
 const requests = [];
 let streams = 0;
 const server = new grpc.Server();
-server.addService(pkg.envoy.service.secret.v3.SecretDiscoveryService.service, {
+server.addService(Sds.service, {
   StreamSecrets(call) {
     const stream = ++streams;
     let seen = 0;

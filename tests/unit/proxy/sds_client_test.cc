@@ -115,13 +115,13 @@ TEST(SdsClient, AcksWithTheVersionAndNacksWithTheLastAcceptedOne) {
   EXPECT_TRUE(first.has_node());
 
   auto r = response({rootSecret("ROOTCA", "R")});
-  auto ack = sdsAck(r);
+  auto ack = sdsAck(config, r);
   EXPECT_EQ(ack.version_info(), "v7");
   EXPECT_EQ(ack.response_nonce(), "n7");
   EXPECT_FALSE(ack.has_error_detail());
   EXPECT_FALSE(ack.has_node());  // the node goes in the first request only
 
-  auto nack = sdsNack(r, "v6", "the private key does not match");
+  auto nack = sdsNack(config, r, "v6", "the private key does not match");
   EXPECT_EQ(nack.version_info(), "v6");
   EXPECT_EQ(nack.response_nonce(), "n7");
   ASSERT_TRUE(nack.has_error_detail());
