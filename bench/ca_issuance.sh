@@ -2,6 +2,7 @@
 # CA issuance benchmark: meshid vs Debian's cfssl vs the openssl-speed bound.
 # Each server is pinned to core 0, the load generator to core 1 (taskset).
 # Usage: bench/ca_issuance.sh [BUILD_DIR] [SECONDS]
+# KEY_TYPES="ec-p256" and CONCURRENCY="64" run a subset of the cells.
 set -euo pipefail
 BUILD=$(realpath "${1:-build}")
 SECS=${2:-10}
@@ -54,10 +55,10 @@ run() { taskset -c "$LOAD_CPU" "$LOAD" --seconds "$SECS" --warmup 2 "$@"; }
 printf '\nCA issuance, %ss per cell, server on cpu %s, load on cpu %s (%s)\n' "$SECS" "$SERVER_CPU" "$LOAD_CPU" "$(date -u +%FT%TZ)"
 printf 'openssl speed on cpu %s: P-256 sign %s/s, verify %s/s; RSA-2048 verify %s/s\n' "$SERVER_CPU" "$p256_sign" "$p256_verify" "$rsa_verify"
 printf '%-9s %4s | %9s %8s %8s | %9s %8s %8s | %6s %9s %9s\n' csr conc "meshid/s" "p50 ms" "p99 ms" "cfssl/s" "p50 ms" "p99 ms" bound "% bound" "x cfssl"
-for kt in ec-p256 rsa-2048; do
+for kt in ${KEY_TYPES:-ec-p256 rsa-2048}; do
   keys=2000; [[ $kt == rsa-2048 ]] && keys=64
   b=$bound_ec; [[ $kt == rsa-2048 ]] && b=$bound_rsa
-  for c in 1 8 64; do
+  for c in ${CONCURRENCY:-1 8 64}; do
     m=$(run --target meshid --addr "127.0.0.1:$port" --root state/ca/root-cert.pem \
           --cert client/cert-chain.pem --key client/key.pem --key-type "$kt" --keys "$keys" --concurrency "$c")
     f=$(run --target cfssl --addr "127.0.0.1:$cfssl_port" --key-type "$kt" --keys "$keys" --concurrency "$c" || true)
