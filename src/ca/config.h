@@ -42,6 +42,7 @@ struct CaConfig {
   PolicyConfig policy;
   size_t max_concurrent_signings = 64;
   size_t max_message_bytes = 64 * 1024;
+  size_t signing_workers = 0;  // threads that sign batches; 0 = one per core
 
   struct Kubernetes {
     bool enabled = false;

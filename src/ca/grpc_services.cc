@@ -53,34 +53,36 @@ CallerCredentials credentialsFrom(const grpc::CallbackServerContext& ctx) {
   return c;
 }
 
-// The shape both sign handlers share: run the pipeline, answer its error or
-// let `fill` write the response, finish.
+// The shape both sign handlers share: queue the call; the signing worker
+// answers its error or lets `fill` write the response, and finishes.
 template <class Response, class Fill>
-grpc::ServerUnaryReactor* answerSign(Issuer& issuer, grpc::CallbackServerContext* ctx, Api api,
-                                     std::string_view csr, int64_t ttl_seconds, Response* response,
-                                     Fill fill) {
+grpc::ServerUnaryReactor* answerSign(SigningQueue& signing, grpc::CallbackServerContext* ctx,
+                                     Api api, std::string_view csr, int64_t ttl_seconds,
+                                     Response* response, Fill fill) {
   auto* reactor = ctx->DefaultReactor();
   SignCall call{.api = api,
                 .credentials = credentialsFrom(*ctx),
-                .csr = csr,
-                .requested_ttl_seconds = ttl_seconds};
-  auto result = issuer.sign(call);
-  if (!result.ok()) {
-    reactor->Finish(toGrpcStatus(result.error()));
-    return reactor;
-  }
-  response->add_cert_chain(result->leaf.pem);
-  for (const auto& pem : result->signer->chain_pem)
-    response->add_cert_chain(pem);
-  fill(*result, response);
-  reactor->Finish(grpc::Status::OK);
+                .csr = csr,  // the request lives until Finish
+                .requested_ttl_seconds = ttl_seconds,
+                .received = std::chrono::steady_clock::now()};
+  signing.submit(std::move(call), [reactor, response, fill](Result<SignResult> result) {
+    if (!result.ok()) {
+      reactor->Finish(toGrpcStatus(result.error()));
+      return;
+    }
+    response->add_cert_chain(result->leaf.pem);
+    for (const auto& pem : result->signer->chain_pem)
+      response->add_cert_chain(pem);
+    fill(*result, response);
+    reactor->Finish(grpc::Status::OK);
+  });
   return reactor;
 }
 
 grpc::ServerUnaryReactor* IstioCaService::CreateCertificate(
     grpc::CallbackServerContext* ctx, const istio::v1::auth::IstioCertificateRequest* request,
     istio::v1::auth::IstioCertificateResponse* response) {
-  return answerSign(issuer_, ctx, Api::kIstio, request->csr(), request->validity_duration(),
+  return answerSign(signing_, ctx, Api::kIstio, request->csr(), request->validity_duration(),
                     response, [](const SignResult& r, auto* out) {
                       // Leaf first, root last; the last element carries every root of
                       // the bundle as one PEM string (several during a rotation).
@@ -95,7 +97,7 @@ grpc::ServerUnaryReactor* IstioCaService::CreateCertificate(
 grpc::ServerUnaryReactor* MeshCaService::Sign(grpc::CallbackServerContext* ctx,
                                               const meshid::v1::SignRequest* request,
                                               meshid::v1::SignResponse* response) {
-  return answerSign(issuer_, ctx, Api::kMeshid, request->csr(), request->ttl_seconds(), response,
+  return answerSign(signing_, ctx, Api::kMeshid, request->csr(), request->ttl_seconds(), response,
                     [](const SignResult& r, auto* out) {
                       fillBundle(*r.bundle, out->mutable_bundle());
                       out->set_spiffe_id(r.spiffe_id.str());

@@ -1,5 +1,6 @@
 // The gRPC face of the CA: Istio's IstioCertificateService and meshid's MeshCA.
-// Handlers translate and hold no state; the Issuer does the work.
+// Handlers translate and hold no state: a sign call is handed to the
+// SigningQueue and answered from its worker; the Issuer does the work.
 #pragma once
 
 #include <memory>
@@ -8,6 +9,7 @@
 
 #include "ca/issuer.h"
 #include "ca/metrics.h"
+#include "ca/signing_queue.h"
 #include "ca/trust_bundle.h"
 #include "istio/v1/auth/ca.grpc.pb.h"
 #include "meshid/v1/ca.grpc.pb.h"
@@ -22,19 +24,19 @@ CallerCredentials credentialsFrom(const grpc::CallbackServerContext& ctx);
 
 class IstioCaService final : public istio::v1::auth::IstioCertificateService::CallbackService {
  public:
-  explicit IstioCaService(Issuer& issuer) : issuer_(issuer) {}
+  explicit IstioCaService(SigningQueue& signing) : signing_(signing) {}
   grpc::ServerUnaryReactor* CreateCertificate(
       grpc::CallbackServerContext* ctx, const istio::v1::auth::IstioCertificateRequest* request,
       istio::v1::auth::IstioCertificateResponse* response) override;
 
  private:
-  Issuer& issuer_;
+  SigningQueue& signing_;
 };
 
 class MeshCaService final : public meshid::v1::MeshCA::CallbackService {
  public:
-  MeshCaService(Issuer& issuer, TrustBundle& bundle, CaMetrics& metrics)
-      : issuer_(issuer), bundle_(bundle), metrics_(metrics) {}
+  MeshCaService(SigningQueue& signing, TrustBundle& bundle, CaMetrics& metrics)
+      : signing_(signing), bundle_(bundle), metrics_(metrics) {}
   ~MeshCaService() override;
 
   grpc::ServerUnaryReactor* Sign(grpc::CallbackServerContext* ctx,
@@ -54,7 +56,7 @@ class MeshCaService final : public meshid::v1::MeshCA::CallbackService {
   struct WatchState;  // shared by a stream and the bundle's watcher callback
 
  private:
-  Issuer& issuer_;
+  SigningQueue& signing_;
   TrustBundle& bundle_;
   CaMetrics& metrics_;
   std::mutex mu_;

@@ -17,7 +17,11 @@ Issuer::Issuer(std::vector<std::unique_ptr<Authenticator>> authenticators, Autho
       store_(store),
       metrics_(metrics),
       clock_(clock),
-      config_(std::move(config)) {}
+      config_(std::move(config)),
+      log_(spdlog::get("issuance")) {
+  if (!log_)
+    log_ = spdlog::default_logger();
+}
 
 Result<Identity> Issuer::authenticate(const CallerCredentials& credentials, DenialReason* reason) {
   for (const auto& a : authenticators_) {
@@ -37,37 +41,88 @@ Result<Identity> Issuer::authenticate(const CallerCredentials& credentials, Deni
       "client certificate of this trust domain");
 }
 
-Result<SignResult> Issuer::sign(const SignCall& call) {
+Error Issuer::refuseOverloaded(const SignCall& call) {
   auto started = std::chrono::steady_clock::now();
   metrics_.csrReceived(call.api);
-  DenialReason reason = DenialReason::kBadCsr;
-  Result<SignResult> result = Error::internal("unset");
+  Error error = Error::resourceExhausted(
+      fmt::format("CA is at its limit of {} concurrent signings; retry with backoff",
+                  config_.max_concurrent_signings));
+  finishCall(call, error, DenialReason::kOverloaded, started);
+  return error;
+}
+
+Result<SignResult> Issuer::sign(const SignCall& call) {
   // Admission first: an overloaded CA answers at once, before any crypto.
   if (in_flight_.fetch_add(1) >= config_.max_concurrent_signings) {
     in_flight_.fetch_sub(1);
-    reason = DenialReason::kOverloaded;
-    result = Error::resourceExhausted(
-        fmt::format("CA is at its limit of {} concurrent signings; retry with backoff",
-                    config_.max_concurrent_signings));
-  } else {
-    metrics_.signingStarted();
-    result = signAdmitted(call, &reason);
-    metrics_.signingFinished();
-    in_flight_.fetch_sub(1);
+    return refuseOverloaded(call);
   }
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  auto results = signBatch(std::span<const SignCall>(&call, 1));
+  in_flight_.fetch_sub(1);
+  return std::move(results.front());
+}
+
+struct Issuer::Signed {
+  SignResult result;
+  store::IssuanceRecord record;
+  Seconds ttl;
+};
+
+std::vector<Result<SignResult>> Issuer::signBatch(std::span<const SignCall> calls) {
+  auto started = std::chrono::steady_clock::now();
+  std::vector<Result<Signed>> made;
+  made.reserve(calls.size());
+  std::vector<DenialReason> reasons(calls.size(), DenialReason::kBadCsr);
+  std::vector<const store::IssuanceRecord*> records;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    metrics_.csrReceived(calls[i].api);
+    metrics_.signingStarted();
+    made.push_back(signOne(calls[i], &reasons[i]));
+    if (made.back().ok())
+      records.push_back(&made.back()->record);
+  }
+  // One transaction for the batch; nothing is answered unrecorded.
+  Result<void> recorded = records.empty() ? okResult() : store_.recordIssuances(records);
+  std::vector<Result<SignResult>> out;
+  out.reserve(calls.size());
+  for (size_t i = 0; i < calls.size(); ++i) {
+    if (!made[i].ok()) {
+      out.emplace_back(made[i].error());
+    } else if (!recorded.ok()) {
+      reasons[i] = DenialReason::kStoreFailed;
+      log_->error("issuance not recorded, certificate withheld spiffe_id={} serial={} error={}",
+                  made[i]->record.spiffe_id, made[i]->record.serial, recorded.error().message);
+      out.emplace_back(Error::unavailable("the CA cannot record issuances right now; retry later"));
+    } else {
+      const store::IssuanceRecord& r = made[i]->record;
+      metrics_.issued(r.signer);
+      log_->info("CSR signed spiffe_id={} serial={} not_after={} ttl={} caller_method={} api={}",
+                 r.spiffe_id, r.serial, formatRfc3339(r.not_after), formatDuration(made[i]->ttl),
+                 r.method, r.api);
+      out.emplace_back(std::move(made[i]->result));
+    }
+    metrics_.signingFinished();
+    finishCall(calls[i], out.back(), reasons[i], started);
+  }
+  // The batch's lines leave together, before any of its answers.
+  log_->flush();
+  return out;
+}
+
+void Issuer::finishCall(const SignCall& call, const Result<SignResult>& result, DenialReason reason,
+                        std::chrono::steady_clock::time_point started) {
+  auto from = call.received == std::chrono::steady_clock::time_point{} ? started : call.received;
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - from).count();
   metrics_.requestFinished(call.api, result.ok(), seconds);
   if (!result.ok()) {
     metrics_.denied(call.api, reason);
-    spdlog::debug("CSR refused api={} reason={} code={} peer={} message={}", apiName(call.api),
-                  denialLabel(reason), codeName(result.error().code), call.credentials.peer,
-                  result.error().message);
+    log_->debug("CSR refused api={} reason={} code={} peer={} message={}", apiName(call.api),
+                denialLabel(reason), codeName(result.error().code), call.credentials.peer,
+                result.error().message);
   }
-  return result;
 }
 
-Result<SignResult> Issuer::signAdmitted(const SignCall& call, DenialReason* reason) {
+Result<Issuer::Signed> Issuer::signOne(const SignCall& call, DenialReason* reason) {
   MESHID_ASSIGN_OR_RETURN(Identity caller, authenticate(call.credentials, reason));
 
   *reason = DenialReason::kBadCsr;
@@ -87,34 +142,22 @@ Result<SignResult> Issuer::signAdmitted(const SignCall& call, DenialReason* reas
                            .now = now};
   auto issued = authority_.sign(request);
   if (!issued.ok()) {
-    spdlog::error("signing failed signer={} spiffe_id={} error={}", authority_.name(),
-                  decision.spiffe_id.str(), issued.error().message);
+    log_->error("signing failed signer={} spiffe_id={} error={}", authority_.name(),
+                decision.spiffe_id.str(), issued.error().message);
     return issued.error();
   }
-
-  SignResult out{decision.spiffe_id, std::move(issued->leaf), std::move(issued->material),
-                 bundle_.current()};
-  store::IssuanceRecord record{.serial = out.leaf.serial_hex,
+  store::IssuanceRecord record{.serial = issued->leaf.serial_hex,
                                .spiffe_id = decision.spiffe_id.str(),
-                               .not_before = out.leaf.not_before,
-                               .not_after = out.leaf.not_after,
+                               .not_before = issued->leaf.not_before,
+                               .not_after = issued->leaf.not_after,
                                .signer = authority_.name(),
                                .caller = caller.spiffe_id.str(),
                                .method = caller.method,
                                .api = apiName(call.api),
                                .issued_at = now};
-  auto recorded = store_.recordIssuance(record);
-  if (!recorded.ok()) {
-    *reason = DenialReason::kStoreFailed;
-    spdlog::error("issuance not recorded, certificate withheld spiffe_id={} serial={} error={}",
-                  record.spiffe_id, record.serial, recorded.error().message);
-    return Error::unavailable("the CA cannot record issuances right now; retry later");
-  }
-  metrics_.issued(authority_.name());
-  spdlog::info("CSR signed spiffe_id={} serial={} not_after={} ttl={} caller_method={} api={}",
-               record.spiffe_id, record.serial, formatRfc3339(record.not_after),
-               formatDuration(decision.ttl), caller.method, apiName(call.api));
-  return out;
+  return Signed{SignResult{decision.spiffe_id, std::move(issued->leaf), std::move(issued->material),
+                           bundle_.current()},
+                std::move(record), decision.ttl};
 }
 
 }  // namespace meshid::ca

@@ -1,11 +1,15 @@
 // The signing pipeline, visible in one place:
 //   admission (bounded concurrency) -> authenticate -> parse CSR -> policy ->
 //   sign -> record -> answer.
-// Transport-independent: the gRPC services only translate in and out.
+// Transport-independent: the gRPC services only translate in and out. Calls
+// are signed in batches (SigningQueue): each is judged on its own, the batch's
+// certificates are recorded in one transaction and its log lines written at once.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -16,6 +20,10 @@
 #include "ca/trust_bundle.h"
 #include "common/clock.h"
 #include "store/store.h"
+
+namespace spdlog {
+class logger;
+}
 
 namespace meshid::ca {
 
@@ -31,6 +39,9 @@ struct SignCall {
   CallerCredentials credentials;
   std::string_view csr;
   int64_t requested_ttl_seconds = 0;
+  // When the transport took the call; the latency histogram counts from here
+  // (queueing included). Unset: from when signing starts.
+  std::chrono::steady_clock::time_point received{};
 };
 
 struct SignResult {
@@ -53,11 +64,28 @@ class Issuer {
   // Nothing is recorded for a refused request; nothing is answered unrecorded.
   Result<SignResult> sign(const SignCall& call);
 
+  // Signs several calls at once, with no admission control (the caller, a
+  // SigningQueue, bounds how many wait). Each call is authenticated, checked
+  // and signed on its own; the certificates are then recorded in one
+  // transaction, and if that fails every one of them is withheld
+  // (UNAVAILABLE). Results are in the calls' order.
+  std::vector<Result<SignResult>> signBatch(std::span<const SignCall> calls);
+
+  // The refusal for a call turned away because the CA is at its limit of
+  // concurrent signings, counted like any other refusal.
+  Error refuseOverloaded(const SignCall& call);
+
+  size_t maxConcurrentSignings() const { return config_.max_concurrent_signings; }
+
   // Authenticates only (for calls that need an identity but sign nothing).
   Result<Identity> authenticate(const CallerCredentials& credentials, DenialReason* reason);
 
  private:
-  Result<SignResult> signAdmitted(const SignCall& call, DenialReason* reason);
+  struct Signed;  // a certificate made but not yet recorded
+  Result<Signed> signOne(const SignCall& call, DenialReason* reason);
+  // Metrics and the refusal's debug line for one finished call.
+  void finishCall(const SignCall& call, const Result<SignResult>& result, DenialReason reason,
+                  std::chrono::steady_clock::time_point started);
 
   std::vector<std::unique_ptr<Authenticator>> authenticators_;
   Authority& authority_;
@@ -66,6 +94,7 @@ class Issuer {
   CaMetrics& metrics_;
   const Clock& clock_;
   const IssuerConfig config_;
+  std::shared_ptr<spdlog::logger> log_;  // "issuance" if registered, else the default
   std::atomic<size_t> in_flight_{0};
 };
 

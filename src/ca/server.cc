@@ -62,6 +62,7 @@ class CaServerImpl final : public CaServer {
   std::unique_ptr<ServingIdentity> serving_;
   std::unique_ptr<FilesSource> files_;
   std::unique_ptr<Issuer> issuer_;
+  std::unique_ptr<SigningQueue> signing_;
   std::unique_ptr<IstioCaService> istio_service_;
   std::unique_ptr<MeshCaService> mesh_service_;
   std::unique_ptr<grpc::Server> grpc_;
@@ -152,8 +153,9 @@ Result<void> CaServerImpl::init() {
                   .max_concurrent_signings = config_.max_concurrent_signings};
   issuer_ = std::make_unique<Issuer>(authenticators(), *authority_, *bundle_, *store_, metrics_,
                                      clock_, ic);
-  istio_service_ = std::make_unique<IstioCaService>(*issuer_);
-  mesh_service_ = std::make_unique<MeshCaService>(*issuer_, *bundle_, metrics_);
+  signing_ = std::make_unique<SigningQueue>(*issuer_, config_.signing_workers);
+  istio_service_ = std::make_unique<IstioCaService>(*signing_);
+  mesh_service_ = std::make_unique<MeshCaService>(*signing_, *bundle_, metrics_);
 
   auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
       serving_->identityFile().string(), serving_->identityFile().string(),
@@ -244,6 +246,9 @@ void CaServerImpl::shutdown(std::chrono::milliseconds grace) {
     grpc_->Shutdown(std::chrono::system_clock::now() + grace);
     grpc_->Wait();
   }
+  // After gRPC: its calls still queued are answered before Wait returns.
+  if (signing_)
+    signing_->stop();
   if (admin_)
     admin_->stop();
   files_.reset();

@@ -9,6 +9,7 @@
 #include "ca/config.h"
 #include "ca/join_token.h"
 #include "ca/server.h"
+#include "cli/buffered_fd_sink.h"
 #include "cli/commands.h"
 #include "cli/context.h"
 #include "cli/output.h"
@@ -31,10 +32,18 @@ struct TokenOptions {
   bool json = false;
 };
 
+// Everything to stdout, each line written at once, except the "issuance"
+// logger's: the Issuer flushes those once per signed batch.
 void setUpLogging(const std::string& level) {
+  auto sink = std::make_shared<BufferedFdSink>(STDOUT_FILENO);
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("meshid", sink));
+  auto issuance = std::make_shared<spdlog::logger>("issuance", sink);
+  spdlog::drop("issuance");
+  spdlog::register_logger(issuance);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
   spdlog::set_level(spdlog::level::from_str(level));
   spdlog::flush_on(spdlog::level::info);
+  issuance->flush_on(spdlog::level::warn);
 }
 
 Result<int> runServe(Context& ctx, const ServeOptions& o) {

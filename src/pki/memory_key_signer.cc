@@ -4,6 +4,7 @@
 
 #include "pki/key.h"
 #include "pki/ossl_error.h"
+#include "pki/public_key.h"
 
 namespace meshid::pki {
 
@@ -29,6 +30,37 @@ Result<std::unique_ptr<MemoryKeySigner>> MemoryKeySigner::create(EvpPkeyPtr priv
   return std::unique_ptr<MemoryKeySigner>(new MemoryKeySigner(std::move(private_key)));
 }
 
+MemoryKeySigner::MemoryKeySigner(EvpPkeyPtr key) : key_(std::move(key)), digest_(nullptr) {
+  if (EVP_PKEY_get_base_id(key_.get()) != EVP_PKEY_ED25519) {
+    const EVP_MD* md = signatureDigestFor(key_.get());
+    digest_ = fetchedDigest(EVP_MD_get_size(md) * 8);
+  }
+}
+
+EvpPkeyCtxPtr MemoryKeySigner::takeContext() const {
+  {
+    std::lock_guard lock(pool_mu_);
+    if (!pool_.empty()) {
+      EvpPkeyCtxPtr ctx = std::move(pool_.back());
+      pool_.pop_back();
+      return ctx;
+    }
+  }
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key_.get(), nullptr));
+  if (!ctx || EVP_PKEY_sign_init(ctx.get()) != 1 ||
+      EVP_PKEY_CTX_set_signature_md(ctx.get(), digest_) != 1 ||
+      (EVP_PKEY_get_base_id(key_.get()) == EVP_PKEY_RSA &&
+       EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_PADDING) != 1)) {
+    return nullptr;
+  }
+  return ctx;
+}
+
+void MemoryKeySigner::giveBack(EvpPkeyCtxPtr ctx) const {
+  std::lock_guard lock(pool_mu_);
+  pool_.push_back(std::move(ctx));
+}
+
 Result<void> MemoryKeySigner::signCertificate(X509* cert) const {
   if (X509_sign(cert, key_.get(), signatureDigestFor(key_.get())) <= 0) {
     return opensslError(Code::kInternal, "cannot sign certificate");
@@ -44,6 +76,26 @@ Result<void> MemoryKeySigner::signRequest(X509_REQ* req) const {
 }
 
 Result<std::string> MemoryKeySigner::signData(std::string_view data) const {
+  if (digest_ != nullptr) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_len = 0;
+    if (EVP_Digest(data.data(), data.size(), digest, &digest_len, digest_, nullptr) != 1) {
+      return opensslError(Code::kInternal, "cannot hash data to sign");
+    }
+    EvpPkeyCtxPtr ctx = takeContext();
+    if (!ctx) {
+      return opensslError(Code::kInternal, "cannot start signature");
+    }
+    size_t len = static_cast<size_t>(EVP_PKEY_get_size(key_.get()));
+    std::string sig(len, '\0');
+    if (EVP_PKEY_sign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len, digest,
+                      digest_len) != 1) {
+      return opensslError(Code::kInternal, "cannot sign data");  // the context is not reused
+    }
+    giveBack(std::move(ctx));
+    sig.resize(len);
+    return sig;
+  }
   EvpMdCtxPtr ctx(EVP_MD_CTX_new());
   const EVP_MD* md = signatureDigestFor(key_.get());
   if (EVP_DigestSignInit(ctx.get(), nullptr, md, nullptr, key_.get()) != 1) {

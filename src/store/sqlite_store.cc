@@ -256,6 +256,13 @@ Result<void> SqliteStore::recordIssuance(const IssuanceRecord& r) {
   return mine.result;
 }
 
+Result<void> SqliteStore::recordIssuances(const std::vector<const IssuanceRecord*>& records) {
+  if (records.empty())
+    return okResult();
+  std::lock_guard lock(mu_);
+  return insertIssuancesLocked(records);
+}
+
 // One transaction for the batch: all rows or none (a duplicate serial fails
 // the whole batch; serials are 126 random bits, so that is a broken RNG).
 Result<void> SqliteStore::insertIssuancesLocked(const std::vector<const IssuanceRecord*>& batch) {

@@ -25,6 +25,7 @@ class SqliteStore final : public Store {
   ~SqliteStore() override;
 
   Result<void> recordIssuance(const IssuanceRecord& record) override;
+  Result<void> recordIssuances(const std::vector<const IssuanceRecord*>& records) override;
   Result<std::optional<IssuanceRecord>> findIssuance(const std::string& serial) override;
   Result<uint64_t> countIssuances() override;
   Result<void> createJoinToken(const JoinTokenRecord& record) override;

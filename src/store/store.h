@@ -47,6 +47,13 @@ class Store {
   virtual ~Store() = default;
 
   virtual Result<void> recordIssuance(const IssuanceRecord& record) = 0;
+  // Several at once, all or none (one transaction where the store has them).
+  // The default records them one by one and stops at the first failure.
+  virtual Result<void> recordIssuances(const std::vector<const IssuanceRecord*>& records) {
+    for (const IssuanceRecord* r : records)
+      MESHID_RETURN_IF_ERROR(recordIssuance(*r));
+    return okResult();
+  }
   virtual Result<std::optional<IssuanceRecord>> findIssuance(const std::string& serial) = 0;
   virtual Result<uint64_t> countIssuances() = 0;
 

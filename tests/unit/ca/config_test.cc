@@ -70,6 +70,7 @@ issuance:
 limits:
   max_concurrent_signings: 8
   max_message_bytes: 8192
+  signing_workers: 3
 authentication:
   mtls: false
   join_tokens: false
@@ -101,6 +102,7 @@ authentication:
             (std::set<pki::KeyType>{pki::KeyType::kEcP256, pki::KeyType::kRsa2048}));
   EXPECT_EQ(c->max_concurrent_signings, 8u);
   EXPECT_EQ(c->max_message_bytes, 8192u);
+  EXPECT_EQ(c->signing_workers, 3u);
   EXPECT_FALSE(c->mtls);
   EXPECT_FALSE(c->join_tokens);
   EXPECT_TRUE(c->kubernetes.enabled);
@@ -276,6 +278,8 @@ TEST(CaConfig, LimitsAreChecked) {
   EXPECT_EQ(errorOf(parse(std::string(kMinimal) + "limits:\n  max_concurrent_signings: 0\n")).code,
             Code::kInvalidArgument);
   EXPECT_EQ(errorOf(parse(std::string(kMinimal) + "limits:\n  max_message_bytes: 100\n")).code,
+            Code::kInvalidArgument);
+  EXPECT_EQ(errorOf(parse(std::string(kMinimal) + "limits:\n  signing_workers: 1000\n")).code,
             Code::kInvalidArgument);
 }
 

@@ -1,11 +1,14 @@
 #include "ca/issuer.h"
 
+#include "ca/signing_queue.h"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <condition_variable>
 #include <future>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -435,6 +438,127 @@ TEST_F(IssuerTest, AuthenticateAloneSetsReason) {
   auto ok = iss.authenticate(bearer("tok:" + std::string(kSelf)), &reason);
   MESHID_ASSERT_OK(ok);
   EXPECT_EQ(ok->spiffe_id.str(), kSelf);
+}
+
+// A batch judges each call on its own and records the good ones together.
+TEST_F(IssuerTest, BatchSignsEachCallOnItsOwnAndRecordsTheIssuedOnes) {
+  Issuer& iss = issuer();
+  std::string good = csrPem(key_.get(), kSelf);
+  std::string foreign = csrPem(key_.get(), "spiffe://example.org/ns/app/sa/db");
+  std::vector<SignCall> calls = {call("tok:" + std::string(kSelf), good), call("tok:bad", good),
+                                 call("tok:" + std::string(kSelf), foreign),
+                                 call("tok:" + std::string(kSelf), "garbage"),
+                                 call("tok:" + std::string(kSelf), good)};
+  auto results = iss.signBatch(calls);
+  ASSERT_EQ(results.size(), calls.size());
+  MESHID_EXPECT_OK(results[0]);
+  EXPECT_EQ(errorOf(results[1]).code, Code::kUnauthenticated);
+  EXPECT_EQ(errorOf(results[2]).code, Code::kPermissionDenied);
+  EXPECT_EQ(errorOf(results[3]).code, Code::kInvalidArgument);
+  MESHID_EXPECT_OK(results[4]);
+  EXPECT_NE(results[0]->leaf.serial_hex, results[4]->leaf.serial_hex);
+  EXPECT_EQ(recorded(), 2u);
+  for (size_t i : {0u, 4u}) {
+    auto found = orThrow(store_->findIssuance(results[i]->leaf.serial_hex), "find");
+    ASSERT_TRUE(found.has_value());
+    EXPECT_EQ(found->spiffe_id, kSelf);
+  }
+  std::string m = metrics_.serialize();
+  MESHID_EXPECT_CONTAINS(m, "meshid_ca_denials_total{api=\"meshid\",reason=\"bad_credential\"} 1");
+  MESHID_EXPECT_CONTAINS(m,
+                         "meshid_ca_denials_total{api=\"meshid\",reason=\"foreign_identity\"} 1");
+}
+
+// One failed transaction withholds every certificate of the batch.
+TEST_F(IssuerTest, BatchWhoseRecordFailsWithholdsEveryCertificate) {
+  UnrecordingStore broken(*store_);
+  Issuer& iss = issuer(defaultConfig(), &broken);
+  std::string good = csrPem(key_.get(), kSelf);
+  std::vector<SignCall> calls = {call("tok:" + std::string(kSelf), good), call("tok:bad", good),
+                                 call("tok:" + std::string(kSelf), good)};
+  auto results = iss.signBatch(calls);
+  EXPECT_EQ(errorOf(results[0]).code, Code::kUnavailable);
+  EXPECT_EQ(errorOf(results[1]).code, Code::kUnauthenticated);
+  EXPECT_EQ(errorOf(results[2]).code, Code::kUnavailable);
+  EXPECT_EQ(recorded(), 0u);
+  MESHID_EXPECT_CONTAINS(metrics_.serialize(),
+                         "meshid_ca_denials_total{api=\"meshid\",reason=\"store_failed\"} 2");
+}
+
+// Calls from many threads through the queue: each answered exactly once,
+// each with a certificate of its own, all recorded.
+TEST_F(IssuerTest, QueueAnswersEveryCallOnceFromManyThreads) {
+  Issuer& iss = issuer();
+  SigningQueue queue(iss, 2, 4);
+  std::string csr = csrPem(key_.get(), kSelf);
+  constexpr int kThreads = 4, kPerThread = 25;
+  std::mutex mu;
+  std::set<std::string> serials;
+  std::atomic<int> answers{0}, failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kPerThread; ++i) {
+        std::promise<void> answered;
+        queue.submit(call("tok:" + std::string(kSelf), csr), [&](Result<SignResult> r) {
+          ++answers;
+          if (r.ok()) {
+            std::lock_guard lock(mu);
+            serials.insert(r->leaf.serial_hex);
+          } else {
+            ++failures;
+          }
+          answered.set_value();
+        });
+        answered.get_future().wait();
+      }
+    });
+  }
+  for (auto& t : threads)
+    t.join();
+  EXPECT_EQ(answers, kThreads * kPerThread);
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(serials.size(), static_cast<size_t>(kThreads * kPerThread));
+  EXPECT_EQ(recorded(), static_cast<uint64_t>(kThreads * kPerThread));
+}
+
+// At its limit the queue refuses at once instead of queueing; after stop()
+// every call is refused as UNAVAILABLE.
+TEST_F(IssuerTest, QueueAtItsLimitRefusesAtOnceAndStoppedQueueRefusesAll) {
+  auto blocking = std::make_unique<BlockingAuthenticator>();
+  BlockingAuthenticator* gate = blocking.get();
+  extra_authenticators_.push_back(std::move(blocking));
+  IssuerConfig config = defaultConfig();
+  config.max_concurrent_signings = 2;
+  Issuer& iss = issuer(config);
+  std::string csr = csrPem(key_.get(), kSelf);
+  SigningQueue queue(iss, 1, 1);
+
+  std::promise<Result<SignResult>> first, second;
+  queue.submit(call("x", csr), [&](Result<SignResult> r) { first.set_value(std::move(r)); });
+  queue.submit(call("x", csr), [&](Result<SignResult> r) { second.set_value(std::move(r)); });
+  if (!gate->waitEntered(1, 5s)) {
+    gate->release();
+    FAIL() << "the worker never started signing";
+  }
+  // Both slots are taken (one signing, one queued): a third is answered
+  // before submit returns.
+  std::optional<Result<SignResult>> third;
+  queue.submit(call("x", csr), [&](Result<SignResult> r) { third = std::move(r); });
+  ASSERT_TRUE(third.has_value()) << "the third call was queued instead of refused";
+  EXPECT_EQ(errorOf(*third).code, Code::kResourceExhausted);
+  gate->release();
+  MESHID_EXPECT_OK(first.get_future().get());
+  MESHID_EXPECT_OK(second.get_future().get());
+  EXPECT_EQ(recorded(), 2u);
+  MESHID_EXPECT_CONTAINS(metrics_.serialize(),
+                         "meshid_ca_denials_total{api=\"meshid\",reason=\"overloaded\"} 1");
+
+  queue.stop();
+  std::optional<Result<SignResult>> late;
+  queue.submit(call("x", csr), [&](Result<SignResult> r) { late = std::move(r); });
+  ASSERT_TRUE(late.has_value());
+  EXPECT_EQ(errorOf(*late).code, Code::kUnavailable);
 }
 
 }  // namespace

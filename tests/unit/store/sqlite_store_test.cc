@@ -210,6 +210,24 @@ TEST(SqliteStore, DuplicateSerialIsRefusedAndFirstRecordKept) {
   EXPECT_EQ((*store->findIssuance("abcd"))->spiffe_id, "spiffe://example.org/first");
 }
 
+// A batch is one transaction: a duplicate serial anywhere in it leaves none
+// of its rows behind.
+TEST(SqliteStore, IssuanceBatchIsAllOrNothing) {
+  TempDir dir;
+  auto store = openStore(dir / "ca.db");
+  auto a = record("0a"), b = record("0b"), c = record("0c");
+  MESHID_ASSERT_OK(store->recordIssuances({&a, &b}));
+  EXPECT_EQ(*store->countIssuances(), 2u);
+  auto dup = record("0b", "spiffe://example.org/again");
+  auto refused = store->recordIssuances({&c, &dup});
+  EXPECT_FALSE(refused.ok());
+  EXPECT_EQ(*store->countIssuances(), 2u);
+  EXPECT_FALSE(store->findIssuance("0c")->has_value());
+  MESHID_ASSERT_OK(store->recordIssuances({}));
+  MESHID_ASSERT_OK(store->recordIssuances({&c}));
+  EXPECT_EQ(*store->countIssuances(), 3u);
+}
+
 TEST(SqliteStore, DuplicateJoinTokenIsAlreadyExists) {
   TempDir dir;
   auto store = openStore(dir / "ca.db");

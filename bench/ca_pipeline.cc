@@ -1,0 +1,114 @@
+// Per-step cost of the CA's signing hot path on one thread, beside the two
+// signature operations the issuance bound counts (bench/ca_issuance.sh): is
+// the time spent where it has to be? Run: build/bench/meshid_ca_pipeline
+#include <benchmark/benchmark.h>
+#include <openssl/evp.h>
+
+#include <string>
+#include <vector>
+
+#include "pki/csr.h"
+#include "pki/issuance.h"
+#include "pki/key.h"
+#include "pki/memory_key_signer.h"
+
+namespace {
+
+using namespace meshid;
+using namespace meshid::pki;
+
+struct Fixture {
+  std::unique_ptr<MemoryKeySigner> ca_signer;
+  X509Ptr ca_cert;
+  std::unique_ptr<SvidIssuer> issuer;
+  std::vector<std::string> csrs;
+  SpiffeId id = *SpiffeId::parse("spiffe://example.org/ns/bench/sa/load");
+
+  Fixture() {
+    ca_signer = std::move(*MemoryKeySigner::create(std::move(*generateKey(KeyType::kEcP256))));
+    CaCertificateRequest root{.public_key = ca_signer->publicKey(),
+                              .trust_domain = *TrustDomain::parse("example.org"),
+                              .common_name = "bench root",
+                              .lifetime = Seconds(86400),
+                              .now = std::chrono::system_clock::now()};
+    ca_cert = std::move(*issueRootCertificate(root, *ca_signer));
+    issuer = std::move(*SvidIssuer::create(ca_cert.get(), *ca_signer));
+    for (int i = 0; i < 256; ++i) {
+      auto key = generateKey(KeyType::kEcP256);
+      csrs.push_back(csrToPem(buildCsr(key->get(), id)->get()));
+    }
+  }
+};
+
+Fixture& fixture() {
+  static Fixture f;
+  return f;
+}
+
+// The bound's two operations with everything loaded: verify a CSR-sized
+// message's signature, sign a certificate-sized one.
+void BM_BoundVerifyPlusSign(benchmark::State& state) {
+  auto client = generateKey(KeyType::kEcP256);
+  std::string data(300, 'x');
+  auto sign = [](EVP_PKEY* k, const std::string& d) {
+    EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+    EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, k);
+    size_t len = 80;
+    std::string sig(len, '\0');
+    EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len,
+                   reinterpret_cast<const unsigned char*>(d.data()), d.size());
+    sig.resize(len);
+    return sig;
+  };
+  std::string sig = sign(client->get(), data);
+  for (auto _ : state) {
+    EvpMdCtxPtr v(EVP_MD_CTX_new());
+    EVP_DigestVerifyInit(v.get(), nullptr, EVP_sha256(), nullptr, client->get());
+    benchmark::DoNotOptimize(
+        EVP_DigestVerify(v.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
+                         reinterpret_cast<const unsigned char*>(data.data()), data.size()));
+    benchmark::DoNotOptimize(sign(client->get(), data));
+  }
+}
+BENCHMARK(BM_BoundVerifyPlusSign);
+
+void BM_ParseCsr(benchmark::State& state) {
+  auto& f = fixture();
+  size_t i = 0;
+  for (auto _ : state)
+    benchmark::DoNotOptimize(parseCsr(f.csrs[i++ % f.csrs.size()]));
+}
+BENCHMARK(BM_ParseCsr);
+
+void BM_Issue(benchmark::State& state) {
+  auto& f = fixture();
+  auto csr = parseCsr(f.csrs[0]);
+  for (auto _ : state) {
+    SvidRequest r{.public_key = csr->public_key.get(),
+                  .spki_der = csr->spki_der,
+                  .spiffe_id = f.id,
+                  .lifetime = Seconds(3600),
+                  .now = std::chrono::system_clock::now()};
+    benchmark::DoNotOptimize(f.issuer->issue(r));
+  }
+}
+BENCHMARK(BM_Issue);
+
+void BM_ParseAndIssue(benchmark::State& state) {
+  auto& f = fixture();
+  size_t i = 0;
+  for (auto _ : state) {
+    auto csr = parseCsr(f.csrs[i++ % f.csrs.size()]);
+    SvidRequest r{.public_key = csr->public_key.get(),
+                  .spki_der = csr->spki_der,
+                  .spiffe_id = f.id,
+                  .lifetime = Seconds(3600),
+                  .now = std::chrono::system_clock::now()};
+    benchmark::DoNotOptimize(f.issuer->issue(r));
+  }
+}
+BENCHMARK(BM_ParseAndIssue);
+
+}  // namespace
+
+BENCHMARK_MAIN();
