@@ -32,7 +32,53 @@ Result<void> writeRootKey(const SelfSignedConfig& c, const EVP_PKEY* key) {
   return r;
 }
 
-// A new intermediate under the kept root, written over the old cacerts files.
+// A renewal is written whole into this folder first, marked complete, and
+// only then renamed file by file into place. A crash before the mark leaves
+// the old set untouched (the folder is dropped at the next start); a crash
+// among the renames is finished at the next start. Writing over the live
+// files directly could leave a new key beside the old certificate, a CA that
+// no longer starts.
+fs::path renewalDir(const SelfSignedConfig& c) {
+  return c.dir / ".renewing";
+}
+constexpr const char* kRenewalComplete = "complete";
+
+Result<void> moveRenewalIntoPlace(const SelfSignedConfig& c) {
+  std::error_code ec;
+  for (const char* name :
+       {pki::kCaKeyFile, pki::kCaCertFile, pki::kCertChainFile, pki::kRootCertFile}) {
+    fs::path from = renewalDir(c) / name;
+    if (!fs::exists(from, ec))
+      continue;  // moved before an interruption
+    fs::rename(from, c.dir / name, ec);
+    if (ec) {
+      return Error::unavailable(
+          fmt::format("cannot move renewed {} into place: {}", name, ec.message()));
+    }
+  }
+  fs::remove_all(renewalDir(c), ec);
+  return okResult();
+}
+
+Result<void> finishInterruptedRenewal(const SelfSignedConfig& c) {
+  std::error_code ec;
+  if (!fs::exists(renewalDir(c), ec))
+    return okResult();
+  if (fs::exists(renewalDir(c) / kRenewalComplete, ec)) {
+    spdlog::warn("finishing an interrupted intermediate renewal dir={}", c.dir.string());
+    return moveRenewalIntoPlace(c);
+  }
+  spdlog::warn("dropping an unfinished intermediate renewal dir={}", renewalDir(c).string());
+  fs::remove_all(renewalDir(c), ec);
+  if (ec) {
+    return Error::unavailable(
+        fmt::format("cannot remove {}: {}", renewalDir(c).string(), ec.message()));
+  }
+  return okResult();
+}
+
+// A new intermediate under the kept root, put in place of the old cacerts
+// files (through renewalDir).
 Result<pki::CaMaterial> renewIntermediate(const SelfSignedConfig& c, pki::CaMaterial old,
                                           SystemTime now) {
   MESHID_ASSIGN_OR_RETURN(std::string pem, readFile(rootKeyPath(c), kMaxKeyBytes));
@@ -56,7 +102,12 @@ Result<pki::CaMaterial> renewIntermediate(const SelfSignedConfig& c, pki::CaMate
   fresh.signing_key = std::move(key);
   fresh.chain.push_back(std::move(inter));
   fresh.roots = std::move(old.roots);
-  MESHID_RETURN_IF_ERROR(pki::writeIstioCacerts(c.dir, fresh, /*overwrite=*/true));
+  std::error_code ec;
+  fs::remove_all(renewalDir(c), ec);
+  MESHID_RETURN_IF_ERROR(pki::writeIstioCacerts(renewalDir(c), fresh, /*overwrite=*/false));
+  fs::permissions(renewalDir(c), fs::perms::owner_all, ec);
+  MESHID_RETURN_IF_ERROR(writeFileAtomic(renewalDir(c) / kRenewalComplete, "", kPublicFileMode));
+  MESHID_RETURN_IF_ERROR(moveRenewalIntoPlace(c));
   return fresh;
 }
 
@@ -66,6 +117,7 @@ Result<std::shared_ptr<const SigningMaterial>> loadOrCreateSelfSigned(
     const SelfSignedConfig& config, const Clock& clock) {
   SystemTime now = clock.now();
   std::error_code ec;
+  MESHID_RETURN_IF_ERROR(finishInterruptedRenewal(config));
   if (!fs::exists(config.dir / pki::kCaCertFile, ec)) {
     // A missing ca-cert.pem beside other CA files is lost state, not a first
     // start: making a new CA would overwrite the root key of a root that may

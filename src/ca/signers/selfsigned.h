@@ -20,7 +20,9 @@ struct SelfSignedConfig {
 // On first start makes a root and an intermediate and keeps them in
 // config.dir (keys 0600); after a restart loads the same ones. When the kept
 // intermediate has less than a third of its life left (or has expired), a new
-// one is made under the same root, so the bundle does not change.
+// one is made under the same root, so the bundle does not change. A renewal
+// is written aside and moved into place (config.dir/.renewing): one that a
+// crash interrupted is finished, or dropped, at the next start.
 Result<std::shared_ptr<const SigningMaterial>> loadOrCreateSelfSigned(
     const SelfSignedConfig& config, const Clock& clock);
 

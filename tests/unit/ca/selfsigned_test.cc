@@ -125,6 +125,45 @@ TEST_F(SelfSignedTest, IntermediateWithLessThanAThirdLeftIsReplacedUnderTheSameR
   EXPECT_EQ(der(again->cert.get()), der(renewed->cert.get()));
 }
 
+// A crash among the renames of a renewal (new key in place, old certificate
+// beside it) is finished at the next start, not a CA that no longer loads.
+TEST_F(SelfSignedTest, RenewalInterruptedAmongItsRenamesIsFinishedAtTheNextStart) {
+  auto first = load();
+  // The same CA renewed elsewhere gives the set the interrupted renewal wrote.
+  fs::copy(dir_ / "ca", dir_ / "elsewhere", fs::copy_options::recursive);
+  clock_.advance(21 * kDay);
+  SelfSignedConfig other = config();
+  other.dir = dir_ / "elsewhere";
+  auto fresh = orThrow(loadOrCreateSelfSigned(other, clock_), "renew elsewhere");
+  ASSERT_NE(der(fresh->cert.get()), der(first->cert.get()));
+
+  fs::path pending = dir_ / "ca" / ".renewing";
+  fs::create_directories(pending);
+  for (const char* name :
+       {pki::kCaKeyFile, pki::kCaCertFile, pki::kCertChainFile, pki::kRootCertFile})
+    fs::copy_file(dir_ / "elsewhere" / name, pending / name);
+  std::ofstream(pending / "complete").close();
+  fs::rename(pending / pki::kCaKeyFile, dir_ / "ca" / pki::kCaKeyFile);  // then the crash
+
+  auto loaded = load();
+  EXPECT_EQ(der(loaded->cert.get()), der(fresh->cert.get()));
+  EXPECT_EQ(der(loaded->roots[0].get()), der(first->roots[0].get()));
+  EXPECT_FALSE(fs::exists(pending));
+  EXPECT_EQ(modeOf(dir_ / "ca" / "ca-key.pem"), 0600u);
+}
+
+// A renewal interrupted before it was complete never touched the live set:
+// it is dropped and the kept intermediate is used.
+TEST_F(SelfSignedTest, UnfinishedRenewalIsDroppedAndTheKeptSetUsed) {
+  auto first = load();
+  fs::path pending = dir_ / "ca" / ".renewing";
+  fs::create_directories(pending);
+  std::ofstream(pending / pki::kCaKeyFile) << "half a key";
+  auto loaded = load();
+  EXPECT_EQ(der(loaded->cert.get()), der(first->cert.get()));
+  EXPECT_FALSE(fs::exists(pending));
+}
+
 TEST_F(SelfSignedTest, ExpiredIntermediateIsRenewed) {
   auto first = load();
   clock_.advance(45 * kDay);  // the 30-day intermediate expired two weeks ago
