@@ -176,6 +176,17 @@ class IssuerTest : public ::testing::Test {
     return *issuer_;
   }
 
+  // An issuer with `limit` signing slots whose authentication waits until the
+  // test opens *gate: holds slots for as long as the test wants.
+  Issuer& gatedIssuer(size_t limit, BlockingAuthenticator** gate) {
+    auto blocking = std::make_unique<BlockingAuthenticator>();
+    *gate = blocking.get();
+    extra_authenticators_.push_back(std::move(blocking));
+    IssuerConfig config = defaultConfig();
+    config.max_concurrent_signings = limit;
+    return issuer(config);
+  }
+
   static IssuerConfig defaultConfig() {
     IssuerConfig c;
     c.policy.default_ttl = 12h;
@@ -358,12 +369,8 @@ TEST_F(IssuerTest, StoreFailureWithholdsTheCertificate) {
 }
 
 TEST_F(IssuerTest, OverloadAnswersResourceExhaustedAtOnce) {
-  auto blocking = std::make_unique<BlockingAuthenticator>();
-  BlockingAuthenticator* gate = blocking.get();
-  extra_authenticators_.push_back(std::move(blocking));
-  IssuerConfig config = defaultConfig();
-  config.max_concurrent_signings = 1;
-  Issuer& iss = issuer(config);
+  BlockingAuthenticator* gate = nullptr;
+  Issuer& iss = gatedIssuer(1, &gate);
   std::string csr = csrPem(key_.get(), kSelf);
 
   // The first call takes the only slot and waits inside authentication.
@@ -525,12 +532,8 @@ TEST_F(IssuerTest, QueueAnswersEveryCallOnceFromManyThreads) {
 // At its limit the queue refuses at once instead of queueing; after stop()
 // every call is refused as UNAVAILABLE.
 TEST_F(IssuerTest, QueueAtItsLimitRefusesAtOnceAndStoppedQueueRefusesAll) {
-  auto blocking = std::make_unique<BlockingAuthenticator>();
-  BlockingAuthenticator* gate = blocking.get();
-  extra_authenticators_.push_back(std::move(blocking));
-  IssuerConfig config = defaultConfig();
-  config.max_concurrent_signings = 2;
-  Issuer& iss = issuer(config);
+  BlockingAuthenticator* gate = nullptr;
+  Issuer& iss = gatedIssuer(2, &gate);
   std::string csr = csrPem(key_.get(), kSelf);
   SigningQueue queue(iss, 1, 1);
 
