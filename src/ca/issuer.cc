@@ -70,6 +70,7 @@ struct Issuer::Signed {
 
 std::vector<Result<SignResult>> Issuer::signBatch(std::span<const SignCall> calls) {
   auto started = std::chrono::steady_clock::now();
+  metrics_.batchSigned(calls.size());
   std::vector<Result<Signed>> made;
   made.reserve(calls.size());
   std::vector<DenialReason> reasons(calls.size(), DenialReason::kBadCsr);

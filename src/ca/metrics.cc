@@ -102,6 +102,12 @@ struct CaMetrics::Impl {
           .Name("meshid_ca_issuance_duration_seconds")
           .Help("Time from request to answer for signing requests, by API")
           .Register(*registry);
+  prometheus::Histogram& batch_size =
+      prometheus::BuildHistogram()
+          .Name("meshid_ca_signing_batch_size")
+          .Help("Signing requests judged, signed and recorded together (one transaction)")
+          .Register(*registry)
+          .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32});
   prometheus::Family<prometheus::Counter>& issued = prometheus::BuildCounter()
                                                         .Name("meshid_ca_certificates_issued_total")
                                                         .Help("Certificates issued, by signer")
@@ -143,14 +149,28 @@ struct CaMetrics::Impl {
                                  .Help("1 when the CA has a working signer")
                                  .Register(*registry)
                                  .Add({});
+
+  // The per-request series, looked up once: a Family::Add per request hashes
+  // the labels under the family's lock.
+  struct PerApi {
+    prometheus::Counter* ok;
+    prometheus::Counter* denied;
+    prometheus::Histogram* latency;
+  };
+  PerApi per_api[2];
+  PerApi& of(Api api) { return per_api[api == Api::kIstio ? 0 : 1]; }
 };
 
 CaMetrics::CaMetrics() : impl_(std::make_unique<Impl>()) {
   // Pre-create the bounded label sets so series exist from the start (rates
   // and alerts see zero, not absence).
-  for (const char* api : {"istio", "meshid"}) {
-    for (const char* result : {"ok", "denied"})
-      impl_->requests.Add({{"api", api}, {"result", result}});
+  static const prometheus::Histogram::BucketBoundaries kBuckets{
+      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+  for (Api api : {Api::kIstio, Api::kMeshid}) {
+    Impl::PerApi& m = impl_->of(api);
+    m.ok = &impl_->requests.Add({{"api", apiName(api)}, {"result", "ok"}});
+    m.denied = &impl_->requests.Add({{"api", apiName(api)}, {"result", "denied"}});
+    m.latency = &impl_->latency.Add({{"api", apiName(api)}}, kBuckets);
   }
   impl_->reloads.Add({{"result", "ok"}});
   impl_->reloads.Add({{"result", "failed"}});
@@ -163,10 +183,13 @@ void CaMetrics::csrReceived(Api) {
 }
 
 void CaMetrics::requestFinished(Api api, bool ok, double seconds) {
-  impl_->requests.Add({{"api", apiName(api)}, {"result", ok ? "ok" : "denied"}}).Increment();
-  static const prometheus::Histogram::BucketBoundaries kBuckets{
-      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
-  impl_->latency.Add({{"api", apiName(api)}}, kBuckets).Observe(seconds);
+  Impl::PerApi& m = impl_->of(api);
+  (ok ? m.ok : m.denied)->Increment();
+  m.latency->Observe(seconds);
+}
+
+void CaMetrics::batchSigned(size_t calls) {
+  impl_->batch_size.Observe(static_cast<double>(calls));
 }
 
 void CaMetrics::denied(Api api, DenialReason reason) {

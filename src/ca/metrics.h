@@ -21,6 +21,7 @@ class CaMetrics {
 
   void csrReceived(Api api);
   void requestFinished(Api api, bool ok, double seconds);
+  void batchSigned(size_t calls);
   void denied(Api api, DenialReason reason);
   void issued(const std::string& signer);
   void signingStarted();

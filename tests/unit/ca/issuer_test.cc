@@ -474,6 +474,10 @@ TEST_F(IssuerTest, BatchSignsEachCallOnItsOwnAndRecordsTheIssuedOnes) {
   MESHID_EXPECT_CONTAINS(m, "meshid_ca_denials_total{api=\"meshid\",reason=\"bad_credential\"} 1");
   MESHID_EXPECT_CONTAINS(m,
                          "meshid_ca_denials_total{api=\"meshid\",reason=\"foreign_identity\"} 1");
+  MESHID_EXPECT_CONTAINS(m, "meshid_ca_signing_batch_size_count 1");
+  MESHID_EXPECT_CONTAINS(m, "meshid_ca_signing_batch_size_sum 5");
+  MESHID_EXPECT_CONTAINS(m, "meshid_ca_requests_total{api=\"meshid\",result=\"ok\"} 2");
+  MESHID_EXPECT_CONTAINS(m, "meshid_ca_requests_total{api=\"meshid\",result=\"denied\"} 3");
 }
 
 // One failed transaction withholds every certificate of the batch.
