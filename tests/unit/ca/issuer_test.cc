@@ -452,9 +452,10 @@ TEST_F(IssuerTest, BatchSignsEachCallOnItsOwnAndRecordsTheIssuedOnes) {
   Issuer& iss = issuer();
   std::string good = csrPem(key_.get(), kSelf);
   std::string foreign = csrPem(key_.get(), "spiffe://example.org/ns/app/sa/db");
+  std::string garbage = "garbage";  // calls view their CSR: it must outlive them
   std::vector<SignCall> calls = {call("tok:" + std::string(kSelf), good), call("tok:bad", good),
                                  call("tok:" + std::string(kSelf), foreign),
-                                 call("tok:" + std::string(kSelf), "garbage"),
+                                 call("tok:" + std::string(kSelf), garbage),
                                  call("tok:" + std::string(kSelf), good)};
   auto results = iss.signBatch(calls);
   ASSERT_EQ(results.size(), calls.size());
