@@ -89,6 +89,12 @@ Result<std::unique_ptr<asio::ssl::context>> makeContext(const Material& m,
   // around every record cost a third of the keep-alive request rate (bench:
   // 28k -> 18k requests per CPU-second) for 10 kB less per idle connection.
   SSL_CTX_set_read_ahead(ctx.get(), 1);
+  // Room for four full records, so one read takes what a bulk sender has
+  // queued (a quarter of the reads). Only the pages a connection fills get
+  // touched: no more memory for an idle one (bench: 41.3 -> 41.4 kB).
+  SSL_CTX_set_default_read_buffer_len(
+      ctx.get(),
+      4 * (SSL3_RT_HEADER_LENGTH + SSL3_RT_MAX_PLAIN_LENGTH + SSL3_RT_MAX_ENCRYPTED_OVERHEAD));
   if (!ciphers.empty() && SSL_CTX_set_cipher_list(ctx.get(), ciphers.c_str()) != 1)
     return Error::invalidArgument(fmt::format("tls.ciphers \"{}\" selects no cipher", ciphers));
   if (SSL_CTX_use_certificate(ctx.get(), m.chain.front().get()) != 1)
