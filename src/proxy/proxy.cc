@@ -11,7 +11,6 @@
 
 #include <array>
 #include <asio.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/ssl/context.hpp>
 #include <atomic>
 #include <map>
@@ -36,7 +35,6 @@ namespace {
 
 using asio::awaitable;
 using asio::ip::tcp;
-using namespace asio::experimental::awaitable_operators;
 using Steady = std::chrono::steady_clock;
 
 // Up to four full TLS records: what arrived together leaves in one write.
@@ -355,6 +353,31 @@ awaitable<void> pipe(From& from, To& to, Session& s, prometheus::Counter* counte
     }
   }
   co_await to.shutdownSend();
+}
+
+// Runs both directions of a connection; returns when both have ended. `b`
+// runs as its own coroutine, `a` in this one, which then waits for `b`.
+// Lighter than asio's `a && b` (a parallel group, two spawned coroutines and
+// their cancellation slots; bench: 31.1 -> 29.6 kB per idle mTLS
+// connection). Nothing needs cancelling: a pipe that fails aborts the
+// session, which ends the other one too.
+awaitable<void> both(awaitable<void> a, awaitable<void> b, Session& s) {
+  auto ex = co_await asio::this_coro::executor;
+  asio::steady_timer b_ended(ex, Steady::time_point::max());
+  bool ended = false;
+  asio::co_spawn(ex, std::move(b), [&ended, &b_ended](std::exception_ptr) {
+    ended = true;
+    b_ended.cancel();
+  });
+  try {
+    co_await std::move(a);
+  } catch (...) {
+    s.abort();  // never leave `b` running on this frame
+  }
+  if (!ended) {
+    asio::error_code ignored;
+    co_await b_ended.async_wait(withError(ignored));
+  }
 }
 
 // The last TLS session an outbound listener's worker got from its
@@ -708,7 +731,8 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
       co_return;
     s->watchIdle(config_.idle_timeout);
     PlainSocket down(s->down), up(s->up);
-    co_await (pipe(down, up, *s, l.stats->bytes_in) && pipe(up, down, *s, l.stats->bytes_out));
+    co_await both(pipe(down, up, *s, l.stats->bytes_in), pipe(up, down, *s, l.stats->bytes_out),
+                  *s);
     co_return;
   }
 
@@ -734,7 +758,7 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
     co_return;
   s->watchIdle(config_.idle_timeout);
   PlainSocket up(s->up);
-  co_await (pipe(down, up, *s, l.stats->bytes_in) && pipe(up, down, *s, l.stats->bytes_out));
+  co_await both(pipe(down, up, *s, l.stats->bytes_in), pipe(up, down, *s, l.stats->bytes_out), *s);
 }
 
 awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRuntime& l,
@@ -781,7 +805,7 @@ awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRun
   established(l, up.ssl(), *id);
   s->watchIdle(config_.idle_timeout);
   PlainSocket down(s->down);
-  co_await (pipe(down, up, *s, l.stats->bytes_in) && pipe(up, down, *s, l.stats->bytes_out));
+  co_await both(pipe(down, up, *s, l.stats->bytes_in), pipe(up, down, *s, l.stats->bytes_out), *s);
 }
 
 // The agent's /certs shape (Envoy's): the bundle's roots as ca_cert, our
