@@ -11,7 +11,6 @@
 
 #include <array>
 #include <asio.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/ssl/context.hpp>
 #include <atomic>
 #include <map>
@@ -19,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
+#include <utility>
 
 #include "common/admin_http.h"
 #include "common/duration.h"
@@ -35,10 +35,11 @@ namespace {
 
 using asio::awaitable;
 using asio::ip::tcp;
-using namespace asio::experimental::awaitable_operators;
 using Steady = std::chrono::steady_clock;
 
-constexpr size_t kBufferBytes = 16 * 1024;
+// Up to four full TLS records: what arrived together leaves in one write.
+constexpr size_t kBufferBytes = 64 * 1024;
+constexpr size_t kSpareBuffers = 8;  // per worker
 constexpr ptrdiff_t kWouldBlock = -1;
 
 auto withError(asio::error_code& ec) {
@@ -50,14 +51,50 @@ struct SslDeleter {
 };
 using SslPtr = std::unique_ptr<SSL, SslDeleter>;
 
+// One worker's pipe buffers. A pipe takes one when data arrives and gives it
+// back before it waits again, so an idle connection holds none and a busy
+// one does not malloc and free 64 KiB for every arrival. Touched only on its
+// worker's thread: no lock.
+class BufferPool {
+ public:
+  class Lease {
+   public:
+    Lease(BufferPool& pool, std::unique_ptr<char[]> buf) : pool_(pool), buf_(std::move(buf)) {}
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ~Lease() { pool_.giveBack(std::move(buf_)); }
+    char* data() const { return buf_.get(); }
+
+   private:
+    BufferPool& pool_;
+    std::unique_ptr<char[]> buf_;
+  };
+
+  Lease take() {
+    if (spare_.empty())
+      return Lease(*this, std::unique_ptr<char[]>(new char[kBufferBytes]));
+    auto buf = std::move(spare_.back());
+    spare_.pop_back();
+    return Lease(*this, std::move(buf));
+  }
+
+ private:
+  void giveBack(std::unique_ptr<char[]> buf) {
+    if (spare_.size() < kSpareBuffers)
+      spare_.push_back(std::move(buf));
+  }
+  std::vector<std::unique_ptr<char[]>> spare_;
+};
+
 // One connection's sockets and deadline. The coroutines own it through a
 // shared_ptr; the timer's handler holds only a weak one.
 struct Session : std::enable_shared_from_this<Session> {
-  explicit Session(tcp::socket s)
-      : down(std::move(s)), up(down.get_executor()), timer(down.get_executor()) {}
+  Session(tcp::socket s, BufferPool& pool)
+      : down(std::move(s)), up(down.get_executor()), timer(down.get_executor()), buffers(pool) {}
   tcp::socket down;  // the peer that connected to us
   tcp::socket up;    // where we connect to
   asio::steady_timer timer;
+  BufferPool& buffers;  // the worker's
   Steady::time_point last_activity = Steady::now();
   bool timed_out = false;
 
@@ -103,12 +140,37 @@ struct Session : std::enable_shared_from_this<Session> {
   }
 };
 
+// Set on the socket BIO: notes whether OpenSSL's last read of the socket
+// emptied it (it got fewer bytes than it asked for, or none). Then the pipe
+// waits for the socket at once, instead of reading again only to get EAGAIN.
+long noteDrained(BIO* bio, int oper, const char*, size_t len, int, long, int ret,
+                 size_t* processed) {
+  if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+    auto* drained = reinterpret_cast<bool*>(BIO_get_callback_arg(bio));
+    *drained = ret <= 0 || *processed < len;
+  }
+  return ret;
+}
+
 // TLS on a non-blocking socket with OpenSSL driving the fd itself: no BIO
 // pair and no copy, and SSL_shutdown can send close_notify (half-close)
 // while the other direction keeps reading.
+//
+// The pipe's reading side (TlsSocket and PlainSocket have the same shape):
+// waitReadable() suspends until tryRead() may make progress; tryRead() never
+// blocks; drained() says that the last read emptied the socket, so the next
+// one would only get EAGAIN. The socket is waited for only then: with
+// read-ahead OpenSSL can hold whole records the socket will never signal
+// again.
 class TlsSocket {
  public:
-  TlsSocket(tcp::socket& sock, SslPtr ssl) : sock_(sock), ssl_(std::move(ssl)) {}
+  TlsSocket(tcp::socket& sock, SslPtr ssl) : sock_(sock), ssl_(std::move(ssl)) {
+    BIO* bio = SSL_get_rbio(ssl_.get());  // SSL_set_fd's socket BIO
+    BIO_set_callback_arg(bio, reinterpret_cast<char*>(&socket_drained_));
+    BIO_set_callback_ex(bio, noteDrained);
+  }
+  TlsSocket(const TlsSocket&) = delete;  // the BIO points at socket_drained_
+  TlsSocket& operator=(const TlsSocket&) = delete;
   SSL* ssl() const { return ssl_.get(); }
 
   awaitable<bool> handshake() {
@@ -122,36 +184,31 @@ class TlsSocket {
     }
   }
 
-  // Until reading may make progress. With read-ahead OpenSSL can hold whole
-  // records the socket will never signal again, and SSL_has_pending is also
-  // true for half a record that needs the socket: so the socket is waited
-  // for only after OpenSSL itself said it needs more (WANT_READ).
+  bool drained() const { return socket_drained_ && !SSL_has_pending(ssl_.get()); }
+
   awaitable<bool> waitReadable() {
-    if (!needs_socket_)
+    if (std::exchange(read_wants_write_, false))
+      co_return co_await waitFor(SSL_ERROR_WANT_WRITE);
+    if (!drained())
       co_return true;
-    asio::error_code ec;
-    co_await sock_.async_wait(tcp::socket::wait_read, withError(ec));
-    co_return !ec;
+    co_return co_await waitFor(SSL_ERROR_WANT_READ);
   }
 
   // Bytes read now; kWouldBlock when a whole record is not there yet; 0 at
   // the end of the stream (close_notify or EOF) or on error.
-  awaitable<ptrdiff_t> tryRead(char* buf, size_t len) {
-    for (;;) {
-      ERR_clear_error();
-      size_t n = 0;
-      if (SSL_read_ex(ssl_.get(), buf, len, &n) == 1) {
-        needs_socket_ = false;
-        co_return static_cast<ptrdiff_t>(n);
-      }
-      int e = SSL_get_error(ssl_.get(), 0);
-      if (e == SSL_ERROR_WANT_READ) {
-        needs_socket_ = true;
-        co_return kWouldBlock;
-      }
-      if (!co_await waitFor(e))  // WANT_WRITE (a KeyUpdate answer): wait, retry
-        co_return 0;
+  ptrdiff_t tryRead(char* buf, size_t len) {
+    ERR_clear_error();
+    size_t n = 0;
+    if (SSL_read_ex(ssl_.get(), buf, len, &n) == 1)
+      return static_cast<ptrdiff_t>(n);
+    int e = SSL_get_error(ssl_.get(), 0);
+    if (e == SSL_ERROR_WANT_READ)
+      return kWouldBlock;  // the BIO noted the socket drained
+    if (e == SSL_ERROR_WANT_WRITE) {
+      read_wants_write_ = true;  // a KeyUpdate answer waits for room
+      return kWouldBlock;
     }
+    return 0;
   }
 
   awaitable<bool> write(const char* buf, size_t len) {
@@ -197,32 +254,52 @@ class TlsSocket {
 
   tcp::socket& sock_;
   SslPtr ssl_;
-  bool needs_socket_ = false;  // the last read ended in WANT_READ
+  bool socket_drained_ = false;  // set by noteDrained on every socket read
+  bool read_wants_write_ = false;
 };
 
-// The plaintext side, with the same shape as TlsSocket.
+// The plaintext side, with the same shape as TlsSocket. Writes go straight
+// to the socket and wait only when it is full.
 class PlainSocket {
  public:
   explicit PlainSocket(tcp::socket& sock) : sock_(sock) {
     asio::error_code ignored;
-    sock_.non_blocking(true, ignored);  // tryRead never blocks the worker
+    sock_.non_blocking(true, ignored);  // reads and writes never block the worker
   }
+  bool drained() const { return drained_; }
   awaitable<bool> waitReadable() {
+    if (!drained_)
+      co_return true;
     asio::error_code ec;
     co_await sock_.async_wait(tcp::socket::wait_read, withError(ec));
     co_return !ec;
   }
-  awaitable<ptrdiff_t> tryRead(char* buf, size_t len) {
+  ptrdiff_t tryRead(char* buf, size_t len) {
     asio::error_code ec;
     size_t n = sock_.read_some(asio::buffer(buf, len), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again)
-      co_return kWouldBlock;
-    co_return ec ? 0 : static_cast<ptrdiff_t>(n);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      drained_ = true;
+      return kWouldBlock;
+    }
+    if (ec)
+      return 0;
+    drained_ = n < len;
+    return static_cast<ptrdiff_t>(n);
   }
   awaitable<bool> write(const char* buf, size_t len) {
-    asio::error_code ec;
-    co_await asio::async_write(sock_, asio::buffer(buf, len), withError(ec));
-    co_return !ec;
+    while (len > 0) {
+      asio::error_code ec;
+      size_t n = sock_.write_some(asio::buffer(buf, len), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        co_await sock_.async_wait(tcp::socket::wait_write, withError(ec));
+      } else {
+        buf += n;
+        len -= n;
+      }
+      if (ec)
+        co_return false;
+    }
+    co_return true;
   }
   awaitable<void> shutdownSend() {
     asio::error_code ignored;
@@ -232,11 +309,12 @@ class PlainSocket {
 
  private:
   tcp::socket& sock_;
+  bool drained_ = false;  // the last read emptied the socket
 };
 
 // Copies one direction until its end, then half-closes the other side. A
 // bounded buffer: nothing more is read until the write completed
-// (backpressure). The buffer exists only while data flows: an idle
+// (backpressure). The buffer is held only while data flows: an idle
 // connection holds none (bench: 71 -> 41 kB per idle mTLS connection).
 template <class From, class To>
 awaitable<void> pipe(From& from, To& to, Session& s, prometheus::Counter* counter) {
@@ -247,24 +325,59 @@ awaitable<void> pipe(From& from, To& to, Session& s, prometheus::Counter* counte
   while (open) {
     if (!co_await from.waitReadable())
       break;
-    std::unique_ptr<char[]> buf(new char[kBufferBytes]);
-    for (;;) {
-      ptrdiff_t n = co_await from.tryRead(buf.get(), kBufferBytes);
-      if (n == kWouldBlock)
-        break;  // drop the buffer, wait again
-      if (n <= 0) {
-        open = false;
+    BufferPool::Lease buf = s.buffers.take();
+    bool more = true;
+    while (more) {
+      // Gather what is there, up to a full buffer (several TLS records),
+      // and pass it on in one write.
+      size_t got = 0;
+      ptrdiff_t n = 0;
+      do {
+        n = from.tryRead(buf.data() + got, kBufferBytes - got);
+        if (n > 0)
+          got += static_cast<size_t>(n);
+      } while (n > 0 && got < kBufferBytes && !from.drained());
+      if (got > 0) {
+        s.last_activity = Steady::now();
+        counter->Increment(static_cast<double>(got));
+        if (!co_await to.write(buf.data(), got)) {
+          s.abort();
+          co_return;
+        }
+      }
+      if (n == 0) {
+        open = false;  // the end of the stream, or an error
         break;
       }
-      s.last_activity = Steady::now();
-      counter->Increment(static_cast<double>(n));
-      if (!co_await to.write(buf.get(), static_cast<size_t>(n))) {
-        s.abort();
-        co_return;
-      }
+      more = n != kWouldBlock && !from.drained();
     }
   }
   co_await to.shutdownSend();
+}
+
+// Runs both directions of a connection; returns when both have ended. `b`
+// runs as its own coroutine, `a` in this one, which then waits for `b`.
+// Lighter than asio's `a && b` (a parallel group, two spawned coroutines and
+// their cancellation slots; bench: 31.1 -> 29.6 kB per idle mTLS
+// connection). Nothing needs cancelling: a pipe that fails aborts the
+// session, which ends the other one too.
+awaitable<void> both(awaitable<void> a, awaitable<void> b, Session& s) {
+  auto ex = co_await asio::this_coro::executor;
+  asio::steady_timer b_ended(ex, Steady::time_point::max());
+  bool ended = false;
+  asio::co_spawn(ex, std::move(b), [&ended, &b_ended](std::exception_ptr) {
+    ended = true;
+    b_ended.cancel();
+  });
+  try {
+    co_await std::move(a);
+  } catch (...) {
+    s.abort();  // never leave `b` running on this frame
+  }
+  if (!ended) {
+    asio::error_code ignored;
+    co_await b_ended.async_wait(withError(ignored));
+  }
 }
 
 // The last TLS session an outbound listener's worker got from its
@@ -353,6 +466,7 @@ class ProxyImpl final : public Proxy {
   SnapshotStore store_;
   std::unique_ptr<CertSource> certs_;
   std::mutex reconfigure_mu_;  // one reload or mode change at a time (never the data path)
+  std::vector<std::unique_ptr<BufferPool>> buffers_;  // one per worker; outlive the workers' frames
   std::vector<std::unique_ptr<asio::io_context>> workers_;
   std::vector<std::thread> threads_;
   std::vector<std::unique_ptr<ListenerRuntime>> listeners_;
@@ -377,8 +491,10 @@ Result<void> ProxyImpl::init(const CertSourceFactory& sources) {
   MESHID_RETURN_IF_ERROR(certs_->loadFirst());
   metrics_.certificateLoaded(store_.current()->not_after);
   size_t n = config_.workers ? config_.workers : std::max(1u, std::thread::hardware_concurrency());
-  for (size_t i = 0; i < n; ++i)
+  for (size_t i = 0; i < n; ++i) {
+    buffers_.push_back(std::make_unique<BufferPool>());
     workers_.push_back(std::make_unique<asio::io_context>(1));
+  }
 
   auto bind = [&](ListenerRuntime& l, const std::string& listen) -> Result<void> {
     MESHID_ASSIGN_OR_RETURN(tcp::endpoint ep, endpointOf(listen));
@@ -482,7 +598,7 @@ awaitable<void> ProxyImpl::acceptLoop(tcp::acceptor& acceptor, ListenerRuntime& 
     }
     int one = 1;
     ::setsockopt(sock.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    auto session = std::make_shared<Session>(std::move(sock));
+    auto session = std::make_shared<Session>(std::move(sock), *buffers_[worker]);
     l.active.fetch_add(1, std::memory_order_relaxed);
     l.stats->active->Increment();
     auto done = [&l](std::exception_ptr) {
@@ -615,7 +731,8 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
       co_return;
     s->watchIdle(config_.idle_timeout);
     PlainSocket down(s->down), up(s->up);
-    co_await (pipe(down, up, *s, l.stats->bytes_in) && pipe(up, down, *s, l.stats->bytes_out));
+    co_await both(pipe(down, up, *s, l.stats->bytes_in), pipe(up, down, *s, l.stats->bytes_out),
+                  *s);
     co_return;
   }
 
@@ -641,7 +758,7 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
     co_return;
   s->watchIdle(config_.idle_timeout);
   PlainSocket up(s->up);
-  co_await (pipe(down, up, *s, l.stats->bytes_in) && pipe(up, down, *s, l.stats->bytes_out));
+  co_await both(pipe(down, up, *s, l.stats->bytes_in), pipe(up, down, *s, l.stats->bytes_out), *s);
 }
 
 awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRuntime& l,
@@ -688,7 +805,7 @@ awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRun
   established(l, up.ssl(), *id);
   s->watchIdle(config_.idle_timeout);
   PlainSocket down(s->down);
-  co_await (pipe(down, up, *s, l.stats->bytes_in) && pipe(up, down, *s, l.stats->bytes_out));
+  co_await both(pipe(down, up, *s, l.stats->bytes_in), pipe(up, down, *s, l.stats->bytes_out), *s);
 }
 
 // The agent's /certs shape (Envoy's): the bundle's roots as ca_cert, our
