@@ -22,6 +22,7 @@ struct Fixture {
   X509Ptr ca_cert;
   std::unique_ptr<SvidIssuer> issuer;
   std::vector<std::string> csrs;
+  std::vector<std::string> rsa_csrs;
   SpiffeId id = *SpiffeId::parse("spiffe://example.org/ns/bench/sa/load");
 
   Fixture() {
@@ -36,6 +37,10 @@ struct Fixture {
     for (int i = 0; i < 256; ++i) {
       auto key = generateKey(KeyType::kEcP256);
       csrs.push_back(csrToPem(buildCsr(key->get(), id)->get()));
+    }
+    for (int i = 0; i < 8; ++i) {
+      auto key = generateKey(KeyType::kRsa2048);
+      rsa_csrs.push_back(csrToPem(buildCsr(key->get(), id)->get()));
     }
   }
 };
@@ -79,6 +84,35 @@ void BM_ParseCsr(benchmark::State& state) {
     benchmark::DoNotOptimize(parseCsr(f.csrs[i++ % f.csrs.size()]));
 }
 BENCHMARK(BM_ParseCsr);
+
+void BM_ParseRsaCsr(benchmark::State& state) {
+  auto& f = fixture();
+  size_t i = 0;
+  for (auto _ : state)
+    benchmark::DoNotOptimize(parseCsr(f.rsa_csrs[i++ % f.rsa_csrs.size()]));
+}
+BENCHMARK(BM_ParseRsaCsr);
+
+// RSA-2048 signature verification alone (the RSA bound's verify).
+void BM_RsaVerify(benchmark::State& state) {
+  auto key = generateKey(KeyType::kRsa2048);
+  std::string data(300, 'x');
+  EvpMdCtxPtr s(EVP_MD_CTX_new());
+  EVP_DigestSignInit(s.get(), nullptr, EVP_sha256(), nullptr, key->get());
+  size_t len = 512;
+  std::string sig(len, '\0');
+  EVP_DigestSign(s.get(), reinterpret_cast<unsigned char*>(sig.data()), &len,
+                 reinterpret_cast<const unsigned char*>(data.data()), data.size());
+  sig.resize(len);
+  for (auto _ : state) {
+    EvpMdCtxPtr v(EVP_MD_CTX_new());
+    EVP_DigestVerifyInit(v.get(), nullptr, EVP_sha256(), nullptr, key->get());
+    benchmark::DoNotOptimize(
+        EVP_DigestVerify(v.get(), reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
+                         reinterpret_cast<const unsigned char*>(data.data()), data.size()));
+  }
+}
+BENCHMARK(BM_RsaVerify);
 
 // The issuer's request for a parsed CSR, as the CA makes it.
 SvidRequest requestFor(const ParsedCsr& csr, const SpiffeId& id) {
