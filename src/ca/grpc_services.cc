@@ -62,9 +62,8 @@ grpc::ServerUnaryReactor* answerSign(SigningQueue& signing, grpc::CallbackServer
   auto* reactor = ctx->DefaultReactor();
   SignCall call{.api = api,
                 .credentials = credentialsFrom(*ctx),
-                .csr = csr,  // the request lives until Finish
-                .requested_ttl_seconds = ttl_seconds,
-                .received = std::chrono::steady_clock::now()};
+                .csr = csr,                             // the request lives until Finish
+                .requested_ttl_seconds = ttl_seconds};  // submit() stamps its arrival
   signing.submit(std::move(call), [reactor, response, fill](Result<SignResult> result) {
     if (!result.ok()) {
       reactor->Finish(toGrpcStatus(result.error()));

@@ -102,8 +102,8 @@ Result<pki::CaMaterial> renewIntermediate(const SelfSignedConfig& c, pki::CaMate
   fresh.signing_key = std::move(key);
   fresh.chain.push_back(std::move(inter));
   fresh.roots = std::move(old.roots);
+  // finishInterruptedRenewal ran at this start: renewalDir does not exist.
   std::error_code ec;
-  fs::remove_all(renewalDir(c), ec);
   MESHID_RETURN_IF_ERROR(pki::writeIstioCacerts(renewalDir(c), fresh, /*overwrite=*/false));
   fs::permissions(renewalDir(c), fs::perms::owner_all, ec);
   MESHID_RETURN_IF_ERROR(writeFileAtomic(renewalDir(c) / kRenewalComplete, "", kPublicFileMode));
