@@ -137,9 +137,8 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  auto provider =
-      std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(identity, identity,
-                                                                           roots, 600);
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      identity, identity, roots, 600);
   grpc::experimental::TlsServerCredentialsOptions tls(provider);
   tls.watch_root_certs();
   tls.watch_identity_key_cert_pairs();

@@ -104,6 +104,36 @@ TEST_F(IssuanceTest, SerialIsPositiveRandomAndAtLeast64Bits) {
   }
 }
 
+// The serial starts with the issue time (so the CA's issuance table, keyed by
+// serial, grows at its end) and ends with 80 random bits.
+TEST_F(IssuanceTest, SerialStartsWithTheIssueTimeThenRandomBits) {
+  auto serialBytes = [&](SystemTime now) {
+    auto issued = issueWith(ca().intermediate.get(), *ca().intermediate_signer, now);
+    if (!issued.ok())
+      throw std::runtime_error(issued.error().message);
+    X509Ptr cert = std::move(issued).value();
+    const ASN1_INTEGER* raw = X509_get0_serialNumber(cert.get());
+    return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(raw)),
+                       static_cast<size_t>(ASN1_STRING_length(raw)));
+  };
+  std::vector<std::string> in_order;
+  for (auto at : {t0(), t0() + 1ms, t0() + 2s, t0() + 3 * kDay})
+    in_order.push_back(serialBytes(at));
+  for (size_t i = 0; i < in_order.size(); ++i) {
+    ASSERT_EQ(in_order[i].size(), 16u);
+    EXPECT_EQ(static_cast<unsigned char>(in_order[i][0]) & 0xc0, 0x40) << "positive, non-zero lead";
+    if (i > 0) {
+      EXPECT_LT(in_order[i - 1], in_order[i]) << "serials sort by issue time";
+    }
+  }
+  // 1,790,000,000,000 ms = 0x01a0_c450_6c00, with 0x40 set in the first byte.
+  EXPECT_EQ(in_order[0].substr(0, 6), std::string("\x41\xa0\xc4\x50\x6c\x00", 6));
+  // Same millisecond: the same time prefix, different random tails.
+  std::string a = serialBytes(t0()), b = serialBytes(t0());
+  EXPECT_EQ(a.substr(0, 6), b.substr(0, 6));
+  EXPECT_NE(a.substr(6), b.substr(6));
+}
+
 TEST_F(IssuanceTest, SubjectIsEmpty) {
   X509Ptr cert = leaf();
   EXPECT_EQ(X509_NAME_entry_count(X509_get_subject_name(cert.get())), 0);
