@@ -67,6 +67,13 @@ inbound:
   - {name: permissive, listen: 127.0.0.1:0, forward: 127.0.0.1:8080, mode: PERMISSIVE}
   - {name: disable, listen: 127.0.0.1:0, forward: 127.0.0.1:8080, mode: DISABLE}
 YAML
+# At the durations' cap (100 years), so mutations cross it.
+cat > "$S/limits.yaml" <<'YAML'
+trust_domain: example.org
+certificates: {cert_file: c, key_file: k, bundle_file: b, poll_interval: 200ms}
+timeouts: {handshake: 3153600000000ms, idle: 36500d}
+inbound: [{name: a, listen: 1.2.3.4:1, forward: 1.2.3.4:2}]
+YAML
 cat > "$S/sds.yaml" <<'YAML'
 trust_domain: example.org
 certificates: {sds: {socket: sock/sds.sock, certificate: default, validation: ROOTCA, initial_fetch_timeout: 20s}}
