@@ -47,9 +47,10 @@ sanitize-test: deps $(SANITIZE_DIR)/build.ninja
 	cd $(SANITIZE_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) --timeout 300
 
-# clang 14 cannot build the proxy (C++20 coroutines with libstdc++): its
-# tests run again with meshid-proxy built by GCC with ASan/UBSan, while the
-# CA and certificates come from the regular build.
+# clang 14 cannot build the proxy's event loop (C++20 coroutines with
+# libstdc++): the proxy's integration tests run again with meshid-proxy built
+# by GCC with ASan/UBSan, while the CA and certificates come from the regular
+# build. (Its unit tests run in sanitize-test.)
 $(SANITIZE_GCC_DIR)/build.ninja:
 	cmake -S . -B $(SANITIZE_GCC_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMESHID_SANITIZE=ON \
 	  -DBUILD_TESTING=OFF

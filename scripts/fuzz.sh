@@ -7,6 +7,7 @@ SECS=${2:-10}
 WORK=$(mktemp -d /tmp/meshid-fuzz.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 M="$BUILD/meshid"
+REPO=$(cd "$(dirname "$0")/.." && pwd)
 
 seeds() { mkdir -p "$WORK/$1"; echo "$WORK/$1"; }
 S=$(seeds spiffe); printf 'spiffe://example.org/ns/default/sa/web' > "$S/a"; printf 'spiffe://td' > "$S/b"
@@ -48,6 +49,86 @@ entries:
 bundle_sinks: [{path: b.pem}]
 YAML
 
+# proxy.yaml: the repository's own, as the docs, the tests and a sidecar use it.
+S=$(seeds proxy_config)
+sed -n '/^```yaml$/,/^```$/p' "$REPO/docs/PROXY.md" | sed '1d;$d' > "$S/docs.yaml"
+cp "$REPO/p.yaml" "$S/p.yaml"
+cat > "$S/files.yaml" <<'YAML'
+trust_domain: example.org
+certificates: {cert_file: live-chain.pem, key_file: live-key.pem, bundle_file: ca/root-cert.pem,
+               poll_interval: 200ms}
+admin_listen: 127.0.0.1:0
+workers: 2
+tls: {ticket_key_rotation: 3s, ciphers: ECDHE-ECDSA-AES128-GCM-SHA256}
+limits: {max_connections: 100}
+inbound:
+  - {name: strict, listen: 127.0.0.1:0, forward: 127.0.0.1:8080, mode: STRICT,
+     allow: ["spiffe://example.org/ns/shop/"], alpn: [h2, http/1.1]}
+  - {name: permissive, listen: 127.0.0.1:0, forward: 127.0.0.1:8080, mode: PERMISSIVE}
+  - {name: disable, listen: 127.0.0.1:0, forward: 127.0.0.1:8080, mode: DISABLE}
+YAML
+# At the durations' cap (100 years), so mutations cross it.
+cat > "$S/limits.yaml" <<'YAML'
+trust_domain: example.org
+certificates: {cert_file: c, key_file: k, bundle_file: b, poll_interval: 200ms}
+timeouts: {handshake: 3153600000000ms, idle: 36500d}
+inbound: [{name: a, listen: 1.2.3.4:1, forward: 1.2.3.4:2}]
+YAML
+cat > "$S/sds.yaml" <<'YAML'
+trust_domain: example.org
+certificates: {sds: {socket: sock/sds.sock, certificate: default, validation: ROOTCA, initial_fetch_timeout: 20s}}
+admin_listen: 127.0.0.1:0
+timeouts: {handshake: 500ms, idle: 1m}
+outbound:
+  - {name: web, listen: 127.0.0.1:0, destination: 127.0.0.1:15006,
+     expected_ids: [spiffe://example.org/ns/web/sa/web], sni: web, alpn: [h2], resumption: false}
+  - {name: pinned, listen: "[::1]:0", destination: 127.0.0.1:15006, ca_file: other/root-cert.pem}
+YAML
+# Allow lists: entries one per line, NUL, a peer.
+S=$(seeds proxy_authz)
+printf 'spiffe://td/ns/web/sa/web\nspiffe://partner.org\nspiffe://td/ns/payments/\0spiffe://td/ns/payments/sa/api' > "$S/a"
+printf 'spiffe://example.org/ns/shop/\0spiffe://example.org/ns/shop-v2/sa/x' > "$S/b"
+printf 'spiffe://example.org\0spiffe://example.org.evil/x' > "$S/c"
+printf '\0spiffe://any.org/x' > "$S/d"
+# The sniff: a mode byte (0 STRICT, 1 PERMISSIVE, 2 DISABLE), then the first
+# bytes a client sends: OpenSSL's ClientHellos (TLS 1.3 and 1.2) and HTTP.
+S=$(seeds inbound_sniff)
+python3 - "$S" <<'PY'
+import ssl, sys
+for name, top in (("tls13", ssl.TLSVersion.TLSv1_3), ("tls12", ssl.TLSVersion.TLSv1_2)):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode, ctx.maximum_version = False, ssl.CERT_NONE, top
+    out = ssl.MemoryBIO()
+    tls = ctx.wrap_bio(ssl.MemoryBIO(), out, server_hostname="web.example.org")
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = out.read()
+    for mode in (0, 1):
+        open(f"{sys.argv[1]}/{name}-{mode}", "wb").write(bytes([mode]) + hello)
+PY
+printf '\001GET / HTTP/1.1\r\nHost: web\r\n\r\n' > "$S/http"
+printf '\000PRI * HTTP/2.0\r\n' > "$S/h2c"
+# SDS responses, encoded by protoc from text: the two secrets of the leaf
+# issued above (a set the client accepts), one of them, and a name not asked for.
+S=$(seeds sds_response)
+pem() { awk '{printf "%s\\n", $0}' "$1"; }
+CHAIN=$(pem "$WORK/leaf/cert-chain.pem"); KEY=$(pem "$WORK/leaf/key.pem"); ROOT=$(pem "$WORK/leaf/root-cert.pem")
+SECRET='[type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret]'
+sds() {
+  protoc -I"$REPO/proto" --encode=envoy.service.discovery.v3.DiscoveryResponse \
+    envoy/service/discovery/v3/discovery.proto envoy/extensions/transport_sockets/tls/v3/secret.proto
+}
+CERT="resources { $SECRET { name: \"default\" tls_certificate {
+  certificate_chain { inline_bytes: \"$CHAIN\" } private_key { inline_bytes: \"$KEY\" } } } }"
+ROOTS="resources { $SECRET { name: \"ROOTCA\" validation_context { trusted_ca { inline_string: \"$ROOT\" } } } }"
+HEAD="version_info: \"v1\" nonce: \"n1\" type_url: \"type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\""
+echo "$HEAD $CERT $ROOTS" | sds > "$S/both"
+echo "$HEAD $ROOTS" | sds > "$S/roots"
+echo "$HEAD $CERT" | sds > "$S/cert"
+echo "$HEAD resources { $SECRET { name: \"other\" generic_secret { secret { filename: \"/etc/passwd\" } } } }" | sds > "$S/other"
+
 run() {
   local target=$1 corpus=$2
   echo "--- $target (${SECS}s)"
@@ -69,5 +150,9 @@ run fuzz_csr "$WORK/csr" || failed=1
 run fuzz_private_key "$WORK/keys" || failed=1
 run fuzz_jwt "$WORK/jwt" || failed=1
 run fuzz_agent_config "$WORK/agent_config" || failed=1
+run fuzz_proxy_config "$WORK/proxy_config" || failed=1
+run fuzz_proxy_authz "$WORK/proxy_authz" || failed=1
+run fuzz_inbound_sniff "$WORK/inbound_sniff" || failed=1
+run fuzz_sds_response "$WORK/sds_response" || failed=1
 if ((failed)); then echo "fuzz: a target failed"; exit 1; fi
 echo "fuzz: all targets ran clean"

@@ -20,13 +20,20 @@ fs::path resolve(const fs::path& base, const std::string& p) {
   return path.is_absolute() ? path : base / path;
 }
 
+// parseDuration's cap, for "ms" too: the proxy adds these to now() and
+// converts them to nanoseconds (asio timers), which must not overflow.
+constexpr std::chrono::milliseconds kMaxMillis = std::chrono::hours(24 * 365 * 100);
+
 Result<std::chrono::milliseconds> millis(const YAML::Node& n, std::string_view what) {
   std::string text = n.as<std::string>();
   if (text.ends_with("ms")) {
     char* end = nullptr;
-    long v = std::strtol(text.c_str(), &end, 10);
+    long v = std::strtol(text.c_str(), &end, 10);  // saturates past LONG_MAX
     if (end != text.c_str() + text.size() - 2 || v <= 0)
       return Error::invalidArgument(fmt::format("{}: bad duration \"{}\"", what, text));
+    if (v > kMaxMillis.count())
+      return Error::outOfRange(
+          fmt::format("{}: duration \"{}\" is longer than 100 years", what, text));
     return std::chrono::milliseconds(v);
   }
   auto d = parseDuration(text);

@@ -26,6 +26,7 @@
 #include "pki/chain.h"
 #include "pki/envoy_cert_details.h"
 #include "proxy/cert_source.h"
+#include "proxy/inbound_sniff.h"
 #include "proxy/metrics.h"
 #include "proxy/snapshot_store.h"
 #include "proxy/tls_snapshot.h"
@@ -705,11 +706,10 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
   const Mode mode = l.mode.load(std::memory_order_relaxed);  // this connection's, to its end
   const auto allowed = l.allowed.load();
   s->deadline(config_.handshake_timeout);
-  bool tls = mode != Mode::kDisable;
-  if (tls) {
-    // A TLS ClientHello starts with a handshake record (0x16); anything else
-    // is plaintext. Peeking leaves the bytes for whoever reads them.
-    std::array<unsigned char, 1> first{};
+  InboundPath path = InboundPath::kPlaintext;  // DISABLE: no look at the bytes
+  if (mode != Mode::kDisable) {
+    // Peeking leaves the bytes for whoever reads them (OpenSSL or the pipe).
+    std::array<unsigned char, kSniffBytes> first{};
     asio::error_code ec;
     size_t n = co_await s->down.async_receive(asio::buffer(first), tcp::socket::message_peek,
                                               withError(ec));
@@ -718,14 +718,13 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
         count(*l.stats, Failure::kHandshakeTimeout);
       co_return;
     }
-    tls = first[0] == 0x16;
-    if (!tls && mode == Mode::kStrict) {
-      // Never a downgrade: STRICT takes mTLS only, whatever the certificates' state.
+    path = sniffInbound(mode, std::span<const unsigned char>(first.data(), n));
+    if (path == InboundPath::kRefused) {
       count(*l.stats, Failure::kPlaintextRefused);
       co_return;
     }
   }
-  if (!tls) {
+  if (path == InboundPath::kPlaintext) {
     l.stats->plaintext->Increment();
     if (!co_await connectUp(*s, l))
       co_return;

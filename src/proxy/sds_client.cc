@@ -100,6 +100,21 @@ Result<SdsMaterial> readSdsResponse(const discovery::DiscoveryResponse& r,
   return m;
 }
 
+Result<bool> applySdsResponse(const discovery::DiscoveryResponse& r, const ProxyConfig& config,
+                              SdsMaterial& held, SnapshotStore& store) {
+  MESHID_ASSIGN_OR_RETURN(SdsMaterial update,
+                          readSdsResponse(r, config.sds.certificate, config.sds.validation));
+  SdsMaterial next = held;
+  next.merge(update);
+  bool published = false;
+  if (next.complete()) {
+    MESHID_ASSIGN_OR_RETURN(published,
+                            store.offer(*next.chain_pem, *next.key_pem, *next.bundle_pem));
+  }
+  held = next;
+  return published;
+}
+
 namespace {
 
 // Every request names both resources (Envoy sends them each time; a server
@@ -250,17 +265,7 @@ class SdsCertSource final : public CertSource {
   // Applies one response; returns the ACK or NACK to send.
   discovery::DiscoveryRequest apply(const discovery::DiscoveryResponse& r,
                                     std::string& accepted_version) {
-    auto update = readSdsResponse(r, config_.sds.certificate, config_.sds.validation);
-    Result<bool> applied = update.ok() ? Result<bool>(false) : Result<bool>(update.error());
-    if (update.ok()) {
-      SdsMaterial next = held_;
-      next.merge(*update);
-      if (next.complete()) {
-        applied = store_.offer(*next.chain_pem, *next.key_pem, *next.bundle_pem);
-      }
-      if (applied.ok())
-        held_ = next;  // a refused set is never merged into later updates
-    }
+    Result<bool> applied = applySdsResponse(r, config_, held_, store_);
     Listener notify;
     bool ok = applied.ok();
     {

@@ -42,6 +42,15 @@ Result<SdsMaterial> readSdsResponse(const envoy::service::discovery::v3::Discove
                                     const std::string& certificate_name,
                                     const std::string& validation_name);
 
+// The checks between a response and its ACK or NACK, as the stream makes
+// them: readSdsResponse, then what it carried merged into `held` and, once
+// the set is complete, offered to `store`. Ok: `held` is the merged set, and
+// true if a new snapshot was published. An error is what the NACK says, and
+// `held` and the store are as they were (a refused set is never merged into
+// later updates).
+Result<bool> applySdsResponse(const envoy::service::discovery::v3::DiscoveryResponse& r,
+                              const ProxyConfig& config, SdsMaterial& held, SnapshotStore& store);
+
 // The first request of a stream, and the ACK/NACK after a response; each
 // names both resources.
 envoy::service::discovery::v3::DiscoveryRequest sdsSubscribe(const ProxyConfig& config);

@@ -86,6 +86,20 @@ TEST(ProxyConfig, MistakesAreRefusedWithTheReason) {
   }
 }
 
+// "ms" has its own parser; it must keep parseDuration's cap, which keeps
+// now() + a timeout (in nanoseconds) from overflowing.
+TEST(ProxyConfig, MillisecondDurationsHaveTheSameCapAsTheOthers) {
+  const std::string in = "inbound: [{name: a, listen: 1.2.3.4:1, forward: 1.2.3.4:2}]\n";
+  for (const char* d : {"9223372036854775807ms", "99999999999999999999ms", "3153600000001ms"}) {
+    auto r = parseProxyConfig(kHead + in + "timeouts: {handshake: " + d + "}", "/");
+    EXPECT_EQ(errorOf(r).code, Code::kOutOfRange) << d;
+    MESHID_EXPECT_CONTAINS(messageOf(r), "100 years") << d;
+  }
+  auto century = parseProxyConfig(kHead + in + "timeouts: {idle: 3153600000000ms}", "/");
+  MESHID_ASSERT_OK(century);
+  EXPECT_EQ(century->idle_timeout, std::chrono::hours(24 * 365 * 100));
+}
+
 TEST(ProxyConfig, CertificatesFromTheAgentsSdsSocket) {
   auto c = parseProxyConfig(R"(
 trust_domain: example.org

@@ -6,7 +6,9 @@
 
 #include "envoy/extensions/transport_sockets/tls/v3/secret.pb.h"
 #include "envoy/service/discovery/v3/discovery.pb.h"
+#include "proxy/snapshot_store.h"
 #include "unit/common/test_util.h"
+#include "unit/proxy/tls_test_material.h"
 
 namespace meshid::proxy {
 namespace {
@@ -101,6 +103,34 @@ TEST(SdsClient, RefusesWhatItDidNotAskForOrCannotUse) {
     EXPECT_FALSE(r.ok()) << b.why;
     MESHID_EXPECT_CONTAINS(messageOf(r), b.why);
   }
+}
+
+TEST(SdsClient, PublishesACompleteSetOnceAndKeepsWhatItHeldOnARefusal) {
+  using namespace std::chrono_literals;
+  ProxyConfig config(orThrow(pki::TrustDomain::parse("example.org")));
+  FakeClock clock(std::chrono::system_clock::now());
+  SnapshotStore store(config, clock);
+  auto ca = pki::testing::TestCa::create({.now = clock.now() - 1h});
+  auto pem = testing::proxyPem(ca, "spiffe://example.org/ns/a/sa/b", clock.now() - 1min);
+  SdsMaterial held;
+
+  auto cert_only = response({certSecret("default", pem.chain, pem.key)});
+  EXPECT_FALSE(orThrow(applySdsResponse(cert_only, config, held, store))) << "not complete yet";
+  EXPECT_EQ(store.current(), nullptr);
+  auto roots = response({rootSecret("ROOTCA", pem.bundle)});
+  EXPECT_TRUE(orThrow(applySdsResponse(roots, config, held, store)));
+  auto first = store.current();
+  ASSERT_NE(first, nullptr);
+  EXPECT_FALSE(orThrow(applySdsResponse(roots, config, held, store))) << "the same set again";
+
+  auto other = testing::proxyPem(ca, "spiffe://example.org/ns/a/sa/b", clock.now() - 1min);
+  auto mismatched = response({certSecret("default", pem.chain, other.key)});
+  auto r = applySdsResponse(mismatched, config, held, store);
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(*held.key_pem, pem.key) << "a refused set is not held";
+  EXPECT_EQ(store.current(), first);
+  EXPECT_FALSE(applySdsResponse(response({}), config, held, store).ok());
+  EXPECT_EQ(*held.chain_pem, pem.chain);
 }
 
 TEST(SdsClient, AcksWithTheVersionAndNacksWithTheLastAcceptedOne) {
