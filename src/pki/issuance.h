@@ -70,7 +70,8 @@ class SvidIssuer {
 };
 
 // A leaf signed by ca_cert's key (held by ca_signer): positive 16-byte serial
-// (issue time in ms, then 80 random bits), empty subject, critical URI SAN, CA:FALSE, KU digitalSignature
+// (issue time in ms, then 80 random bits), empty subject, critical URI SAN, CA:FALSE, KU
+// digitalSignature
 // (+keyEncipherment for RSA keys), EKU serverAuth+clientAuth, SKI/AKI;
 // notAfter = now + lifetime clamped to ca_cert's notAfter.
 // Fails FAILED_PRECONDITION when the CA certificate is expired, not yet valid,
