@@ -158,11 +158,10 @@ long noteDrained(BIO* bio, int oper, const char*, size_t len, int, long, int ret
 // while the other direction keeps reading.
 //
 // The pipe's reading side (TlsSocket and PlainSocket have the same shape):
-// waitReadable() suspends until tryRead() may make progress; tryRead() never
-// blocks; drained() says that the last read emptied the socket, so the next
-// one would only get EAGAIN. The socket is waited for only then: with
-// read-ahead OpenSSL can hold whole records the socket will never signal
-// again.
+// readable() says whether tryRead() may make progress now, waitForRead()
+// waits until it may; tryRead() never blocks; drained() says that the last read emptied the socket,
+// so the next one would only get EAGAIN. The socket is waited for only then: with read-ahead
+// OpenSSL can hold whole records the socket will never signal again.
 class TlsSocket {
  public:
   TlsSocket(tcp::socket& sock, SslPtr ssl) : sock_(sock), ssl_(std::move(ssl)) {
@@ -187,12 +186,16 @@ class TlsSocket {
 
   bool drained() const { return socket_drained_ && !SSL_has_pending(ssl_.get()); }
 
-  awaitable<bool> waitReadable() {
-    if (std::exchange(read_wants_write_, false))
-      co_return co_await waitFor(SSL_ERROR_WANT_WRITE);
-    if (!drained())
-      co_return true;
-    co_return co_await waitFor(SSL_ERROR_WANT_READ);
+  // True when tryRead() may make progress now; otherwise the pipe awaits
+  // waitForRead() itself. A plain asio operation, not a coroutine of ours:
+  // an idle connection sits in it, and each coroutine frame in that chain is
+  // memory per idle connection (bench: ~0.5 kB for this one and waitFor's).
+  bool readable() const { return !read_wants_write_ && !drained(); }
+  auto waitForRead(asio::error_code& ec) {
+    // A KeyUpdate answer waits for room to be written before reading goes on.
+    auto type =
+        std::exchange(read_wants_write_, false) ? tcp::socket::wait_write : tcp::socket::wait_read;
+    return sock_.async_wait(type, withError(ec));
   }
 
   // Bytes read now; kWouldBlock when a whole record is not there yet; 0 at
@@ -268,12 +271,9 @@ class PlainSocket {
     sock_.non_blocking(true, ignored);  // reads and writes never block the worker
   }
   bool drained() const { return drained_; }
-  awaitable<bool> waitReadable() {
-    if (!drained_)
-      co_return true;
-    asio::error_code ec;
-    co_await sock_.async_wait(tcp::socket::wait_read, withError(ec));
-    co_return !ec;
+  bool readable() const { return !drained_; }
+  auto waitForRead(asio::error_code& ec) {
+    return sock_.async_wait(tcp::socket::wait_read, withError(ec));
   }
   ptrdiff_t tryRead(char* buf, size_t len) {
     asio::error_code ec;
@@ -324,8 +324,12 @@ awaitable<void> pipe(From& from, To& to, Session& s, prometheus::Counter* counte
   // socket until the peer went away).
   bool open = true;
   while (open) {
-    if (!co_await from.waitReadable())
-      break;
+    if (!from.readable()) {
+      asio::error_code ec;
+      co_await from.waitForRead(ec);
+      if (ec)
+        break;
+    }
     BufferPool::Lease buf = s.buffers.take();
     bool more = true;
     while (more) {
