@@ -13,17 +13,14 @@
 #include <span>
 
 #include "proxy/inbound_sniff.h"
+#include "require.h"
 
 namespace {
 
 using meshid::proxy::InboundPath;
 using meshid::proxy::Mode;
 
-void require(bool cond) {
-  if (!cond) {
-    std::abort();
-  }
-}
+using meshid::fuzz::require;
 
 // Set when OpenSSL has read a whole ClientHello from the bytes; the callback
 // then ends the handshake, so no certificate is needed.

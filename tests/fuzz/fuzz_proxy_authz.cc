@@ -11,17 +11,14 @@
 
 #include "pki/spiffe_id.h"
 #include "proxy/authz.h"
+#include "require.h"
 
 namespace {
 
 using meshid::pki::SpiffeId;
 using meshid::proxy::AllowList;
 
-void require(bool cond) {
-  if (!cond) {
-    std::abort();
-  }
-}
+using meshid::fuzz::require;
 
 std::vector<std::string> lines(std::string_view text) {
   std::vector<std::string> out;

@@ -14,6 +14,7 @@
 #include "common/admin_http.h"
 #include "proxy/authz.h"
 #include "proxy/config.h"
+#include "require.h"
 
 namespace {
 
@@ -23,11 +24,7 @@ using meshid::proxy::ProxyConfig;
 // which keeps now() + duration (in nanoseconds) far from overflow.
 constexpr std::chrono::milliseconds kMaxDuration = std::chrono::hours(24 * 365 * 100);
 
-void require(bool cond) {
-  if (!cond) {
-    std::abort();
-  }
-}
+using meshid::fuzz::require;
 
 void checkDuration(std::chrono::milliseconds d) {
   require(d.count() > 0 && d <= kMaxDuration);

@@ -16,6 +16,7 @@
 #include "envoy/service/discovery/v3/discovery.pb.h"
 #include "proxy/sds_client.h"
 #include "proxy/snapshot_store.h"
+#include "require.h"
 
 namespace {
 
@@ -26,11 +27,7 @@ constexpr const char* kSecretType =
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 constexpr size_t kMaxPemBytes = 1 << 20;
 
-void require(bool cond) {
-  if (!cond) {
-    std::abort();
-  }
-}
+using meshid::fuzz::require;
 
 struct Harness {
   Harness() {
