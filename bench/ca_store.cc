@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "pki/issuance.h"
 #include "store/sqlite_store.h"
 
 namespace {
@@ -32,14 +33,14 @@ std::string hex(const unsigned char* p, size_t n) {
   return out;
 }
 
+// The serial as the CA makes it now (pki::leafSerial), or as it made it
+// before: 16 random bytes, positive.
 std::string serial(bool time_ordered, int64_t millis) {
   std::array<unsigned char, 16> b{};
-  RAND_bytes(b.data(), 16);
   if (time_ordered) {
-    for (int i = 5; i >= 0; --i, millis >>= 8)
-      b[static_cast<size_t>(i)] = static_cast<unsigned char>(millis & 0xff);
-    b[0] |= 0x40;
+    b = *meshid::pki::leafSerial(meshid::SystemTime(std::chrono::milliseconds(millis)));
   } else {
+    RAND_bytes(b.data(), 16);
     b[0] = static_cast<unsigned char>((b[0] & 0x7f) | 0x01);
   }
   return hex(b.data(), b.size());

@@ -23,6 +23,8 @@ namespace {
 constexpr int kUsageKeyCertSign = 5;
 constexpr int kUsageCrlSign = 6;
 
+}  // namespace
+
 // A leaf's serial: 0x40 | the issue time in milliseconds since 1970 (6
 // bytes, big-endian), then 10 random bytes (80 bits, over the 64 the profile
 // asks for). Time first, so that the CA's issuance table, keyed by serial,
@@ -30,7 +32,7 @@ constexpr int kUsageCrlSign = 6;
 // (measured with SQLite at 200k rows: 31 -> 11 µs per row). The 0x40 keeps
 // the first byte non-zero and the top bit clear (16 bytes, positive) and the
 // order intact until the year 4199.
-Result<std::array<unsigned char, 16>> timeOrderedSerial(SystemTime now) {
+Result<std::array<unsigned char, 16>> leafSerial(SystemTime now) {
   std::array<unsigned char, 16> serial{};
   if (RAND_bytes(serial.data() + 6, 10) != 1) {
     return opensslError(Code::kInternal, "cannot draw a random serial number");
@@ -44,6 +46,8 @@ Result<std::array<unsigned char, 16>> timeOrderedSerial(SystemTime now) {
   serial[0] |= 0x40;
   return serial;
 }
+
+namespace {
 
 Result<Asn1IntegerPtr> randomSerial() {
   std::array<unsigned char, 16> buf{};
@@ -418,7 +422,7 @@ Result<SvidIssuer::Leaf> SvidIssuer::issue(const SvidRequest& request) const {
   MESHID_ASSIGN_OR_RETURN(SpkiParts parts, splitSpki(der::asBytes(spki)));
 
   Leaf leaf;
-  MESHID_ASSIGN_OR_RETURN(auto serial, timeOrderedSerial(request.now));
+  MESHID_ASSIGN_OR_RETURN(auto serial, leafSerial(request.now));
   std::string_view serial_bytes(reinterpret_cast<const char*>(serial.data()), serial.size());
   leaf.serial_hex = hexOf(serial_bytes);
   leaf.not_before = request.now - backdateFor(request.lifetime);

@@ -2,6 +2,7 @@
 // and the CA certificates meshid makes (roots and intermediates).
 #pragma once
 
+#include <array>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,6 +39,11 @@ struct SvidRequest {
 // extensions) is encoded once here; each issue() assembles the DER from those
 // pieces and makes one signature (TOOLCHAIN.md §12.1: OpenSSL 3.0's object
 // path spends most of its time re-encoding and decoding keys).
+// A leaf's serial number, 16 bytes: 0x40 | the issue time in milliseconds
+// (6 bytes, big-endian), then 80 random bits. Positive, and ordered by issue
+// time, so a table keyed by serial grows at its end.
+Result<std::array<unsigned char, 16>> leafSerial(SystemTime now);
+
 class SvidIssuer {
  public:
   // FAILED_PRECONDITION unless ca_cert is a CA with keyCertSign whose public
