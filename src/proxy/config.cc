@@ -1,5 +1,7 @@
 #include "proxy/config.h"
 
+#include <charconv>
+
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
@@ -23,6 +25,10 @@ fs::path resolve(const fs::path& base, const std::string& p) {
 // parseDuration's cap, for "ms" too: the proxy adds these to now() and
 // converts them to nanoseconds (asio timers), which must not overflow.
 constexpr std::chrono::milliseconds kMaxMillis = std::chrono::hours(24 * 365 * 100);
+// A bound on memory, not a tuning value: a kept session from a full
+// handshake holds the client's decoded certificates, ≈ 11.5 kB (measured
+// with a leaf + intermediate chain), so this is about 1.2 GB.
+constexpr size_t kMaxSessionCache = 100'000;
 
 Result<std::chrono::milliseconds> millis(const YAML::Node& n, std::string_view what) {
   std::string text = n.as<std::string>();
@@ -40,6 +46,20 @@ Result<std::chrono::milliseconds> millis(const YAML::Node& n, std::string_view w
   if (!d.ok())
     return d.error().wrap(what);
   return std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+}
+
+// A whole number from 0 to max, named in the error (yaml-cpp's own
+// conversion says only "bad conversion", and takes "-1" for a size_t on
+// some versions).
+Result<size_t> count(const YAML::Node& n, std::string_view what, size_t max) {
+  const std::string text = n.IsScalar() ? n.Scalar() : std::string();
+  size_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || v > max) {
+    return Error::invalidArgument(
+        fmt::format("{} must be a whole number from 0 to {}, not \"{}\"", what, max, text));
+  }
+  return v;
 }
 
 Result<void> checkAddress(const std::string& a, std::string_view what) {
@@ -193,12 +213,18 @@ Result<ProxyConfig> parse(const YAML::Node& root, const fs::path& base) {
       return Error::invalidArgument("limits.max_connections must be at least 1");
   }
   if (const auto t = root["tls"]) {
-    MESHID_RETURN_IF_ERROR(onlyKeys(t, "tls", {"ciphers", "ticket_key_rotation"}));
+    MESHID_RETURN_IF_ERROR(
+        onlyKeys(t, "tls", {"ciphers", "ticket_key_rotation", "session_cache_size"}));
     if (t["ciphers"])
       c.ciphers = t["ciphers"].as<std::string>();
     if (t["ticket_key_rotation"]) {
       MESHID_ASSIGN_OR_RETURN(c.ticket_key_rotation,
                               millis(t["ticket_key_rotation"], "tls.ticket_key_rotation"));
+    }
+    if (t["session_cache_size"]) {
+      MESHID_ASSIGN_OR_RETURN(
+          c.session_cache_size,
+          count(t["session_cache_size"], "tls.session_cache_size", kMaxSessionCache));
     }
   }
   return c;
@@ -252,7 +278,8 @@ Result<void> checkReloadable(const ProxyConfig& a, const ProxyConfig& b) {
     return needsRestart("timeouts");
   if (a.max_connections != b.max_connections)
     return needsRestart("limits");
-  if (a.ciphers != b.ciphers || a.ticket_key_rotation != b.ticket_key_rotation)
+  if (a.ciphers != b.ciphers || a.ticket_key_rotation != b.ticket_key_rotation ||
+      a.session_cache_size != b.session_cache_size)
     return needsRestart("tls");
   if (a.inbound.size() != b.inbound.size() || a.outbound.size() != b.outbound.size())
     return needsRestart("the set of listeners");

@@ -86,6 +86,20 @@ struct ProxyMetrics::Impl {
                                   .Help("Unix time the proxy's current certificate expires")
                                   .Register(*registry)
                                   .Add({});
+  prometheus::Gauge& cached_sessions =
+      prometheus::BuildGauge()
+          .Name("meshid_proxy_tls_session_cache_sessions")
+          .Help("TLS 1.3 sessions kept for resumption (current certificate)")
+          .Register(*registry)
+          .Add({});
+  prometheus::Gauge& evicted_sessions =
+      prometheus::BuildGauge()
+          .Name("meshid_proxy_tls_session_cache_evicted")
+          .Help(
+              "Sessions dropped to make room since the current certificate was loaded "
+              "(raise tls.session_cache_size when this grows)")
+          .Register(*registry)
+          .Add({});
   prometheus::Family<prometheus::Counter>& reloads =
       prometheus::BuildCounter()
           .Name("meshid_proxy_certificate_reloads_total")
@@ -140,6 +154,11 @@ void ProxyMetrics::certificateLoaded(SystemTime not_after) {
   impl_->expiry.Set(static_cast<double>(toUnixSeconds(not_after)));
 }
 
+void ProxyMetrics::sessionCache(size_t sessions, uint64_t evicted) {
+  impl_->cached_sessions.Set(static_cast<double>(sessions));
+  impl_->evicted_sessions.Set(static_cast<double>(evicted));
+}
+
 void ProxyMetrics::reload(bool ok) {
   impl_->reloads.Add({{"result", ok ? "ok" : "refused"}}).Increment();
 }
@@ -169,8 +188,12 @@ std::string ProxyMetrics::statsJson() const {
     j["errors"] = errors;
     out[name] = j;
   }
-  return nlohmann::json{{"listeners", out}, {"certificate_expiration", impl_->expiry.Value()}}.dump(
-      2);
+  return nlohmann::json{{"listeners", out},
+                        {"certificate_expiration", impl_->expiry.Value()},
+                        {"tls_session_cache",
+                         {{"sessions", impl_->cached_sessions.Value()},
+                          {"evicted", impl_->evicted_sessions.Value()}}}}
+      .dump(2);
 }
 
 }  // namespace meshid::proxy

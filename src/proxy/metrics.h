@@ -2,6 +2,7 @@
 // resolved per listener at startup, so a connection only touches atomics.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -50,6 +51,8 @@ class ProxyMetrics {
   ~ProxyMetrics();
   ListenerStats& listener(const std::string& name, std::string_view direction);
   void certificateLoaded(SystemTime not_after);
+  // The current snapshot's TLS 1.3 session cache, set when scraped.
+  void sessionCache(size_t sessions, uint64_t evicted);
   void reload(bool ok);
   void configReload(bool ok);
   std::string serialize() const;

@@ -462,6 +462,7 @@ class ProxyImpl final : public Proxy {
   awaitable<bool> connectUp(Session& s, ListenerRuntime& l);
   std::string certsJson() const;
   std::string listenersJson() const;
+  void noteSessionCache();
   HttpReply modeCall(const std::map<std::string, std::string>& params);
   ListenerRuntime* find(const std::string& name) const;
 
@@ -552,9 +553,11 @@ Result<void> ProxyImpl::init(const CertSourceFactory& sources) {
   std::vector<HttpRoute> routes;
   routes.push_back(
       {"/metrics", [this] {
+         noteSessionCache();
          return HttpReply{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.serialize()};
        }});
   routes.push_back({"/stats", [this] {
+                      noteSessionCache();
                       return HttpReply{200, "application/json", metrics_.statsJson()};
                     }});
   routes.push_back({"/certs", [this] { return HttpReply{200, "application/json", certsJson()}; }});
@@ -809,6 +812,14 @@ awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRun
   s->watchIdle(config_.idle_timeout);
   PlainSocket down(s->down);
   co_await both(pipe(down, up, *s, l.stats->bytes_in), pipe(up, down, *s, l.stats->bytes_out), *s);
+}
+
+void ProxyImpl::noteSessionCache() {
+  auto snap = store_.current();
+  if (snap && snap->sessions)
+    metrics_.sessionCache(snap->sessions->size(), snap->sessions->evicted());
+  else
+    metrics_.sessionCache(0, 0);
 }
 
 // The agent's /certs shape (Envoy's): the bundle's roots as ca_cert, our

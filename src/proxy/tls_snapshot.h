@@ -15,6 +15,7 @@
 #include "common/result.h"
 #include "pki/ossl.h"
 #include "proxy/config.h"
+#include "proxy/session_cache.h"
 #include "proxy/ticket_keys.h"
 
 namespace asio::ssl {
@@ -29,8 +30,9 @@ enum class VerifyFailure { kNone, kNoCertificate, kVerifyError, kVerifySan };
 struct TlsSnapshot {
   TlsSnapshot();
   ~TlsSnapshot();
-  // Declared first so it outlives the server context that points to it.
+  // Declared first so they outlive the server context that points to them.
   std::unique_ptr<TicketKeys> ticket_keys;
+  std::unique_ptr<SessionCache> sessions;      // null when config.session_cache_size is 0
   std::unique_ptr<asio::ssl::context> server;  // inbound: requires a client certificate
   std::unique_ptr<asio::ssl::context> client;  // outbound: trusts the mesh bundle
   // Outbound listeners with a pinned CA file: their own client context.
@@ -49,9 +51,10 @@ using NewSessionCallback = int (*)(SSL*, SSL_SESSION*);
 // Builds both contexts: TLS 1.2 and 1.3 only, the leaf chain and key (which
 // must match and must not be expired), the bundle as trust anchors, peer
 // verification with the X.509-SVID leaf checks OpenSSL does not make (in the
-// verify callback). Session resumption on; ticket keys belong to the
-// snapshot (a session never outlives the certificates it was made with) and
-// rotate every config.ticket_key_rotation within its life.
+// verify callback). Session resumption on; ticket keys and the TLS 1.3
+// session cache belong to the snapshot (a session never outlives the
+// certificates it was made with); keys rotate every config.ticket_key_rotation
+// within its life and a session lives at most two such periods.
 Result<std::shared_ptr<const TlsSnapshot>> buildSnapshot(const ProxyConfig& config,
                                                          std::string_view chain_pem,
                                                          std::string_view key_pem,

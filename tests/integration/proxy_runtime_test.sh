@@ -172,15 +172,16 @@ check_output_contains "outbound -> inbound with ALPN: data flows" "echo:ping" \
   sh -c "printf 'ping\n' | timeout 3 python3 -c 'import socket,sys; s=socket.create_connection((\"127.0.0.1\", $(port_of mesh))); s.sendall(b\"ping\\n\"); print(s.recv(100).decode())'"
 expect_contains "and the negotiated protocol is logged at debug level" "$(cat client.log)" "alpn=h2"
 
-# Ticket keys rotate every 3 s (periods counted from the Unix epoch): a
-# ticket resumes within the next period and not after two. Each ticket is
-# made at the start of a period so the checks land where they mean to. The
-# certificate (1 h) stays the same throughout.
-sess() {  # IN_FILE OUT_FILE: one handshake, prints Reused or New
+# Ticket keys rotate every 3 s (periods counted from the Unix epoch): a TLS
+# 1.2 ticket resumes within the next period and not after two. Each ticket is
+# made at the start of a period so the checks land where they mean to. TLS
+# 1.3 sessions are kept by the proxy (id tickets): each resumes once, for
+# two periods. The certificate (1 h) stays the same throughout.
+sess() {  # -tls1_2|-tls1_3 IN_FILE OUT_FILE: one handshake, prints Reused or New
   local in=()
-  [[ -n $1 ]] && in=(-sess_in "$1")
+  [[ -n $2 ]] && in=(-sess_in "$2")
   # Stdin stays open a moment, so the ticket (sent after the handshake) arrives.
-  sleep 0.3 | timeout 5 openssl s_client -connect "127.0.0.1:$IN" -tls1_3 "${in[@]}" -sess_out "$2" \
+  sleep 0.3 | timeout 5 openssl s_client -connect "127.0.0.1:$IN" "$1" "${in[@]}" -sess_out "$3" \
     -cert client/cert-chain.pem -cert_chain client/cert-chain.pem -key client/key.pem -CAfile ca/root-cert.pem 2>/dev/null |
     grep -oE '^(Reused|New),' | tr -d ,
 }
@@ -191,16 +192,29 @@ serial_before=$(curl -s "http://127.0.0.1:$ADMIN/certs" | jq -r '.certificates[0
 expect_eq "/certs in the agent's (Envoy's) shape: ca_cert and cert_chain with SANs" \
   "ROOTCA spiffe://$TD/ns/web/sa/web" \
   "$(curl -s "http://127.0.0.1:$ADMIN/certs" | jq -r '.certificates[0] | "\(.ca_cert[0].path) \(.cert_chain[0].subject_alt_names[0].uri)"')"
-expect_eq "a first handshake is a full one" "New" "$(sess "" t1.pem)"
-expect_eq "its ticket resumes at once" "Reused" "$(sess t1.pem t2.pem)"
+expect_eq "TLS 1.3: a first handshake is a full one" "New" "$(sess -tls1_3 "" t1.pem)"
+expect_eq "its ticket resumes at once" "Reused" "$(sess -tls1_3 t1.pem t2.pem)"
+expect_eq "the same ticket offered again: a full handshake (single use)" "New" "$(sess -tls1_3 t1.pem t1b.pem)"
+expect_eq "the ticket the resumption handed out resumes" "Reused" "$(sess -tls1_3 t2.pem t2b.pem)"
+cache_stat() { curl -s "http://127.0.0.1:$ADMIN/stats" | jq -r ".tls_session_cache.$1"; }
+check "the proxy keeps those TLS 1.3 sessions (/stats)" test "$(cache_stat sessions)" -ge 2
+expect_eq "and evicted none (1,024 by default)" "0" "$(cache_stat evicted)"
+expect_contains "/metrics shows the cache" "$(curl -s "http://127.0.0.1:$ADMIN/metrics")" \
+  "meshid_proxy_tls_session_cache_sessions"
+expect_eq "TLS 1.2: a first handshake is a full one" "New" "$(sess -tls1_2 "" u1.pem)"
+expect_eq "its ticket resumes at once" "Reused" "$(sess -tls1_2 u1.pem u2.pem)"
 period_start
-sess "" t3.pem >/dev/null
+sess -tls1_2 "" u3.pem >/dev/null
+sess -tls1_3 "" t3.pem >/dev/null
 sleep 3.6
-expect_eq "a ticket from the previous key period still resumes" "Reused" "$(sess t3.pem t4.pem)"
+expect_eq "a TLS 1.2 ticket from the previous key period still resumes" "Reused" "$(sess -tls1_2 u3.pem u4.pem)"
+expect_eq "a TLS 1.3 session 3.6 s old still resumes" "Reused" "$(sess -tls1_3 t3.pem t4.pem)"
 period_start
-sess "" t5.pem >/dev/null
+sess -tls1_2 "" u5.pem >/dev/null
+sess -tls1_3 "" t5.pem >/dev/null
 sleep 6.6
-expect_eq "after two periods its key is gone: a full handshake" "New" "$(sess t5.pem t6.pem)"
+expect_eq "after two periods a TLS 1.2 ticket's key is gone: a full handshake" "New" "$(sess -tls1_2 u5.pem u6.pem)"
+expect_eq "and a TLS 1.3 session has expired: a full handshake" "New" "$(sess -tls1_3 t5.pem t6.pem)"
 expect_eq "all with one certificate (rotation within its life)" "$serial_before" \
   "$(curl -s "http://127.0.0.1:$ADMIN/certs" | jq -r '.certificates[0].cert_chain[0].serial_number')"
 

@@ -68,6 +68,8 @@ TEST(ProxyConfig, MistakesAreRefusedWithTheReason) {
            {kHead + in + "}]\nlimits: {max_connections: 0}", "at least 1"},
            {kHead + in + ", alpn: ['']}]", "1 to 255 bytes"},
            {kHead + in + "}]\ntls: {ticket_key_rotation: 0ms}", "bad duration"},
+           {kHead + in + "}]\ntls: {session_cache_size: 100001}", "from 0 to 100000"},
+           {kHead + in + "}]\ntls: {session_cache_size: -1}", "tls.session_cache_size must be"},
            {"trust_domain: example.org\ncertificates: {sds: {certificate: default}}\n" + in + "}]",
             "needs socket"},
            {"trust_domain: example.org\ncertificates: {sds: {socket: s, certificate: A, "
@@ -106,7 +108,7 @@ trust_domain: example.org
 certificates:
   sds: {socket: run/agent.sock, initial_fetch_timeout: 5s}
 inbound: [{name: a, listen: 1.2.3.4:1, forward: 1.2.3.4:2, alpn: [h2, http/1.1]}]
-tls: {ticket_key_rotation: 10m}
+tls: {ticket_key_rotation: 10m, session_cache_size: 0}
 )",
                             "/etc/meshid");
   MESHID_ASSERT_OK(c);
@@ -117,6 +119,7 @@ tls: {ticket_key_rotation: 10m}
   EXPECT_TRUE(c->certificates.cert_file.empty());
   EXPECT_EQ(c->inbound[0].alpn, (std::vector<std::string>{"h2", "http/1.1"}));
   EXPECT_EQ(c->ticket_key_rotation, 10min);
+  EXPECT_EQ(c->session_cache_size, 0u);
 }
 
 TEST(ProxyConfig, AReloadTakesModesAllowListsAndExpectedIdsOnly) {
@@ -142,6 +145,7 @@ outbound: [{name: out, listen: 1.2.3.4:3, destination: 1.2.3.4:4, expected_ids: 
            {"admin_listen: 127.0.0.1:1", "admin_listen"},
            {"timeouts: {idle: 1s}", "timeouts"},
            {"tls: {ciphers: ECDHE-ECDSA-AES128-GCM-SHA256}", "tls"},
+           {"tls: {session_cache_size: 10}", "tls"},
        }) {
     auto r = checkReloadable(
         running, make("STRICT", "spiffe://example.org/ns/a/sa/b", "spiffe://example.org", c.extra));

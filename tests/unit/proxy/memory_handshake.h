@@ -1,0 +1,83 @@
+// One TLS handshake between a snapshot's client and server contexts over an
+// in-memory BIO pair, as the session tests need it: optional resumption, a
+// byte from the server, then a clean close with every ticket collected.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <memory>
+
+#include <asio/ssl/context.hpp>
+
+#include "proxy/tls_snapshot.h"
+
+namespace meshid::proxy::testing {
+
+struct SslFree {
+  void operator()(SSL* s) const { SSL_free(s); }
+};
+using SslPtr = std::unique_ptr<SSL, SslFree>;
+struct SessionFree {
+  void operator()(SSL_SESSION* s) const { SSL_SESSION_free(s); }
+};
+using SessionPtr = std::unique_ptr<SSL_SESSION, SessionFree>;
+
+struct Outcome {
+  bool ok = false;
+  bool resumed = false;
+  SessionPtr ticket;  // what the client holds afterwards
+};
+
+// One handshake over a BIO pair, a byte from the server, then a clean close;
+// the client ends up holding the newest ticket.
+// max_version: the client's highest protocol (0: TLS 1.3).
+inline Outcome handshake(const TlsSnapshot& snap, SSL_SESSION* resume, int max_version = 0) {
+  SslPtr server(SSL_new(snap.server->native_handle()));
+  SslPtr client(SSL_new(snap.client->native_handle()));
+  BIO *a = nullptr, *b = nullptr;
+  BIO_new_bio_pair(&a, 0, &b, 0);
+  SSL_set_bio(server.get(), a, a);
+  SSL_set_bio(client.get(), b, b);
+  SSL_set_accept_state(server.get());
+  SSL_set_connect_state(client.get());
+  if (max_version)
+    SSL_set_max_proto_version(client.get(), max_version);
+  if (resume)
+    SSL_set_session(client.get(), resume);
+  Outcome out;
+  bool s_done = false, c_done = false;
+  for (int i = 0; i < 20 && !(s_done && c_done); ++i) {
+    if (!c_done) {
+      int r = SSL_do_handshake(client.get());
+      if (r == 1)
+        c_done = true;
+      else if (SSL_get_error(client.get(), r) != SSL_ERROR_WANT_READ)
+        return out;
+    }
+    if (!s_done) {
+      int r = SSL_do_handshake(server.get());
+      if (r == 1)
+        s_done = true;
+      else if (SSL_get_error(server.get(), r) != SSL_ERROR_WANT_READ)
+        return out;
+    }
+  }
+  if (!(s_done && c_done) || SSL_write(server.get(), "x", 1) != 1)
+    return out;
+  char c = 0;
+  if (SSL_read(client.get(), &c, 1) != 1)
+    return out;
+  // The server closes; reading to its close_notify, the client takes every
+  // ticket sent (after a resumption, OpenSSL's server sends the new ticket
+  // late), then answers the close so the session stays resumable.
+  SSL_shutdown(server.get());
+  if (SSL_read(client.get(), &c, 1) != 0)
+    return out;
+  out.ok = true;
+  out.resumed = SSL_session_reused(server.get()) == 1;
+  out.ticket.reset(SSL_get1_session(client.get()));
+  SSL_shutdown(client.get());
+  return out;
+}
+
+}  // namespace meshid::proxy::testing
