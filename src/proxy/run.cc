@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include "pki/builtin_ec_keys.h"
 #include "proxy/config.h"
 #include "proxy/proxy.h"
 
@@ -24,6 +25,10 @@ Result<void> runUntilSignalled(const std::string& config_path, const std::string
   sigaddset(&stop, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // Before any certificate is parsed: the handshakes' certificate keys then
+  // skip OpenSSL 3.0's decoder (pki/builtin_ec_keys.h).
+  if (auto r = pki::useBuiltinEcKeysForCertificates(); !r.ok())
+    spdlog::warn("certificate keys take OpenSSL's slower decoder path: {}", r.error().message);
   MESHID_ASSIGN_OR_RETURN(auto p, startProxy(config, clock, sources));
   std::string ports;
   for (const auto& l : config.inbound)

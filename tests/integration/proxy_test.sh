@@ -83,6 +83,13 @@ expect_eq "counted: fail_verify_error (foreign root, expired)" "2" "$(stat stric
 expect_eq "counted: authz_denied" "1" "$(stat strict .errors.authz_denied)"
 expect_eq "counted: plaintext_refused" "1" "$(stat strict .errors.plaintext_refused)"
 expect_eq "counted: handshakes" "3" "$(stat strict .handshakes)"
+# NIST-curve key shares: the proxy takes its certificate keys through
+# OpenSSL's built-in EC code (pki/builtin_ec_keys.h), which also makes its
+# P-256/P-384 key shares; clients that offer nothing else still get through.
+check_output_contains "STRICT: a client offering only P-256 key shares (TLS 1.3)" "hello" \
+  curl -sS -k --curves P-256 --cert client/cert-chain.pem --key client/key.pem "https://127.0.0.1:$STRICT/"
+check_output_contains "STRICT: a client offering P-384 first (TLS 1.2)" "hello" \
+  curl -sS -k --tls-max 1.2 --curves P-384:P-256 --cert client/cert-chain.pem --key client/key.pem "https://127.0.0.1:$STRICT/"
 
 check_output_contains "PERMISSIVE: plaintext on the same port" "hello" curl -sS "http://127.0.0.1:$PERM/"
 check_output_contains "PERMISSIVE: mTLS on the same port" "hello" ./mtls client "$PERM"

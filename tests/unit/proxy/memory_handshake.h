@@ -30,10 +30,12 @@ struct Outcome {
 
 // One handshake over a BIO pair, a byte from the server, then a clean close;
 // the client ends up holding the newest ticket.
-// max_version: the client's highest protocol (0: TLS 1.3).
-inline Outcome handshake(const TlsSnapshot& snap, SSL_SESSION* resume, int max_version = 0) {
+// max_version: the client's highest protocol (0: TLS 1.3). client_snap:
+// the client's certificates, when not the server's own.
+inline Outcome handshake(const TlsSnapshot& snap, SSL_SESSION* resume, int max_version = 0,
+                         const TlsSnapshot* client_snap = nullptr) {
   SslPtr server(SSL_new(snap.server->native_handle()));
-  SslPtr client(SSL_new(snap.client->native_handle()));
+  SslPtr client(SSL_new((client_snap ? *client_snap : snap).client->native_handle()));
   BIO *a = nullptr, *b = nullptr;
   BIO_new_bio_pair(&a, 0, &b, 0);
   SSL_set_bio(server.get(), a, a);
