@@ -95,6 +95,64 @@ class FixedAnswer final : public auth::IstioCertificateService::CallbackService 
   Handoff* handoff_;
 };
 
+// The same answer through gRPC's completion-queue API (--cq): the classic
+// request/finish state machine, polled by `threads` threads. The CA uses the
+// callback API; this prices the other one on the same transport.
+class CqAnswer {
+ public:
+  CqAnswer(std::vector<std::string> chain, auth::IstioCertificateService::AsyncService& service,
+           std::vector<std::unique_ptr<grpc::ServerCompletionQueue>>& queues)
+      : chain_(std::move(chain)), service_(service) {
+    for (auto& q : queues)
+      threads_.emplace_back([this, cq = q.get()] { poll(cq); });
+  }
+  ~CqAnswer() {
+    for (auto& t : threads_)
+      t.join();
+  }
+
+ private:
+  struct Call {
+    grpc::ServerContext ctx;
+    auth::IstioCertificateRequest request;
+    grpc::ServerAsyncResponseWriter<auth::IstioCertificateResponse> responder{&ctx};
+    bool finishing = false;
+  };
+  void requestNext(grpc::ServerCompletionQueue* cq) {
+    auto* call = new Call;
+    service_.RequestCreateCertificate(&call->ctx, &call->request, &call->responder, cq, cq, call);
+  }
+  void poll(grpc::ServerCompletionQueue* cq) {
+    // Several calls waiting per queue, so a burst finds one ready.
+    for (int i = 0; i < 64; ++i)
+      requestNext(cq);
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq->Next(&tag, &ok)) {
+      auto* call = static_cast<Call*>(tag);
+      if (!ok || call->finishing) {
+        delete call;
+        continue;
+      }
+      requestNext(cq);
+      call->finishing = true;
+      if (call->request.csr().empty()) {
+        call->responder.FinishWithError(
+            grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty csr"), call);
+        continue;
+      }
+      auth::IstioCertificateResponse resp;
+      for (const auto& pem : chain_)
+        resp.add_cert_chain(pem);
+      call->responder.Finish(resp, grpc::Status::OK, call);
+    }
+  }
+
+  std::vector<std::string> chain_;
+  auth::IstioCertificateService::AsyncService& service_;
+  std::vector<std::thread> threads_;
+};
+
 // A PEM bundle split into its certificates, leaf first.
 std::vector<std::string> splitPem(const std::string& bundle) {
   static constexpr std::string_view kEnd = "-----END CERTIFICATE-----\n";
@@ -119,11 +177,14 @@ int main(int argc, char** argv) {
   CLI::App app{"Fixed-answer IstioCertificateService over TLS: the gRPC ceiling"};
   std::string identity, roots, chain_file, listen = "127.0.0.1:0";
   bool handoff = false;
+  int cq_threads = 0;
   app.add_option("--identity", identity, "PEM key + certificate chain to serve with")->required();
   app.add_option("--roots", roots, "PEM roots that verify client certificates")->required();
   app.add_option("--chain", chain_file, "PEM chain to answer with, leaf first")->required();
   app.add_option("--listen", listen, "address to listen on");
   app.add_flag("--handoff", handoff, "answer from another thread, as meshid's queue does");
+  app.add_option("--cq", cq_threads,
+                 "answer through the completion-queue API, with this many polling threads");
   CLI11_PARSE(app, argc, argv);
 
   auto chain_pem = meshid::readFile(chain_file, 1 << 20);
@@ -154,13 +215,24 @@ int main(int argc, char** argv) {
   std::unique_ptr<Handoff> queue;
   if (handoff)
     queue = std::make_unique<Handoff>();
-  FixedAnswer service(std::move(chain), queue.get());
+  FixedAnswer service(chain, queue.get());
+  auth::IstioCertificateService::AsyncService async_service;
+  std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues;
   int port = 0;
   grpc::ServerBuilder builder;
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(listen, grpc::experimental::TlsServerCredentials(tls), &port);
-  builder.RegisterService(&service);
+  if (cq_threads > 0) {
+    builder.RegisterService(&async_service);
+    for (int i = 0; i < cq_threads; ++i)
+      queues.push_back(builder.AddCompletionQueue());
+  } else {
+    builder.RegisterService(&service);
+  }
   auto server = builder.BuildAndStart();
+  std::unique_ptr<CqAnswer> cq_answer;
+  if (server && cq_threads > 0)
+    cq_answer = std::make_unique<CqAnswer>(chain, async_service, queues);
   if (!server || port == 0) {
     std::fprintf(stderr, "cannot listen on %s\n", listen.c_str());
     return 1;
@@ -171,5 +243,8 @@ int main(int argc, char** argv) {
   int sig = 0;
   sigwait(&set, &sig);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  for (auto& q : queues)
+    q->Shutdown();
+  cq_answer.reset();  // joins the pollers once their queues drained
   return 0;
 }

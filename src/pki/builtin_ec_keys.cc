@@ -24,8 +24,8 @@ int ecMethods(ENGINE*, EVP_PKEY_METHOD** method, const int** nids, int nid) {
     *nids = kNids;
     return 1;
   }
-  *method = nid == EVP_PKEY_EC ? const_cast<EVP_PKEY_METHOD*>(EVP_PKEY_meth_find(EVP_PKEY_EC))
-                               : nullptr;
+  *method =
+      nid == EVP_PKEY_EC ? const_cast<EVP_PKEY_METHOD*>(EVP_PKEY_meth_find(EVP_PKEY_EC)) : nullptr;
   return *method != nullptr;
 }
 

@@ -46,11 +46,14 @@ class BuiltinEcKeys : public ::testing::Test {
     ca_ = new TestCa(TestCa::create({.now = now - 1h}));
     foreign_ca_ = new TestCa(TestCa::create({.now = now - 1h}));
     auto key = testing::newKey();
-    leaf_der_ = der(ca_->issueLeaf(key.get(), "spiffe://example.org/ns/a/sa/b", 1h, now - 1min).get());
+    leaf_der_ =
+        der(ca_->issueLeaf(key.get(), "spiffe://example.org/ns/a/sa/b", 1h, now - 1min).get());
     auto rsa = testing::newKey(KeyType::kRsa2048);
-    rsa_leaf_der_ = der(ca_->issueLeaf(rsa.get(), "spiffe://example.org/ns/a/sa/rsa", 1h, now - 1min).get());
+    rsa_leaf_der_ =
+        der(ca_->issueLeaf(rsa.get(), "spiffe://example.org/ns/a/sa/rsa", 1h, now - 1min).get());
     pem_ = proxy::testing::proxyPem(*ca_, "spiffe://example.org/ns/a/sa/b", now - 1min);
-    foreign_pem_ = proxy::testing::proxyPem(*foreign_ca_, "spiffe://example.org/ns/a/sa/b", now - 1min);
+    foreign_pem_ =
+        proxy::testing::proxyPem(*foreign_ca_, "spiffe://example.org/ns/a/sa/b", now - 1min);
     own_key_ = key.release();
     auto before = parse(leaf_der_);
     decoded_by_provider_before_ = EVP_PKEY_get0_provider(X509_get0_pubkey(before.get())) != nullptr;
@@ -71,7 +74,8 @@ class BuiltinEcKeys : public ::testing::Test {
   static inline std::string leaf_der_, rsa_leaf_der_;
   static inline proxy::testing::ProxyPem pem_, foreign_pem_;
   static inline EVP_PKEY* own_key_ = nullptr;
-  static inline bool decoded_by_provider_before_ = false, in_use_before_ = true, registered_ = false;
+  static inline bool decoded_by_provider_before_ = false, in_use_before_ = true,
+                     registered_ = false;
 };
 
 TEST_F(BuiltinEcKeys, ACertificateKeySkipsTheDecoderOnceRegistered) {
