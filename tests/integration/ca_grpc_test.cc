@@ -619,6 +619,58 @@ TEST_F(CaGrpcTest, RestartKeepsTheTrustBundle) {
   EXPECT_TRUE(renewed.status.ok()) << describe(renewed.status);
 }
 
+// Callers of Istio's CreateCertificate still signing when the server shuts
+// down get an answer (the certificate, or UNAVAILABLE/CANCELLED), never a
+// hang or a crash, and shutdown ends within its grace.
+TEST_F(CaGrpcTest, IstioCallsInFlightAtShutdownAllGetAnAnswer) {
+  start(config());
+  std::string root = selfSignedRootPem();
+  auto key = pki::testing::newKey();
+  Signed first = sign(port(), root, csrPem(key.get(), kHost), joinToken());
+  ASSERT_TRUE(first.status.ok()) << describe(first.status);
+  ClientIdentity id{orThrow(pki::privateKeyToPem(key.get())), ""};
+  for (const auto& pem : first.response.cert_chain())
+    id.chain_pem += pem;
+  const std::string csr = csrPem(key.get(), kHost);
+
+  std::atomic<int> ok{0};
+  std::mutex mu;
+  std::multiset<grpc::StatusCode> last;  // guarded by mu: how each caller's loop ended
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 8; ++t) {
+    callers.emplace_back([&] {
+      auto stub = istio::v1::auth::IstioCertificateService::NewStub(channel(port(), root, &id));
+      for (;;) {
+        istio::v1::auth::IstioCertificateRequest req;
+        req.set_csr(csr);
+        istio::v1::auth::IstioCertificateResponse resp;
+        auto ctx = context(std::nullopt, 10s);
+        grpc::Status s = stub->CreateCertificate(ctx.get(), req, &resp);
+        if (!s.ok()) {
+          std::lock_guard lock(mu);
+          last.insert(s.error_code());
+          return;
+        }
+        EXPECT_GE(resp.cert_chain_size(), 2);
+        ok.fetch_add(1);
+      }
+    });
+  }
+  while (ok.load() < 40)
+    std::this_thread::sleep_for(10ms);
+  auto started = std::chrono::steady_clock::now();
+  server_->shutdown(2s);
+  auto took = std::chrono::steady_clock::now() - started;
+  for (auto& c : callers)
+    c.join();
+  EXPECT_LT(took, 4s);
+  ASSERT_EQ(last.size(), 8u);
+  for (grpc::StatusCode code : last) {
+    EXPECT_TRUE(code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::CANCELLED)
+        << "a caller ended with code " << code;
+  }
+}
+
 // (e) Shutdown ends open watch streams with UNAVAILABLE at once, rather than
 // holding the process for the grace period.
 TEST_F(CaGrpcTest, ShutdownEndsWatchStreamsWithUnavailable) {

@@ -47,22 +47,19 @@ inline Outcome handshake(const TlsSnapshot& snap, SSL_SESSION* resume, int max_v
   if (resume)
     SSL_set_session(client.get(), resume);
   Outcome out;
+  // One handshake step of a side: false when it failed (anything but
+  // waiting for the other side's bytes).
+  auto step = [](SSL* ssl, bool& done) {
+    if (done)
+      return true;
+    int r = SSL_do_handshake(ssl);
+    done = r == 1;
+    return done || SSL_get_error(ssl, r) == SSL_ERROR_WANT_READ;
+  };
   bool s_done = false, c_done = false;
   for (int i = 0; i < 20 && !(s_done && c_done); ++i) {
-    if (!c_done) {
-      int r = SSL_do_handshake(client.get());
-      if (r == 1)
-        c_done = true;
-      else if (SSL_get_error(client.get(), r) != SSL_ERROR_WANT_READ)
-        return out;
-    }
-    if (!s_done) {
-      int r = SSL_do_handshake(server.get());
-      if (r == 1)
-        s_done = true;
-      else if (SSL_get_error(server.get(), r) != SSL_ERROR_WANT_READ)
-        return out;
-    }
+    if (!step(client.get(), c_done) || !step(server.get(), s_done))
+      return out;
   }
   if (!(s_done && c_done) || SSL_write(server.get(), "x", 1) != 1)
     return out;

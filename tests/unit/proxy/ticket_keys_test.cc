@@ -26,6 +26,11 @@ struct TicketCase {
   size_t session_cache_size;
 };
 
+// For test names in ctest's list (gtest would print the raw bytes).
+void PrintTo(const TicketCase& c, std::ostream* os) {
+  *os << c.name;
+}
+
 class TicketKeysTest : public ::testing::TestWithParam<TicketCase> {
  protected:
   TicketKeysTest() : clock_(std::chrono::system_clock::now()) {
