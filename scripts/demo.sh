@@ -267,7 +267,9 @@ wait "${sampler_pids[@]}" 2>/dev/null || true; sampler_pids=()
 echo "  web answered: $(cat reply.txt 2>/dev/null | head -1)"
 echo "  requests: $ok ok, $failed failed"
 serials() { sort -u "$1" | grep -c . || true; }
-in_order() { awk 'NF && !seen[$0]++ { printf "%s%s", (n++ ? " -> " : ""), substr($0, 1, 8) }' "$1"; }
+# The last 8 hex digits: a serial starts with its issue time (docs/PKI.md), so
+# the first ones are alike for certificates issued minutes apart.
+in_order() { awk 'NF && !seen[$0]++ { printf "%s%s", (n++ ? " -> " : ""), substr($0, length($0) - 7) }' "$1"; }
 n_a=$(serials serials-a.txt) n_b=$(serials serials-b.txt)
 echo "  distinct leaf serials served (sampled from /certs): proxy A (checkout) $n_a, proxy B (web) $n_b"
 echo "    A: $(in_order serials-a.txt)"
