@@ -177,7 +177,11 @@ bool isCa(const X509* cert) {
 }
 
 bool isSelfSigned(const X509* cert) {
-  return X509_self_signed(const_cast<X509*>(cert), 1) == 1;
+  // A yes/no question: a key that does not decode (or a bad signature) is a
+  // no, and its queued OpenSSL error is not left for the next caller.
+  bool yes = X509_self_signed(const_cast<X509*>(cert), 1) == 1;
+  drainOpensslErrors();
+  return yes;
 }
 
 std::string subjectString(const X509* cert) {

@@ -1,6 +1,7 @@
 #include "proxy/tls_snapshot.h"
 
 #include <fmt/format.h>
+#include <openssl/err.h>
 
 #include <asio/ssl.hpp>
 
@@ -8,6 +9,7 @@
 #include "pki/certificate.h"
 #include "pki/chain.h"
 #include "pki/key.h"
+#include "pki/ossl_error.h"
 
 namespace meshid::proxy {
 namespace {
@@ -192,6 +194,14 @@ Result<std::shared_ptr<const TlsSnapshot>> buildSnapshot(const ProxyConfig& conf
                                                          std::string_view bundle_pem,
                                                          const Clock& clock, uint64_t generation,
                                                          NewSessionCallback new_session) {
+  // A build reports its failures as Results, and OpenSSL's error queue is
+  // per thread: nothing queued before may creep into this build's messages,
+  // nor anything this build leaves into the next caller's (fuzz_sds_response
+  // found a certificate whose key does not decode leaving "decode error").
+  ERR_clear_error();
+  struct DrainOnExit {
+    ~DrainOnExit() { pki::drainOpensslErrors(); }
+  } drain_on_exit;
   const SystemTime now = clock.now();
   Material m;
   MESHID_ASSIGN_OR_RETURN(m.chain, pki::parseCertificatesPem(chain_pem));

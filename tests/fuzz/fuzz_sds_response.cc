@@ -6,6 +6,7 @@
 // response is accepted only in the shape the client promises, a refusal
 // changes nothing, and the same response twice publishes once.
 #include <google/protobuf/stubs/logging.h>
+#include <openssl/err.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -108,5 +109,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     require(second.error().message == applied.error().message);
   }
   require(same(held, before) && store.current() == published);
+  // Nothing left on OpenSSL's per-thread error queue for the next caller.
+  require(ERR_peek_error() == 0);
   return 0;
 }

@@ -308,6 +308,33 @@ TEST_F(ChainTest, CheckKeyMatchesCertificate) {
             Code::kFailedPrecondition);
 }
 
+// A certificate whose key does not decode (a point off its curve): a
+// mismatch like any other, and OpenSSL's "decode error" is not left queued
+// for the next caller's message (fuzz_sds_response found it left there).
+TEST_F(ChainTest, AKeyThatDoesNotDecodeIsAMismatchAndLeavesNoError) {
+  // A CA certificate: its label, unlike a leaf's, reads no extension that
+  // would happen to drain the queue.
+  const X509* leaf = ca().intermediate.get();
+  unsigned char* der = nullptr;
+  int len = i2d_X509(leaf, &der);
+  std::string bytes(reinterpret_cast<char*>(der), static_cast<size_t>(len));
+  OPENSSL_free(der);
+  unsigned char* spki = nullptr;
+  int spki_len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(leaf), &spki);
+  std::string spki_der(reinterpret_cast<char*>(spki), static_cast<size_t>(spki_len));
+  OPENSSL_free(spki);
+  size_t at = bytes.find(spki_der);
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + spki_der.size() - 1] ^= 0x01;  // the point's last byte: off the curve
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  X509Ptr broken(d2i_X509(nullptr, &p, static_cast<long>(bytes.size())));
+  ASSERT_NE(broken, nullptr);
+  ERR_clear_error();
+  auto r = checkKeyMatchesCertificate(broken.get(), leafKey());
+  EXPECT_EQ(errorOf(r).code, Code::kFailedPrecondition);
+  EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
 TEST_F(ChainTest, CertificateLabelNamesLeafOrCa) {
   X509Ptr leaf = ca().issueLeaf(leafKey(), kWeb);
   EXPECT_EQ(certificateLabel(leaf.get()), std::string("leaf ") + kWeb);
