@@ -61,6 +61,10 @@ uint64_t SessionCache::evicted() const {
 }
 
 void SessionCache::put(SSL_SESSION* session) {
+  if (capacity_ == 0) {
+    SSL_SESSION_free(session);
+    return;
+  }
   unsigned int id_len = 0;
   const unsigned char* id = SSL_SESSION_get_id(session, &id_len);
   std::string key(reinterpret_cast<const char*>(id), id_len);
@@ -73,10 +77,6 @@ void SessionCache::put(SSL_SESSION* session) {
   while (!by_age_.empty() && by_id_.size() >= capacity_) {
     eraseLocked(by_age_.begin());
     ++evicted_;
-  }
-  if (capacity_ == 0) {
-    SSL_SESSION_free(session);
-    return;
   }
   by_age_.push_back({key, session, now + lifetime_});
   by_id_.emplace(std::move(key), std::prev(by_age_.end()));

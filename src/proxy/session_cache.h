@@ -25,7 +25,6 @@
 #include <chrono>
 #include <cstdint>
 #include <list>
-#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>

@@ -1,7 +1,6 @@
 #include "proxy/tls_snapshot.h"
 
 #include <fmt/format.h>
-#include <openssl/err.h>
 
 #include <asio/ssl.hpp>
 
@@ -9,7 +8,6 @@
 #include "pki/certificate.h"
 #include "pki/chain.h"
 #include "pki/key.h"
-#include "pki/ossl_error.h"
 
 namespace meshid::proxy {
 namespace {
@@ -126,9 +124,10 @@ Result<std::unique_ptr<asio::ssl::context>> makeContext(
     // Without a cache (size 0) both use stateless tickets and OpenSSL's own
     // table stays off: it expires by walking the whole table (measured: the
     // flush showed in profiles). One ticket per handshake, not OpenSSL's two.
-    SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
     if (sessions)
       sessions->install(ctx.get());
+    else
+      SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
     SSL_CTX_set_timeout(ctx.get(), session_timeout_s);
     SSL_CTX_set_num_tickets(ctx.get(), 1);
     if (ticket_keys)
@@ -194,14 +193,6 @@ Result<std::shared_ptr<const TlsSnapshot>> buildSnapshot(const ProxyConfig& conf
                                                          std::string_view bundle_pem,
                                                          const Clock& clock, uint64_t generation,
                                                          NewSessionCallback new_session) {
-  // A build reports its failures as Results, and OpenSSL's error queue is
-  // per thread: nothing queued before may creep into this build's messages,
-  // nor anything this build leaves into the next caller's (fuzz_sds_response
-  // found a certificate whose key does not decode leaving "decode error").
-  ERR_clear_error();
-  struct DrainOnExit {
-    ~DrainOnExit() { pki::drainOpensslErrors(); }
-  } drain_on_exit;
   const SystemTime now = clock.now();
   Material m;
   MESHID_ASSIGN_OR_RETURN(m.chain, pki::parseCertificatesPem(chain_pem));
