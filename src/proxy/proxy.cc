@@ -13,6 +13,8 @@
 #include <asio.hpp>
 #include <asio/ssl/context.hpp>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -28,6 +30,7 @@
 #include "proxy/cert_source.h"
 #include "proxy/inbound_sniff.h"
 #include "proxy/metrics.h"
+#include "proxy/readiness.h"
 #include "proxy/snapshot_store.h"
 #include "proxy/tls_snapshot.h"
 
@@ -90,12 +93,20 @@ class BufferPool {
 // One connection's sockets and deadline. The coroutines own it through a
 // shared_ptr; the timer's handler holds only a weak one.
 struct Session : std::enable_shared_from_this<Session> {
-  Session(tcp::socket s, BufferPool& pool)
-      : down(std::move(s)), up(down.get_executor()), timer(down.get_executor()), buffers(pool) {}
+  Session(tcp::socket s, BufferPool& pool, ReadinessLoop& readiness)
+      : down(std::move(s)),
+        up(down.get_executor()),
+        timer(down.get_executor()),
+        buffers(pool),
+        loop(readiness) {}
   tcp::socket down;  // the peer that connected to us
   tcp::socket up;    // where we connect to
   asio::steady_timer timer;
   BufferPool& buffers;  // the worker's
+  ReadinessLoop& loop;  // the worker's
+  // After the sockets: they leave the epoll set before their fds close.
+  Readiness down_ready;
+  Readiness up_ready;
   Steady::time_point last_activity = Steady::now();
   bool timed_out = false;
 
@@ -105,10 +116,12 @@ struct Session : std::enable_shared_from_this<Session> {
     asio::error_code ignored;
     down.shutdown(tcp::socket::shutdown_both, ignored);
     down.cancel(ignored);
+    down_ready.fail();
     if (up.is_open()) {
       up.shutdown(tcp::socket::shutdown_both, ignored);
       up.cancel(ignored);
     }
+    up_ready.fail();
   }
 
   void deadline(std::chrono::milliseconds d) {
@@ -141,15 +154,13 @@ struct Session : std::enable_shared_from_this<Session> {
   }
 };
 
-// Set on the socket BIO: notes whether OpenSSL's last read of the socket
-// emptied it (it got fewer bytes than it asked for, or none). Then the pipe
-// waits for the socket at once, instead of reading again only to get EAGAIN.
+// Set on the socket BIO: notes when OpenSSL's read of the socket emptied it
+// (it got fewer bytes than it asked for, or none). Then the pipe waits for
+// the next edge at once, instead of reading again only to get EAGAIN.
 long noteDrained(BIO* bio, int oper, const char*, size_t len, int, long, int ret,
                  size_t* processed) {
-  if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
-    auto* drained = reinterpret_cast<bool*>(BIO_get_callback_arg(bio));
-    *drained = ret <= 0 || *processed < len;
-  }
+  if (oper == (BIO_CB_READ | BIO_CB_RETURN) && (ret <= 0 || *processed < len))
+    reinterpret_cast<Readiness*>(BIO_get_callback_arg(bio))->readDrained();
   return ret;
 }
 
@@ -164,12 +175,13 @@ long noteDrained(BIO* bio, int oper, const char*, size_t len, int, long, int ret
 // OpenSSL can hold whole records the socket will never signal again.
 class TlsSocket {
  public:
-  TlsSocket(tcp::socket& sock, SslPtr ssl) : sock_(sock), ssl_(std::move(ssl)) {
+  TlsSocket(tcp::socket& sock, Readiness& ready, SslPtr ssl)
+      : sock_(sock), ready_(ready), ssl_(std::move(ssl)) {
     BIO* bio = SSL_get_rbio(ssl_.get());  // SSL_set_fd's socket BIO
-    BIO_set_callback_arg(bio, reinterpret_cast<char*>(&socket_drained_));
+    BIO_set_callback_arg(bio, reinterpret_cast<char*>(&ready_));
     BIO_set_callback_ex(bio, noteDrained);
   }
-  TlsSocket(const TlsSocket&) = delete;  // the BIO points at socket_drained_
+  TlsSocket(const TlsSocket&) = delete;
   TlsSocket& operator=(const TlsSocket&) = delete;
   SSL* ssl() const { return ssl_.get(); }
 
@@ -184,7 +196,7 @@ class TlsSocket {
     }
   }
 
-  bool drained() const { return socket_drained_ && !SSL_has_pending(ssl_.get()); }
+  bool drained() const { return !ready_.readReady() && !SSL_has_pending(ssl_.get()); }
 
   // True when tryRead() may make progress now; otherwise the pipe awaits
   // waitForRead() itself. A plain asio operation, not a coroutine of ours:
@@ -193,9 +205,9 @@ class TlsSocket {
   bool readable() const { return !read_wants_write_ && !drained(); }
   auto waitForRead(asio::error_code& ec) {
     // A KeyUpdate answer waits for room to be written before reading goes on.
-    auto type =
-        std::exchange(read_wants_write_, false) ? tcp::socket::wait_write : tcp::socket::wait_read;
-    return sock_.async_wait(type, withError(ec));
+    if (std::exchange(read_wants_write_, false))
+      return ready_.waitWrite(withError(ec));
+    return ready_.waitRead(withError(ec));
   }
 
   // Bytes read now; kWouldBlock when a whole record is not there yet; 0 at
@@ -210,6 +222,7 @@ class TlsSocket {
       return kWouldBlock;  // the BIO noted the socket drained
     if (e == SSL_ERROR_WANT_WRITE) {
       read_wants_write_ = true;  // a KeyUpdate answer waits for room
+      ready_.writeBlocked();
       return kWouldBlock;
     }
     return 0;
@@ -245,20 +258,25 @@ class TlsSocket {
   }
 
  private:
+  // OpenSSL says "want" only after the socket said EAGAIN, in this handler:
+  // no edge can have come since.
   awaitable<bool> waitFor(int ssl_error) {
     asio::error_code ec;
-    if (ssl_error == SSL_ERROR_WANT_READ)
-      co_await sock_.async_wait(tcp::socket::wait_read, withError(ec));
-    else if (ssl_error == SSL_ERROR_WANT_WRITE)
-      co_await sock_.async_wait(tcp::socket::wait_write, withError(ec));
-    else
+    if (ssl_error == SSL_ERROR_WANT_READ) {
+      ready_.readDrained();
+      co_await ready_.waitRead(withError(ec));
+    } else if (ssl_error == SSL_ERROR_WANT_WRITE) {
+      ready_.writeBlocked();
+      co_await ready_.waitWrite(withError(ec));
+    } else {
       co_return false;
+    }
     co_return !ec;
   }
 
   tcp::socket& sock_;
+  Readiness& ready_;  // the session's; noteDrained clears it on short reads
   SslPtr ssl_;
-  bool socket_drained_ = false;  // set by noteDrained on every socket read
   bool read_wants_write_ = false;
 };
 
@@ -266,25 +284,24 @@ class TlsSocket {
 // to the socket and wait only when it is full.
 class PlainSocket {
  public:
-  explicit PlainSocket(tcp::socket& sock) : sock_(sock) {
+  PlainSocket(tcp::socket& sock, Readiness& ready) : sock_(sock), ready_(ready) {
     asio::error_code ignored;
     sock_.non_blocking(true, ignored);  // reads and writes never block the worker
   }
-  bool drained() const { return drained_; }
-  bool readable() const { return !drained_; }
-  auto waitForRead(asio::error_code& ec) {
-    return sock_.async_wait(tcp::socket::wait_read, withError(ec));
-  }
+  bool drained() const { return !ready_.readReady(); }
+  bool readable() const { return ready_.readReady(); }
+  auto waitForRead(asio::error_code& ec) { return ready_.waitRead(withError(ec)); }
   ptrdiff_t tryRead(char* buf, size_t len) {
     asio::error_code ec;
     size_t n = sock_.read_some(asio::buffer(buf, len), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      drained_ = true;
+      ready_.readDrained();
       return kWouldBlock;
     }
     if (ec)
       return 0;
-    drained_ = n < len;
+    if (n < len)
+      ready_.readDrained();
     return static_cast<ptrdiff_t>(n);
   }
   awaitable<bool> write(const char* buf, size_t len) {
@@ -292,7 +309,9 @@ class PlainSocket {
       asio::error_code ec;
       size_t n = sock_.write_some(asio::buffer(buf, len), ec);
       if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        co_await sock_.async_wait(tcp::socket::wait_write, withError(ec));
+        ready_.writeBlocked();
+        ec = {};
+        co_await ready_.waitWrite(withError(ec));
       } else {
         buf += n;
         len -= n;
@@ -310,7 +329,7 @@ class PlainSocket {
 
  private:
   tcp::socket& sock_;
-  bool drained_ = false;  // the last read emptied the socket
+  Readiness& ready_;  // the session's
 };
 
 // Copies one direction until its end, then half-closes the other side. A
@@ -473,6 +492,8 @@ class ProxyImpl final : public Proxy {
   std::unique_ptr<CertSource> certs_;
   std::mutex reconfigure_mu_;  // one reload or mode change at a time (never the data path)
   std::vector<std::unique_ptr<BufferPool>> buffers_;  // one per worker; outlive the workers' frames
+  // One per worker; they outlive the workers' frames.
+  std::vector<std::unique_ptr<ReadinessLoop>> loops_;
   std::vector<std::unique_ptr<asio::io_context>> workers_;
   std::vector<std::thread> threads_;
   std::vector<std::unique_ptr<ListenerRuntime>> listeners_;
@@ -500,6 +521,9 @@ Result<void> ProxyImpl::init(const CertSourceFactory& sources) {
   for (size_t i = 0; i < n; ++i) {
     buffers_.push_back(std::make_unique<BufferPool>());
     workers_.push_back(std::make_unique<asio::io_context>(1));
+    loops_.push_back(std::make_unique<ReadinessLoop>(*workers_.back()));
+    if (!loops_.back()->ok())
+      return Error::internal(fmt::format("epoll_create1: {}", std::strerror(errno)));
   }
 
   auto bind = [&](ListenerRuntime& l, const std::string& listen) -> Result<void> {
@@ -606,7 +630,12 @@ awaitable<void> ProxyImpl::acceptLoop(tcp::acceptor& acceptor, ListenerRuntime& 
     }
     int one = 1;
     ::setsockopt(sock.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    auto session = std::make_shared<Session>(std::move(sock), *buffers_[worker]);
+    auto session = std::make_shared<Session>(std::move(sock), *buffers_[worker], *loops_[worker]);
+    if (!session->down_ready.watch(session->loop, session->down.native_handle())) {
+      spdlog::warn("listener {}: epoll refused a connection: {}", l.name, std::strerror(errno));
+      count(*l.stats, Failure::kOverloaded);
+      continue;
+    }
     l.active.fetch_add(1, std::memory_order_relaxed);
     l.stats->active->Increment();
     auto done = [&l](std::exception_ptr) {
@@ -626,6 +655,12 @@ awaitable<bool> ProxyImpl::connectUp(Session& s, ListenerRuntime& l) {
   s.up = tcp::socket(s.down.get_executor());
   co_await s.up.async_connect(l.target, withError(ec));
   if (ec) {
+    count(*l.stats, Failure::kUpstreamConnect);
+    co_return false;
+  }
+  if (!s.up_ready.watch(s.loop, s.up.native_handle())) {
+    spdlog::warn("listener {}: epoll refused the upstream connection: {}", l.name,
+                 std::strerror(errno));
     count(*l.stats, Failure::kUpstreamConnect);
     co_return false;
   }
@@ -736,7 +771,7 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
     if (!co_await connectUp(*s, l))
       co_return;
     s->watchIdle(config_.idle_timeout);
-    PlainSocket down(s->down), up(s->up);
+    PlainSocket down(s->down, s->down_ready), up(s->up, s->up_ready);
     co_await both(pipe(down, up, *s, l.stats->bytes_in), pipe(up, down, *s, l.stats->bytes_out),
                   *s);
     co_return;
@@ -750,7 +785,7 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
     setAlpnChoices(ssl.get(), &l.alpn);
   asio::error_code nb;
   s->down.non_blocking(true, nb);
-  TlsSocket down(s->down, std::move(ssl));
+  TlsSocket down(s->down, s->down_ready, std::move(ssl));
   auto id = co_await handshakePeer(down, *s, l);
   if (!id)
     co_return;
@@ -763,7 +798,7 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
   if (!co_await connectUp(*s, l))
     co_return;
   s->watchIdle(config_.idle_timeout);
-  PlainSocket up(s->up);
+  PlainSocket up(s->up, s->up_ready);
   co_await both(pipe(down, up, *s, l.stats->bytes_in), pipe(up, down, *s, l.stats->bytes_out), *s);
 }
 
@@ -799,7 +834,7 @@ awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRun
   }
   asio::error_code nb;
   s->up.non_blocking(true, nb);
-  TlsSocket up(s->up, std::move(ssl));
+  TlsSocket up(s->up, s->up_ready, std::move(ssl));
   auto id = co_await handshakePeer(up, *s, l);
   if (!id)
     co_return;
@@ -810,7 +845,7 @@ awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRun
   }
   established(l, up.ssl(), *id);
   s->watchIdle(config_.idle_timeout);
-  PlainSocket down(s->down);
+  PlainSocket down(s->down, s->down_ready);
   co_await both(pipe(down, up, *s, l.stats->bytes_in), pipe(up, down, *s, l.stats->bytes_out), *s);
 }
 
@@ -936,6 +971,8 @@ void ProxyImpl::shutdown() {
     io->stop();
   for (auto& t : threads_)
     t.join();
+  for (auto& l : loops_)
+    l->detach();  // the waits' handlers go to the stopped workers, which free them
   if (admin_)
     admin_->stop();
 }

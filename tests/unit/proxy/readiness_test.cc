@@ -1,0 +1,212 @@
+// Socket readiness on real sockets (TCP over loopback): what epoll's edges
+// say is remembered until a read or write proves otherwise, the peer's FIN
+// is never lost behind a short read, and waits end on fail() or shutdown.
+#include "proxy/readiness.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/write.hpp>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace meshid::proxy {
+namespace {
+
+using asio::ip::tcp;
+using namespace std::chrono_literals;
+
+// A connected loopback pair: `ours` is watched, `peer` plays the other end.
+struct Pair {
+  explicit Pair(asio::io_context& io) : ours(io), peer(io) {
+    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    peer.connect(acceptor.local_endpoint());
+    acceptor.accept(ours);
+    ours.non_blocking(true);
+  }
+  tcp::socket ours;
+  tcp::socket peer;
+};
+
+class ReadinessTest : public ::testing::Test {
+ protected:
+  ReadinessTest() : loop_(std::make_unique<ReadinessLoop>(io_)), pair_(io_) {
+    EXPECT_TRUE(loop_->ok());
+    EXPECT_TRUE(ready_.watch(*loop_, pair_.ours.native_handle()));
+  }
+  // Runs the worker until `done` or 2 s have passed.
+  void runUntil(const std::optional<asio::error_code>& done) {
+    auto until = std::chrono::steady_clock::now() + 2s;
+    while (!done && std::chrono::steady_clock::now() < until) {
+      io_.run_for(10ms);
+      io_.restart();
+    }
+  }
+  // Reads what is there now, as the pipe does; marks the socket drained on a short read.
+  std::string readNow() {
+    char buf[256];
+    asio::error_code ec;
+    size_t n = pair_.ours.read_some(asio::buffer(buf), ec);
+    if (ec == asio::error::would_block || n < sizeof buf)
+      ready_.readDrained();
+    return ec ? std::string(ec == asio::error::eof ? "<eof>" : "<again>") : std::string(buf, n);
+  }
+  void peerSends(const std::string& s) { asio::write(pair_.peer, asio::buffer(s)); }
+
+  asio::io_context io_;
+  std::unique_ptr<ReadinessLoop> loop_;
+  Pair pair_;
+  Readiness ready_;  // after the pair: leaves the set before the fd closes
+};
+
+TEST_F(ReadinessTest, AWaitOnADrainedSocketEndsWhenDataArrives) {
+  EXPECT_EQ(readNow(), "<again>");  // nothing yet
+  EXPECT_FALSE(ready_.readReady());
+  std::optional<asio::error_code> done;
+  ready_.waitRead([&](asio::error_code ec) { done = ec; });
+  io_.run_for(50ms);
+  io_.restart();
+  EXPECT_FALSE(done) << "woke with no data";
+
+  peerSends("hello");
+  runUntil(done);
+  ASSERT_TRUE(done);
+  EXPECT_FALSE(*done);
+  EXPECT_EQ(readNow(), "hello");
+}
+
+TEST_F(ReadinessTest, DataThatCameBeforeTheWaitEndsItAtOnce) {
+  EXPECT_EQ(readNow(), "<again>");
+  peerSends("early");
+  io_.run_for(50ms);  // the edge is harvested while nobody waits
+  io_.restart();
+  EXPECT_TRUE(ready_.readReady());
+  std::optional<asio::error_code> done;
+  ready_.waitRead([&](asio::error_code ec) { done = ec; });
+  runUntil(done);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(readNow(), "early");
+}
+
+// nginx's pending_eof: the last bytes and the FIN come on one edge; the short
+// read takes the bytes and must not make the next wait sleep past the FIN.
+TEST_F(ReadinessTest, APeerFinThatCameWithTheLastBytesIsNotLost) {
+  peerSends("last");
+  pair_.peer.shutdown(tcp::socket::shutdown_send);
+  io_.run_for(50ms);
+  io_.restart();
+  EXPECT_EQ(readNow(), "last");  // short: marked drained
+  EXPECT_TRUE(ready_.readReady()) << "the FIN was seen: reads must go on";
+  std::optional<asio::error_code> done;
+  ready_.waitRead([&](asio::error_code ec) { done = ec; });
+  runUntil(done);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(readNow(), "<eof>");
+}
+
+TEST_F(ReadinessTest, AWriteWaitEndsWhenThePeerMakesRoom) {
+  // Fill the send buffer and the peer's receive buffer.
+  std::string chunk(64 * 1024, 'x');
+  size_t sent = 0;
+  for (;;) {
+    asio::error_code ec;
+    size_t n = pair_.ours.write_some(asio::buffer(chunk), ec);
+    if (ec == asio::error::would_block) {
+      ready_.writeBlocked();
+      break;
+    }
+    ASSERT_FALSE(ec) << ec.message();
+    sent += n;
+  }
+  ASSERT_GT(sent, 0u);
+  std::optional<asio::error_code> done;
+  ready_.waitWrite([&](asio::error_code ec) { done = ec; });
+  io_.run_for(50ms);
+  io_.restart();
+  EXPECT_FALSE(done) << "woke while the socket was still full";
+
+  std::string sink(1 << 20, '\0');
+  size_t drained = 0;
+  while (drained < sent) {  // the peer reads everything: room again
+    drained += pair_.peer.read_some(asio::buffer(sink));
+  }
+  runUntil(done);
+  ASSERT_TRUE(done);
+  EXPECT_FALSE(*done);
+  EXPECT_TRUE(ready_.writeReady());
+}
+
+TEST_F(ReadinessTest, FailEndsWaitsAndEveryLaterWait) {
+  EXPECT_EQ(readNow(), "<again>");
+  std::optional<asio::error_code> first, later;
+  ready_.waitRead([&](asio::error_code ec) { first = ec; });
+  ready_.fail();
+  ready_.waitWrite([&](asio::error_code ec) { later = ec; });
+  runUntil(later);
+  ASSERT_TRUE(first);
+  ASSERT_TRUE(later);
+  EXPECT_EQ(*first, asio::error::operation_aborted);
+  EXPECT_EQ(*later, asio::error::operation_aborted);
+}
+
+TEST_F(ReadinessTest, TwoSocketsInOneLoopWakeOnlyTheirOwnWaits) {
+  Pair other(io_);
+  Readiness other_ready;
+  ASSERT_TRUE(other_ready.watch(*loop_, other.ours.native_handle()));
+  EXPECT_EQ(readNow(), "<again>");
+  char buf[16];
+  asio::error_code ec;
+  other.ours.read_some(asio::buffer(buf), ec);
+  other_ready.readDrained();
+
+  std::optional<asio::error_code> mine, theirs;
+  ready_.waitRead([&](asio::error_code e) { mine = e; });
+  other_ready.waitRead([&](asio::error_code e) { theirs = e; });
+  asio::write(other.peer, asio::buffer(std::string("to the other")));
+  runUntil(theirs);
+  ASSERT_TRUE(theirs);
+  EXPECT_FALSE(mine) << "a wait woke for another socket's data";
+  ready_.fail();  // let go of the pending wait before the test ends
+  runUntil(mine);
+}
+
+// At shutdown the worker has stopped with waits pending. detach() hands their
+// handlers to the stopped io_context, whose destruction frees them: nothing
+// leaks (LeakSanitizer in the sanitizer build) and nothing runs.
+TEST(ReadinessShutdown, PendingWaitsAreFreedWithTheStoppedWorker) {
+  auto owned = std::make_shared<int>(7);
+  std::weak_ptr<int> watch = owned;
+  bool ran = false;
+  {
+    auto io = std::make_unique<asio::io_context>();
+    auto loop = std::make_unique<ReadinessLoop>(*io);
+    {
+      auto pair = std::make_unique<Pair>(*io);
+      auto ready = std::make_unique<Readiness>();
+      ASSERT_TRUE(ready->watch(*loop, pair->ours.native_handle()));
+      char buf[8];
+      asio::error_code ec;
+      pair->ours.read_some(asio::buffer(buf), ec);
+      ready->readDrained();
+      ready->waitRead([keep = std::move(owned), &ran](asio::error_code) { ran = true; });
+      io->run_for(20ms);
+      io->stop();
+      loop->detach();
+      EXPECT_FALSE(watch.expired()) << "the handler is queued, not yet freed";
+      ready.reset();  // the session goes first, as its frames are freed
+      pair.reset();
+    }
+    io.reset();  // frees the queued handler without running it
+    EXPECT_TRUE(watch.expired());
+    loop.reset();
+  }
+  EXPECT_FALSE(ran);
+}
+
+}  // namespace
+}  // namespace meshid::proxy
