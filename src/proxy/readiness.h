@@ -33,6 +33,7 @@
 #include <memory>
 #include <optional>
 #include <utility>
+#include <vector>
 
 namespace meshid::proxy {
 
@@ -73,6 +74,7 @@ class Readiness {
   struct Waiter {
     virtual ~Waiter() = default;
     virtual void complete(asio::error_code ec) = 0;  // posts the handler
+    virtual void runNow() = 0;                       // calls it here, on the worker
   };
   template <class Handler>
   struct WaiterFor final : Waiter {
@@ -80,6 +82,10 @@ class Readiness {
         : handler(std::move(h)), executor(asio::get_associated_executor(handler, fallback)) {}
     void complete(asio::error_code ec) override {
       asio::post(executor, [h = std::move(handler), ec]() mutable { std::move(h)(ec); });
+    }
+    void runNow() override {
+      Handler h = std::move(handler);
+      std::move(h)(asio::error_code());
     }
     Handler handler;
     asio::associated_executor_t<Handler, asio::any_io_executor> executor;
@@ -102,7 +108,8 @@ class Readiness {
   }
 
   asio::any_io_executor executor() const;
-  void onEvents(uint32_t events);
+  // Notes what an edge said; the waits it ends go to `woken`.
+  void onEvents(uint32_t events, std::vector<std::unique_ptr<Waiter>>& woken);
   static void wake(std::unique_ptr<Waiter>& slot, asio::error_code ec);
 
   ReadinessLoop* loop_ = nullptr;
@@ -139,6 +146,8 @@ class ReadinessLoop {
   void harvest();
   void add(Readiness& r);
   void remove(Readiness& r);
+
+  std::vector<std::unique_ptr<Readiness::Waiter>> woken_;  // reused by every harvest
 
   asio::any_io_executor executor_;
   int epoll_fd_ = -1;
