@@ -58,7 +58,10 @@ class Readiness {
   // Completes both waits with operation_aborted; every later wait fails at once.
   void fail();
 
-  // Completion signature void(asio::error_code).
+  // Completion signature void(asio::error_code); success once the side is
+  // ready. Only after watch() succeeded, and one wait per side at a time.
+  // Ended by an edge, the handler runs inside the loop's harvest; ended at
+  // once (already ready, or failed), it is posted.
   template <class Token>
   auto waitRead(Token&& token) {
     return wait(reader_, &Readiness::readReady, std::forward<Token>(token));
