@@ -70,9 +70,7 @@ ReadinessLoop::ReadinessLoop(asio::io_context& io)
 }
 
 ReadinessLoop::~ReadinessLoop() {
-  if (watcher_)
-    watcher_->release();
-  watcher_.reset();
+  stopWatching();
   if (epoll_fd_ >= 0)
     ::close(epoll_fd_);
 }
@@ -80,6 +78,10 @@ ReadinessLoop::~ReadinessLoop() {
 void ReadinessLoop::detach() {
   for (Readiness* r = head_; r; r = r->next_)
     r->fail();
+  stopWatching();
+}
+
+void ReadinessLoop::stopWatching() {
   if (watcher_) {
     watcher_->release();  // the fd stays ours; closed in the destructor
     watcher_.reset();
@@ -105,12 +107,9 @@ void ReadinessLoop::harvest() {
   int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), 0);
   for (int i = 0; i < n; ++i)
     static_cast<Readiness*>(events[i].data.ptr)->onEvents(events[i].events, woken_);
-  std::vector<std::unique_ptr<Readiness::Waiter>> woken;
-  woken.swap(woken_);
-  for (auto& w : woken)
+  for (auto& w : woken_)  // only onEvents adds to it, and only above
     w->runNow();
-  woken.clear();
-  woken_.swap(woken);  // keep the capacity
+  woken_.clear();  // keeps the capacity for the next harvest
 }
 
 void ReadinessLoop::add(Readiness& r) {

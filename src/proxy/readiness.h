@@ -147,6 +147,7 @@ class ReadinessLoop {
   friend class Readiness;
   void arm();
   void harvest();
+  void stopWatching();
   void add(Readiness& r);
   void remove(Readiness& r);
 

@@ -57,6 +57,18 @@ class ReadinessTest : public ::testing::Test {
     return ec ? std::string(ec == asio::error::eof ? "<eof>" : "<again>") : std::string(buf, n);
   }
   void peerSends(const std::string& s) { asio::write(pair_.peer, asio::buffer(s)); }
+  // Runs the worker for a while, so edges are harvested.
+  void runBriefly() {
+    io_.run_for(50ms);
+    io_.restart();
+  }
+  // Waits for reading and reports how the wait ended (nothing: not in 2 s).
+  std::optional<asio::error_code> waitReadOutcome() {
+    std::optional<asio::error_code> done;
+    ready_.waitRead([&](asio::error_code ec) { done = ec; });
+    runUntil(done);
+    return done;
+  }
 
   asio::io_context io_;
   std::unique_ptr<ReadinessLoop> loop_;
@@ -69,8 +81,7 @@ TEST_F(ReadinessTest, AWaitOnADrainedSocketEndsWhenDataArrives) {
   EXPECT_FALSE(ready_.readReady());
   std::optional<asio::error_code> done;
   ready_.waitRead([&](asio::error_code ec) { done = ec; });
-  io_.run_for(50ms);
-  io_.restart();
+  runBriefly();
   EXPECT_FALSE(done) << "woke with no data";
 
   peerSends("hello");
@@ -83,12 +94,9 @@ TEST_F(ReadinessTest, AWaitOnADrainedSocketEndsWhenDataArrives) {
 TEST_F(ReadinessTest, DataThatCameBeforeTheWaitEndsItAtOnce) {
   EXPECT_EQ(readNow(), "<again>");
   peerSends("early");
-  io_.run_for(50ms);  // the edge is harvested while nobody waits
-  io_.restart();
+  runBriefly();  // the edge is harvested while nobody waits
   EXPECT_TRUE(ready_.readReady());
-  std::optional<asio::error_code> done;
-  ready_.waitRead([&](asio::error_code ec) { done = ec; });
-  runUntil(done);
+  auto done = waitReadOutcome();
   ASSERT_TRUE(done);
   EXPECT_EQ(readNow(), "early");
 }
@@ -98,13 +106,10 @@ TEST_F(ReadinessTest, DataThatCameBeforeTheWaitEndsItAtOnce) {
 TEST_F(ReadinessTest, APeerFinThatCameWithTheLastBytesIsNotLost) {
   peerSends("last");
   pair_.peer.shutdown(tcp::socket::shutdown_send);
-  io_.run_for(50ms);
-  io_.restart();
+  runBriefly();
   EXPECT_EQ(readNow(), "last");  // short: marked drained
   EXPECT_TRUE(ready_.readReady()) << "the FIN was seen: reads must go on";
-  std::optional<asio::error_code> done;
-  ready_.waitRead([&](asio::error_code ec) { done = ec; });
-  runUntil(done);
+  auto done = waitReadOutcome();
   ASSERT_TRUE(done);
   EXPECT_EQ(readNow(), "<eof>");
 }
@@ -126,8 +131,7 @@ TEST_F(ReadinessTest, AWriteWaitEndsWhenThePeerMakesRoom) {
   ASSERT_GT(sent, 0u);
   std::optional<asio::error_code> done;
   ready_.waitWrite([&](asio::error_code ec) { done = ec; });
-  io_.run_for(50ms);
-  io_.restart();
+  runBriefly();
   EXPECT_FALSE(done) << "woke while the socket was still full";
 
   std::string sink(1 << 20, '\0');
