@@ -11,7 +11,7 @@ packages=(
   # libraries
   libssl-dev openssl libgrpc++-dev libgrpc-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
   libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev prometheus-cpp-dev
-  libcpp-httplib-dev libsqlite3-dev libcurl4-openssl-dev libasio-dev
+  libcpp-httplib-dev libsqlite3-dev libcurl4-openssl-dev libasio-dev libnghttp2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # real peers and tools used by tests, CI and the demo
   clang libclang-rt-14-dev clang-format curl jq procps iproute2 util-linux prometheus sqlite3 golang-cfssl

@@ -129,6 +129,15 @@ echo "$HEAD $ROOTS" | sds > "$S/roots"
 echo "$HEAD $CERT" | sds > "$S/cert"
 echo "$HEAD resources { $SECRET { name: \"other\" generic_secret { secret { filename: \"/etc/passwd\" } } } }" | sds > "$S/other"
 
+# gRPC request bodies: an empty message, a short one, a compressed flag, a
+# torn prefix, two messages.
+S=$(seeds grpc_wire)
+printf '\000\000\000\000\000' > "$S/empty"
+printf '\000\000\000\000\003abc' > "$S/short"
+printf '\001\000\000\000\001z' > "$S/compressed"
+printf '\000\000\000' > "$S/torn"
+printf '\000\000\000\000\001a\000\000\000\000\001b' > "$S/two"
+
 run() {
   local target=$1 corpus=$2
   echo "--- $target (${SECS}s)"
@@ -154,5 +163,6 @@ run fuzz_proxy_config "$WORK/proxy_config" || failed=1
 run fuzz_proxy_authz "$WORK/proxy_authz" || failed=1
 run fuzz_inbound_sniff "$WORK/inbound_sniff" || failed=1
 run fuzz_sds_response "$WORK/sds_response" || failed=1
+run fuzz_grpc_wire "$WORK/grpc_wire" || failed=1
 if ((failed)); then echo "fuzz: a target failed"; exit 1; fi
 echo "fuzz: all targets ran clean"

@@ -42,7 +42,10 @@ struct CaConfig {
   PolicyConfig policy;
   size_t max_concurrent_signings = 64;
   size_t max_message_bytes = 64 * 1024;
-  size_t signing_workers = 0;  // threads that sign batches; 0 = one per core
+  // Threads of their own that sign batches; 0 = none: the gRPC event loops
+  // sign what they read (no hand-off between threads).
+  size_t signing_workers = 0;
+  size_t transport_threads = 0;  // gRPC event loops; 0 = one per core
 
   struct Kubernetes {
     bool enabled = false;

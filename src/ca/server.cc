@@ -1,9 +1,5 @@
 #include "ca/server.h"
 
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/security/server_credentials.h>
-#include <grpcpp/security/tls_certificate_provider.h>
-#include <grpcpp/security/tls_credentials_options.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
@@ -12,7 +8,7 @@
 #include "ca/authn/jwks_provider.h"
 #include "ca/authn/k8s_jwt_authenticator.h"
 #include "ca/authn/mtls_authenticator.h"
-#include "ca/grpc_services.h"
+#include "ca/ca_services.h"
 #include "ca/issuer.h"
 #include "ca/serving_identity.h"
 #include "ca/signers/files_source.h"
@@ -26,8 +22,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// How often gRPC re-reads the serving identity and roots files.
-constexpr unsigned kServingRefreshSeconds = 1;
+// How often the gRPC server looks for a new serving identity or roots file.
+constexpr std::chrono::milliseconds kServingRefresh{1000};
 
 SystemTime earliestExpiry(const std::vector<pki::X509Ptr>& certs) {
   SystemTime t = SystemTime::max();
@@ -63,9 +59,8 @@ class CaServerImpl final : public CaServer {
   std::unique_ptr<FilesSource> files_;
   std::unique_ptr<Issuer> issuer_;
   std::unique_ptr<SigningQueue> signing_;
-  std::unique_ptr<IstioCaService> istio_service_;
-  std::unique_ptr<MeshCaService> mesh_service_;
-  std::unique_ptr<grpc::Server> grpc_;
+  std::unique_ptr<CaServices> services_;
+  std::unique_ptr<rpc::GrpcServer> grpc_;
   std::unique_ptr<AdminHttp> admin_;
   int grpc_port_ = 0;
   bool stopped_ = false;
@@ -154,29 +149,23 @@ Result<void> CaServerImpl::init() {
   issuer_ = std::make_unique<Issuer>(authenticators(), *authority_, *bundle_, *store_, metrics_,
                                      clock_, ic);
   signing_ = std::make_unique<SigningQueue>(*issuer_, config_.signing_workers);
-  istio_service_ = std::make_unique<IstioCaService>(*signing_);
-  mesh_service_ = std::make_unique<MeshCaService>(*signing_, *bundle_, metrics_);
+  services_ = std::make_unique<CaServices>(*signing_, *bundle_, metrics_);
 
-  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-      serving_->identityFile().string(), serving_->identityFile().string(),
-      serving_->rootsFile().string(), kServingRefreshSeconds);
-  grpc::experimental::TlsServerCredentialsOptions tls(provider);
-  tls.watch_root_certs();
-  tls.watch_identity_key_cert_pairs();
-  // Verify a client certificate when one is given, never require one: token
-  // callers and join-token bootstraps have none (PROTOCOLS.md §1).
-  tls.set_cert_request_type(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
-  grpc::ServerBuilder builder;
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
-  builder.AddListeningPort(config_.listen, grpc::experimental::TlsServerCredentials(tls),
-                           &grpc_port_);
-  builder.RegisterService(istio_service_.get());
-  builder.RegisterService(mesh_service_.get());
-  grpc_ = builder.BuildAndStart();
-  if (!grpc_ || grpc_port_ == 0) {
-    return Error::unavailable(fmt::format("cannot listen on {} for gRPC", config_.listen));
+  rpc::GrpcServerOptions grpc{.listen = config_.listen,
+                              .identity_file = serving_->identityFile(),
+                              .roots_file = serving_->rootsFile(),
+                              .reload_interval = kServingRefresh,
+                              .max_message_bytes = config_.max_message_bytes,
+                              .threads = config_.transport_threads,
+                              .handlers = services_->handlers()};
+  if (config_.signing_workers == 0)
+    grpc.run_deferred = [q = signing_.get()] { return q->runQueued(); };
+  auto server = rpc::GrpcServer::start(std::move(grpc));
+  if (!server.ok()) {
+    return Error{server.error().code, "gRPC: " + server.error().message};
   }
+  grpc_ = std::move(*server);
+  grpc_port_ = grpc_->port();
 
   AdminHandlers handlers{.metrics = [this] { return metrics_.serialize(); },
                          .ready = [this](std::string* why) { return ready(why); },
@@ -238,15 +227,14 @@ void CaServerImpl::shutdown(std::chrono::milliseconds grace) {
     return;
   stopped_ = true;
   metrics_.setReady(false);
-  if (mesh_service_)
-    mesh_service_->closeWatches();
+  if (services_)
+    services_->closeWatches();
   if (grpc_) {
-    // In-flight unary calls finish; anything still running at the deadline
-    // is cancelled.
-    grpc_->Shutdown(std::chrono::system_clock::now() + grace);
-    grpc_->Wait();
+    // In-flight calls are answered; what is still open at the deadline is
+    // closed.
+    grpc_->shutdown(grace);
   }
-  // After gRPC: its calls still queued are answered before Wait returns.
+  // After gRPC: calls still queued are signed, their answers go nowhere.
   if (signing_)
     signing_->stop();
   if (admin_)

@@ -8,8 +8,6 @@ SigningQueue::SigningQueue(Issuer& issuer, size_t workers, size_t max_batch)
     : issuer_(issuer),
       capacity_(std::max<size_t>(1, issuer.maxConcurrentSignings())),
       max_batch_(std::max<size_t>(1, max_batch)) {
-  if (workers == 0)
-    workers = std::max(1u, std::thread::hardware_concurrency());
   for (size_t i = 0; i < workers; ++i)
     threads_.emplace_back([this] { work(); });
 }
@@ -37,35 +35,47 @@ void SigningQueue::submit(SignCall call, Done done) {
     cv_.notify_one();
 }
 
+void SigningQueue::signBatch(std::unique_lock<std::mutex>& lock, std::vector<Job>& batch,
+                             std::vector<SignCall>& calls) {
+  size_t n = std::min(queue_.size(), max_batch_);
+  for (size_t i = 0; i < n; ++i) {
+    batch.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  lock.unlock();
+  calls.clear();
+  for (Job& j : batch)
+    calls.push_back(std::move(j.call));
+  std::vector<Result<SignResult>> results = issuer_.signBatch(calls);
+  for (size_t i = 0; i < batch.size(); ++i)
+    batch[i].done(std::move(results[i]));
+  lock.lock();
+  admitted_ -= batch.size();
+  batch.clear();
+}
+
 void SigningQueue::work() {
   std::vector<Job> batch;
   std::vector<SignCall> calls;
+  std::unique_lock lock(mu_);
   for (;;) {
-    {
-      std::unique_lock lock(mu_);
-      ++idle_workers_;
-      cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
-      --idle_workers_;
-      if (queue_.empty())
-        return;  // stopping, nothing left
-      size_t n = std::min(queue_.size(), max_batch_);
-      for (size_t i = 0; i < n; ++i) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-    }
-    calls.clear();
-    for (Job& j : batch)
-      calls.push_back(std::move(j.call));
-    std::vector<Result<SignResult>> results = issuer_.signBatch(calls);
-    for (size_t i = 0; i < batch.size(); ++i)
-      batch[i].done(std::move(results[i]));
-    {
-      std::lock_guard lock(mu_);
-      admitted_ -= batch.size();
-    }
-    batch.clear();
+    ++idle_workers_;
+    cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+    --idle_workers_;
+    if (queue_.empty())
+      return;  // stopping, nothing left
+    signBatch(lock, batch, calls);
   }
+}
+
+bool SigningQueue::runQueued() {
+  std::unique_lock lock(mu_);
+  if (queue_.empty())
+    return false;
+  std::vector<Job> batch;
+  std::vector<SignCall> calls;
+  signBatch(lock, batch, calls);
+  return !queue_.empty();
 }
 
 void SigningQueue::stop() {
@@ -79,6 +89,9 @@ void SigningQueue::stop() {
   for (auto& t : threads_)
     t.join();
   threads_.clear();
+  // Without workers of its own, what is still queued is signed here.
+  while (runQueued()) {
+  }
 }
 
 }  // namespace meshid::ca

@@ -569,5 +569,38 @@ TEST_F(IssuerTest, QueueAtItsLimitRefusesAtOnceAndStoppedQueueRefusesAll) {
   EXPECT_EQ(errorOf(*late).code, Code::kUnavailable);
 }
 
+// Without workers of its own, the queue signs only when asked (the gRPC
+// loops ask after each read): a batch at a time, in arrival order, and
+// stop() signs what is still waiting.
+TEST_F(IssuerTest, QueueWithoutWorkersSignsOnTheCallersThreadABatchAtATime) {
+  Issuer& iss = issuer();
+  SigningQueue queue(iss, 0, 4);
+  std::string csr = csrPem(key_.get(), kSelf);
+  std::vector<int> answered;
+  std::set<std::thread::id> threads;
+  for (int i = 0; i < 10; ++i) {
+    queue.submit(call("tok:" + std::string(kSelf), csr), [&, i](Result<SignResult> r) {
+      EXPECT_TRUE(r.ok()) << errorOf(r).message;
+      answered.push_back(i);
+      threads.insert(std::this_thread::get_id());
+    });
+  }
+  EXPECT_TRUE(answered.empty()) << "signed before anyone asked";
+  EXPECT_TRUE(queue.runQueued());
+  EXPECT_EQ(answered.size(), 4u);
+  EXPECT_TRUE(queue.runQueued());
+  EXPECT_EQ(answered.size(), 8u);
+  EXPECT_FALSE(queue.runQueued());  // the last two: nothing left after them
+  EXPECT_EQ(answered, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  EXPECT_FALSE(queue.runQueued());
+  EXPECT_EQ(threads, std::set<std::thread::id>{std::this_thread::get_id()});
+
+  queue.submit(call("tok:" + std::string(kSelf), csr),
+               [&](Result<SignResult> r) { answered.push_back(r.ok() ? 10 : -1); });
+  queue.stop();
+  EXPECT_EQ(answered.back(), 10) << "stop() left a queued call unanswered";
+  EXPECT_EQ(recorded(), 11u);
+}
+
 }  // namespace
 }  // namespace meshid::ca
