@@ -2,8 +2,11 @@
 // CreateCertificate served over the same TLS setup as `meshid ca serve`
 // (same serving identity, client certificate verified when given), but
 // answered with a fixed chain, without parsing, signing or recording anything.
-// Whatever this reaches on one core is the most any signing CA behind gRPC
-// C++ could reach there before the signatures' own cost is added.
+// Whatever this reaches on one core is the most any signing CA behind that
+// transport could reach there before the signatures' own cost is added.
+// Two transports: gRPC C++ (the default: its callback or completion-queue
+// API) and meshid's own (--transport rpc: src/rpc, what `meshid ca serve`
+// runs on).
 // Not a test and not part of meshid: bench/ca_issuance.sh runs it beside the CA.
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/tls_certificate_provider.h>
@@ -19,6 +22,7 @@
 
 #include "common/file_util.h"
 #include "istio/v1/auth/ca.grpc.pb.h"
+#include "rpc/grpc_server.h"
 
 namespace {
 
@@ -171,6 +175,43 @@ std::vector<std::string> splitPem(const std::string& bundle) {
   return out;
 }
 
+// The same fixed answer on meshid's own transport, answered on the loop that
+// read the call, as the CA answers.
+int serveOnRpc(const std::string& identity, const std::string& roots, const std::string& listen,
+               const std::vector<std::string>& chain) {
+  auth::IstioCertificateResponse fixed;
+  for (const auto& pem : chain)
+    fixed.add_cert_chain(pem);
+  const std::string answer = fixed.SerializeAsString();
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  meshid::rpc::GrpcServerOptions options;
+  options.listen = listen;
+  options.identity_file = identity;
+  options.roots_file = roots;
+  options.reload_interval = std::chrono::minutes(10);
+  options.handlers["/istio.v1.auth.IstioCertificateService/CreateCertificate"] =
+      [&answer](meshid::rpc::CallPtr call) {
+        auth::IstioCertificateRequest request;  // parsed, as a CA must
+        request.ParseFromArray(call->request().data(), static_cast<int>(call->request().size()));
+        call->finishWith(answer);
+      };
+  auto server = meshid::rpc::GrpcServer::start(std::move(options));
+  if (!server.ok()) {
+    std::fprintf(stderr, "cannot serve: %s\n", server.error().message.c_str());
+    return 1;
+  }
+  std::printf("listening port=%d\n", (*server)->port());
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&set, &sig);
+  (*server)->shutdown(std::chrono::seconds(2));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -185,6 +226,9 @@ int main(int argc, char** argv) {
   app.add_flag("--handoff", handoff, "answer from another thread, as meshid's queue does");
   app.add_option("--cq", cq_threads,
                  "answer through the completion-queue API, with this many polling threads");
+  std::string transport = "grpc";
+  app.add_option("--transport", transport, "grpc (gRPC C++) or rpc (meshid's src/rpc)")
+      ->check(CLI::IsMember({"grpc", "rpc"}));
   CLI11_PARSE(app, argc, argv);
 
   auto chain_pem = meshid::readFile(chain_file, 1 << 20);
@@ -197,6 +241,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s holds fewer than two certificates\n", chain_file.c_str());
     return 1;
   }
+
+  if (transport == "rpc")
+    return serveOnRpc(identity, roots, listen, chain);
 
   auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
       identity, identity, roots, 600);

@@ -1,5 +1,5 @@
 // The CA's own TLS identity: issued from its own authority, written where
-// gRPC's file-watching certificate provider reads it, renewed at half-life.
+// the gRPC server re-reads it when it changes, renewed at half-life.
 #pragma once
 
 #include <condition_variable>
