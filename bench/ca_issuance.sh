@@ -77,28 +77,36 @@ for kt in ${KEY_TYPES:-ec-p256 rsa-2048}; do
 done
 
 # --- the gRPC transport's ceiling on the server's core: the CA's TLS setup and
-# Istio's API answering a fixed chain (bench/ca_grpc_ceiling.cc), no signing.
-# Its server CPU per call plus the two signatures' cost (the bound) is the most
-# a CA behind gRPC C++ can do on one core; printed to show what limits meshid.
-taskset -c "$SERVER_CPU" "$BUILD/bench/meshid_ca_grpc_ceiling" --identity state/serving/identity.pem \
-  --roots state/serving/roots.pem --chain client/cert-chain.pem > ceiling.log 2>&1 &
-ceiling_pid=$!
-pids+=($ceiling_pid)
-for _ in $(seq 100); do grep -q 'port=' ceiling.log 2>/dev/null && break; sleep 0.1; done
-ceiling_port=$(sed -n 's/.*port=//p' ceiling.log)
+# Istio's API answering a fixed chain (bench/ca_grpc_ceiling.cc), no signing,
+# on meshid's own transport (src/rpc, what the CA runs on) and on gRPC C++
+# (what it ran on before). Server CPU per call plus the two signatures' cost
+# (the bound) is the most a CA behind that transport can do on one core;
+# printed to show what limits meshid.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-printf '\ngRPC ceiling on cpu %s (fixed answer, no signing; load on cpu %s)\n' "$SERVER_CPU" "$LOAD_CPU"
-printf '%4s | %9s %8s | %12s | %s\n' conc "calls/s" "p99 ms" "server us/call" "most a P-256 CA can do = 1/(us/call + 1/bound)"
-for c in ${CONCURRENCY:-1 8 64}; do
-  t0=$(cpu_ticks "$ceiling_pid")
-  j=$(taskset -c "$LOAD_CPU" "$LOAD" --seconds "$SECS" --warmup 0 --target meshid \
-        --transport "$LOAD_TRANSPORT" --addr "127.0.0.1:$ceiling_port" \
-        --root state/ca/root-cert.pem --cert client/cert-chain.pem --key client/key.pem --key-type ec-p256 \
-        --keys 64 --concurrency "$c")
-  t1=$(cpu_ticks "$ceiling_pid")
-  jq -rn --argjson j "$j" --arg t "$((t1 - t0))" --arg hz "$(getconf CLK_TCK)" --arg b "$bound_ec" --arg c "$c" '
-    (($t|tonumber) / ($hz|tonumber) / $j.ok * 1e6) as $us |
-    (1 / ($us / 1e6 + 1 / ($b|tonumber))) as $most |
-    "\($c) | \($j.per_second|floor) \($j.p99_ms*100|floor/100) | \($us|floor) | \($most|floor)/s = \($most / ($b|tonumber) * 100 | floor)% of the bound"' |
-    awk -F' \\| ' '{ split($2,m," "); printf "%4s | %9s %8s | %12s | %s\n", $1, m[1], m[2], $3, $4 }'
+for transport in ${CEILING_TRANSPORTS:-rpc grpc}; do
+  taskset -c "$SERVER_CPU" "$BUILD/bench/meshid_ca_grpc_ceiling" --transport "$transport" \
+    --identity state/serving/identity.pem --roots state/serving/roots.pem \
+    --chain client/cert-chain.pem > "ceiling-$transport.log" 2>&1 &
+  ceiling_pid=$!
+  pids+=($ceiling_pid)
+  for _ in $(seq 100); do grep -q 'port=' "ceiling-$transport.log" 2>/dev/null && break; sleep 0.1; done
+  ceiling_port=$(sed -n 's/.*port=//p' "ceiling-$transport.log")
+  printf '\nceiling of the %s transport on cpu %s (fixed answer, no signing; load on cpu %s)\n' \
+    "$transport" "$SERVER_CPU" "$LOAD_CPU"
+  printf '%4s | %9s %8s | %12s | %s\n' conc "calls/s" "p99 ms" "server us/call" "most a P-256 CA can do = 1/(us/call + 1/bound)"
+  for c in ${CONCURRENCY:-1 8 64}; do
+    t0=$(cpu_ticks "$ceiling_pid")
+    j=$(taskset -c "$LOAD_CPU" "$LOAD" --seconds "$SECS" --warmup 0 --target meshid \
+          --transport "$LOAD_TRANSPORT" --addr "127.0.0.1:$ceiling_port" \
+          --root state/ca/root-cert.pem --cert client/cert-chain.pem --key client/key.pem --key-type ec-p256 \
+          --keys 64 --concurrency "$c")
+    t1=$(cpu_ticks "$ceiling_pid")
+    jq -rn --argjson j "$j" --arg t "$((t1 - t0))" --arg hz "$(getconf CLK_TCK)" --arg b "$bound_ec" --arg c "$c" '
+      (($t|tonumber) / ($hz|tonumber) / $j.ok * 1e6) as $us |
+      (1 / ($us / 1e6 + 1 / ($b|tonumber))) as $most |
+      "\($c) | \($j.per_second|floor) \($j.p99_ms*100|floor/100) | \($us|floor) | \($most|floor)/s = \($most / ($b|tonumber) * 100 | floor)% of the bound"' |
+      awk -F' \\| ' '{ split($2,m," "); printf "%4s | %9s %8s | %12s | %s\n", $1, m[1], m[2], $3, $4 }'
+  done
+  kill -TERM "$ceiling_pid" 2>/dev/null || true
+  wait "$ceiling_pid" 2>/dev/null || true
 done
