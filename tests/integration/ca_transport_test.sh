@@ -48,6 +48,13 @@ printf '\x00\x00\x00\x00\x03\xff\xff\xff' >garbage.bin
 printf '\x02\x00\x00\x00\x00' >flags.bin
 head -c 200000 /dev/zero >huge.bin
 
+# A client that connects and never starts TLS is closed after the 10 s
+# handshake timeout; it runs beside the checks below and is judged at the end.
+( start=$(date +%s%N)
+  timeout 20 bash -c "exec 3<>/dev/tcp/127.0.0.1/$GRPC && cat <&3 >/dev/null"
+  echo "$? $((($(date +%s%N) - start) / 1000000))" >silent.txt ) </dev/null &
+SILENT_PID=$!
+
 ########## a well-formed call, answered ##########
 grpc /meshid.v1.MeshCA/GetTrustBundle empty.bin
 expect_eq "GetTrustBundle by hand: exit 0" 0 "$RC"
@@ -117,6 +124,12 @@ run curl -sS --http2 --parallel --parallel-max 50 --max-time 10 --cacert "$ROOT"
 expect_eq "50 parallel calls: 50 answers with grpc-status 0" 50 "$(grep -c 'grpc-status: 0' <<<"$OUT")"
 expect_true "50 parallel calls: on at most 2 connections" \
   test "$(grep -c 'connects=1' <<<"$OUT")" -le 2
+
+wait "$SILENT_PID"
+read -r SILENT_RC SILENT_MS <silent.txt
+expect_eq "silent TCP client: closed by the CA, not by our 20 s timeout" 0 "$SILENT_RC"
+expect_true "silent TCP client: held for the 10 s handshake timeout ($SILENT_MS ms)" \
+  test "$SILENT_MS" -ge 9000 -a "$SILENT_MS" -le 15000
 
 ########## shutdown: in-flight GOAWAY, clean exit ##########
 kill -TERM "$CA_PID"
