@@ -81,11 +81,63 @@ class CitadelCollectable final : public prometheus::Collectable {
   std::map<std::string, double> sign_errors_;  // guarded by mu_
 };
 
+// meshid_ca_grpc_*: the transport's own counts, read when scraped.
+class TransportCollectable final : public prometheus::Collectable {
+ public:
+  void setSource(std::function<TransportCounts()> source) {
+    std::lock_guard lock(mu_);
+    source_ = std::move(source);
+  }
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    std::function<TransportCounts()> source;
+    {
+      std::lock_guard lock(mu_);
+      source = source_;
+    }
+    if (!source)
+      return {};
+    TransportCounts c = source();
+    std::vector<prometheus::MetricFamily> out;
+    auto one = [&](const char* name, const char* help, prometheus::MetricType type, uint64_t v) {
+      prometheus::MetricFamily f{name, help, type, {}};
+      prometheus::ClientMetric m;
+      if (type == prometheus::MetricType::Counter) {
+        m.counter.value = static_cast<double>(v);
+      } else {
+        m.gauge.value = static_cast<double>(v);
+      }
+      f.metric.push_back(m);
+      out.push_back(std::move(f));
+    };
+    using T = prometheus::MetricType;
+    one("meshid_ca_grpc_connections", "Open client connections to the gRPC port", T::Gauge,
+        c.connections_open);
+    one("meshid_ca_grpc_connections_accepted_total", "Connections accepted on the gRPC port",
+        T::Counter, c.connections_accepted);
+    one("meshid_ca_grpc_handshake_failures_total",
+        "TLS handshakes on the gRPC port that failed or timed out", T::Counter,
+        c.handshakes_failed);
+    one("meshid_ca_grpc_protocol_errors_total", "HTTP/2 errors that ended a connection", T::Counter,
+        c.protocol_errors);
+    one("meshid_ca_grpc_calls_refused_total",
+        "Calls answered by the transport itself: unknown method, foreign content type, "
+        "malformed or oversized message",
+        T::Counter, c.calls_refused);
+    return out;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::function<TransportCounts()> source_;  // guarded by mu_
+};
+
 }  // namespace
 
 struct CaMetrics::Impl {
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
   std::shared_ptr<CitadelCollectable> citadel = std::make_shared<CitadelCollectable>();
+  std::shared_ptr<TransportCollectable> transport = std::make_shared<TransportCollectable>();
 
   prometheus::Family<prometheus::Counter>& requests =
       prometheus::BuildCounter()
@@ -235,10 +287,15 @@ void CaMetrics::setBundleWatchers(size_t watchers) {
 void CaMetrics::setReady(bool ready) {
   impl_->ready.Set(ready ? 1 : 0);
 }
+void CaMetrics::setTransportSource(std::function<TransportCounts()> source) {
+  impl_->transport->setSource(std::move(source));
+}
 
 std::string CaMetrics::serialize() const {
   std::vector<prometheus::MetricFamily> families = impl_->registry->Collect();
   for (auto& f : impl_->citadel->Collect())
+    families.push_back(std::move(f));
+  for (auto& f : impl_->transport->Collect())
     families.push_back(std::move(f));
   return prometheus::TextSerializer().Serialize(families);
 }

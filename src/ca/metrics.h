@@ -3,6 +3,8 @@
 // they break Prometheus' naming lint) so existing dashboards and alerts work.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -11,6 +13,15 @@
 #include "common/clock.h"
 
 namespace meshid::ca {
+
+// The gRPC transport's counts (rpc::GrpcServerStats), read at each scrape.
+struct TransportCounts {
+  uint64_t connections_open = 0;
+  uint64_t connections_accepted = 0;
+  uint64_t handshakes_failed = 0;
+  uint64_t protocol_errors = 0;
+  uint64_t calls_refused = 0;
+};
 
 class CaMetrics {
  public:
@@ -31,6 +42,8 @@ class CaMetrics {
   void setBundleVersion(uint64_t version);
   void setBundleWatchers(size_t watchers);
   void setReady(bool ready);
+  // Where the meshid_ca_grpc_* families come from; unset, they are absent.
+  void setTransportSource(std::function<TransportCounts()> source);
 
   // Prometheus text exposition format, for /metrics.
   std::string serialize() const;

@@ -166,6 +166,14 @@ Result<void> CaServerImpl::init() {
   }
   grpc_ = std::move(*server);
   grpc_port_ = grpc_->port();
+  metrics_.setTransportSource([g = grpc_.get()] {
+    rpc::GrpcServerStats s = g->stats();
+    return TransportCounts{.connections_open = s.connections_open,
+                           .connections_accepted = s.connections_accepted,
+                           .handshakes_failed = s.handshakes_failed,
+                           .protocol_errors = s.protocol_errors,
+                           .calls_refused = s.calls_refused};
+  });
 
   AdminHandlers handlers{.metrics = [this] { return metrics_.serialize(); },
                          .ready = [this](std::string* why) { return ready(why); },
@@ -234,6 +242,7 @@ void CaServerImpl::shutdown(std::chrono::milliseconds grace) {
     // closed.
     grpc_->shutdown(grace);
   }
+  metrics_.setTransportSource(nullptr);  // the server's counts die with it
   // After gRPC: calls still queued are signed, their answers go nowhere.
   if (signing_)
     signing_->stop();

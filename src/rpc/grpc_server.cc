@@ -103,6 +103,7 @@ class GrpcServerImpl final : public GrpcServer {
 
   Result<void> init();
   int port() const override { return port_; }
+  GrpcServerStats stats() const override;
   void shutdown(std::chrono::milliseconds grace) override;
 
  private:
@@ -115,7 +116,7 @@ class GrpcServerImpl final : public GrpcServer {
   }
 
   GrpcServerOptions options_;
-  detail::ServerShared shared_;
+  mutable detail::ServerShared shared_;
   std::vector<std::shared_ptr<Loop>> loops_;
   std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;  // on loops_[0]
   std::unique_ptr<asio::steady_timer> reload_timer_;   // on loops_[0]
@@ -240,6 +241,19 @@ void GrpcServerImpl::reloadIfChanged() {
   roots_stamp_ = roots;
   std::lock_guard lock(ctx_mu_);
   ctx_ = std::move(*ctx);
+}
+
+GrpcServerStats GrpcServerImpl::stats() const {
+  GrpcServerStats s;
+  {
+    std::lock_guard lock(shared_.mu);
+    s.connections_open = shared_.connections;
+  }
+  s.connections_accepted = shared_.accepted.load(std::memory_order_relaxed);
+  s.handshakes_failed = shared_.handshakes_failed.load(std::memory_order_relaxed);
+  s.protocol_errors = shared_.protocol_errors.load(std::memory_order_relaxed);
+  s.calls_refused = shared_.calls_refused.load(std::memory_order_relaxed);
+  return s;
 }
 
 void GrpcServerImpl::shutdown(std::chrono::milliseconds grace) {

@@ -74,6 +74,16 @@ struct GrpcServerOptions {
   std::function<bool()> run_deferred;
 };
 
+// What the transport saw, for metrics. Counters only grow.
+struct GrpcServerStats {
+  uint64_t connections_open = 0;
+  uint64_t connections_accepted = 0;
+  uint64_t handshakes_failed = 0;  // TLS handshake refused, broken or timed out
+  uint64_t protocol_errors = 0;    // HTTP/2 errors that ended a connection
+  uint64_t calls_refused = 0;      // answered by the transport: unknown method,
+                                   // foreign content type, bad framing, too large
+};
+
 class GrpcServer {
  public:
   // Binds, loads the TLS identity and starts the loops; errors name what
@@ -82,6 +92,7 @@ class GrpcServer {
   virtual ~GrpcServer() = default;
 
   virtual int port() const = 0;
+  virtual GrpcServerStats stats() const = 0;
   // Stops accepting, tells every client to open no new calls (GOAWAY), waits
   // until the calls in flight are answered or `grace` has passed, then
   // closes what is left and stops the loops. Handlers may still answer

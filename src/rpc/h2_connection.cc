@@ -61,6 +61,7 @@ std::string lastSslError() {
 }  // namespace
 
 void ServerShared::connectionOpened() {
+  accepted.fetch_add(1, std::memory_order_relaxed);
   std::lock_guard lock(mu);
   ++connections;
 }
@@ -196,7 +197,8 @@ void H2Connection::start() {
   handshake_timer_.expires_after(shared_.options->handshake_timeout);
   handshake_timer_.async_wait([weak = weak_from_this()](std::error_code e) {
     auto self = weak.lock();
-    if (!e && self && !self->session_) {
+    if (!e && self && !self->session_ && !self->closed_) {
+      self->shared_.handshakes_failed.fetch_add(1, std::memory_order_relaxed);
       spdlog::debug("grpc: TLS handshake timed out peer={}", *self->peer_);
       self->close();
     }
@@ -224,6 +226,7 @@ void H2Connection::handshake() {
     });
     return;
   }
+  shared_.handshakes_failed.fetch_add(1, std::memory_order_relaxed);
   spdlog::debug("grpc: TLS handshake failed peer={} error={}", *peer_, lastSslError());
   close();
 }
@@ -286,6 +289,7 @@ void H2Connection::onReadable() {
     if (n > 0) {
       ssize_t rv = nghttp2_session_mem_recv(session_, buf, static_cast<size_t>(n));
       if (rv < 0) {
+        shared_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
         spdlog::debug("grpc: HTTP/2 error peer={} error={}", *peer_,
                       nghttp2_strerror(static_cast<int>(rv)));
         peer_gone = true;
@@ -464,6 +468,7 @@ int H2Connection::onDataChunk(int32_t stream_id, const uint8_t* data, size_t len
   if (call.body_.size() + len > shared_.options->max_message_bytes + 5) {
     call.answered_early_ = true;
     call.finished_.store(true);
+    shared_.calls_refused.fetch_add(1, std::memory_order_relaxed);
     submitTrailersOnly(call, Code::kResourceExhausted,
                        "received message larger than max (more than " +
                            std::to_string(shared_.options->max_message_bytes) + " bytes)");
@@ -482,6 +487,14 @@ int H2Connection::onFrameRecv(const nghttp2_frame* frame) {
   auto it = calls_.find(frame->hd.stream_id);
   if (it != calls_.end() && !it->second->answered_early_)
     ready_.push_back(it->second);
+  return 0;
+}
+
+int H2Connection::onFrameSend(const nghttp2_frame* frame) {
+  // nghttp2 answers a client's protocol error with a GOAWAY naming it, and
+  // the connection ends once that is out.
+  if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR)
+    shared_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
   return 0;
 }
 
@@ -505,6 +518,7 @@ void H2Connection::dispatch(const std::shared_ptr<CallImpl>& call) {
   if (call->http_method_ != "POST" || !isGrpcContentType(call->content_type_)) {
     // Not a gRPC request (gRPC's HTTP mapping: 415 for a foreign content type).
     call->finished_.store(true);
+    shared_.calls_refused.fetch_add(1, std::memory_order_relaxed);
     const nghttp2_nv nva[] = {header(":status", "415", kStatic),
                               header("content-type", "text/plain", kStatic)};
     nghttp2_submit_response(session_, call->stream_id_, nva, std::size(nva), nullptr);
@@ -533,6 +547,7 @@ void H2Connection::dispatch(const std::shared_ptr<CallImpl>& call) {
 
 void H2Connection::refuse(CallImpl& call, Code code, std::string_view message) {
   call.finished_.store(true);
+  shared_.calls_refused.fetch_add(1, std::memory_order_relaxed);
   submitTrailersOnly(call, code, message);
 }
 
@@ -628,6 +643,9 @@ int frameRecv(nghttp2_session*, const nghttp2_frame* frame, void* user) {
 int streamClose(nghttp2_session*, int32_t stream_id, uint32_t, void* user) {
   return of(user).onStreamClose(stream_id);
 }
+int frameSend(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+  return of(user).onFrameSend(frame);
+}
 
 }  // namespace
 
@@ -640,6 +658,7 @@ nghttp2_session_callbacks* newSessionCallbacks() {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, dataChunk);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, frameRecv);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, streamClose);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, frameSend);
   return cbs;
 }
 

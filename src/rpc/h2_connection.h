@@ -45,6 +45,7 @@ struct ServerShared {
   std::condition_variable cv;
   size_t connections = 0;            // guarded by mu; shutdown waits for it to reach 0
   std::atomic<bool> closing{false};  // a connection that starts now closes at once
+  std::atomic<uint64_t> accepted{0}, handshakes_failed{0}, protocol_errors{0}, calls_refused{0};
 
   void connectionOpened();
   void connectionClosed();
@@ -128,6 +129,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   int onDataChunk(int32_t stream_id, const uint8_t* data, size_t len);
   int onFrameRecv(const nghttp2_frame* frame);
   int onStreamClose(int32_t stream_id);
+  int onFrameSend(const nghttp2_frame* frame);
   ssize_t readResponse(CallImpl& call, uint8_t* buf, size_t length, uint32_t* flags);
 
   // Answers, on the loop thread.

@@ -107,6 +107,25 @@ expect_true "random frames after the preface: closed before s_client's timeout" 
 run bash -c "printf 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' | timeout 3 curl -s --max-time 2 telnet://127.0.0.1:$GRPC"
 expect_true "plaintext HTTP/2 on the TLS port: no hang" test "$RC" -ne 124
 
+########## the transport's metrics say what happened ##########
+metric() {  # metric NAME: its value on /metrics, or "absent"
+  local v
+  v=$(curl -s --max-time 5 "http://127.0.0.1:$ADMIN/metrics" | awk -v n="$1" '$1 == n { print $2 }')
+  echo "${v:-absent}"
+}
+REFUSED=$(metric meshid_ca_grpc_calls_refused_total)
+expect_true "calls refused by the transport counted (415 x2, unknown, compressed, flags, short, two, huge: $REFUSED)" \
+  test "$REFUSED" != absent -a "${REFUSED%.*}" -ge 8
+HS=$(metric meshid_ca_grpc_handshake_failures_total)
+expect_true "failed handshakes counted (ALPN without h2, plaintext: $HS)" \
+  test "$HS" != absent -a "${HS%.*}" -ge 2
+PE=$(metric meshid_ca_grpc_protocol_errors_total)
+expect_true "HTTP/2 protocol errors counted (HTTP/1.1 text, random frames: $PE)" \
+  test "$PE" != absent -a "${PE%.*}" -ge 2
+curl -s --max-time 5 "http://127.0.0.1:$ADMIN/metrics" >metrics.txt
+expect_contains "/metrics has the transport's families" "$(<metrics.txt)" "# TYPE meshid_ca_grpc_connections gauge"
+STDIN=metrics.txt check "promtool accepts /metrics with the transport's families" promtool check metrics
+
 ########## nothing recorded, still serving ##########
 expect_eq "nothing was recorded by any hostile call" "$BEFORE" "$(issuances)"
 grpc /meshid.v1.MeshCA/GetTrustBundle empty.bin
