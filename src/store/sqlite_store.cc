@@ -119,7 +119,8 @@ Result<void> commit(sqlite3* db, std::string_view what) {
 
 }  // namespace
 
-Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::path& path) {
+Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::path& path,
+                                                       SqliteStoreOptions options) {
   sqlite3* db = nullptr;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
   // The database holds join-token hashes and who got what: keep it private.
@@ -149,10 +150,61 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   if (!migrated.ok()) {
     return migrated.error().wrap(path.string());
   }
+  store->startCheckpointer(path, options.checkpoint_interval);
   return store;
 }
 
+void SqliteStore::startCheckpointer(const std::filesystem::path& path,
+                                    std::chrono::milliseconds interval) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) !=
+      SQLITE_OK) {
+    sqlite3_close(db);
+    return;  // SQLite's own automatic checkpoints stay on
+  }
+  // A new connection learns the journal mode when it first reads the file;
+  // until then a checkpoint on it does nothing.
+  bool wal = false;
+  {
+    Statement mode(db, "PRAGMA journal_mode");
+    wal = mode.ok() && mode.step() == SQLITE_ROW && mode.text(0) == "wal";
+  }
+  if (!wal) {
+    sqlite3_close(db);
+    return;
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (!exec(db_, "PRAGMA wal_autocheckpoint=0", "cannot hand checkpoints over").ok()) {
+      sqlite3_close(db);
+      return;
+    }
+  }
+  checkpointer_ = std::thread([this, db, interval] { checkpointLoop(db, interval); });
+}
+
+void SqliteStore::checkpointLoop(sqlite3* db, std::chrono::milliseconds interval) {
+  std::unique_lock lock(checkpoint_mu_);
+  while (!checkpoint_cv_.wait_for(lock, interval, [&] { return stopping_; })) {
+    lock.unlock();
+    // PASSIVE never waits for, nor blocks, the writer: it copies what is
+    // committed and not in use, and the writer restarts the WAL from its
+    // start once everything was copied. A busy round is retried next time.
+    sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    lock.lock();
+  }
+  sqlite3_close(db);
+}
+
 SqliteStore::~SqliteStore() {
+  if (checkpointer_.joinable()) {
+    {
+      std::lock_guard lock(checkpoint_mu_);
+      stopping_ = true;
+    }
+    checkpoint_cv_.notify_all();
+    checkpointer_.join();
+  }
   for (sqlite3_stmt* st : {begin_, insert_, commit_})
     sqlite3_finalize(st);
   sqlite3_close(db_);

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "store/store.h"
@@ -18,10 +19,20 @@ namespace meshid::store {
 // mutex: SQLite serialises writers anyway. Issuance records are group-committed:
 // callers that arrive while a commit is running share the next transaction,
 // and each returns only once the transaction holding its row has committed.
+//
+// The WAL is copied back into the database by a thread of the store's own
+// (a passive checkpoint every `checkpoint_interval`, on a second connection),
+// not by whichever commit crosses SQLite's 1,000-page mark: that commit ran on
+// a CA event loop and held up every call behind it (docs/PERFORMANCE.md).
+struct SqliteStoreOptions {
+  std::chrono::milliseconds checkpoint_interval{1000};
+};
+
 class SqliteStore final : public Store {
  public:
   // Opens or creates the database (0600) and applies pending migrations.
-  static Result<std::unique_ptr<SqliteStore>> open(const std::filesystem::path& path);
+  static Result<std::unique_ptr<SqliteStore>> open(const std::filesystem::path& path,
+                                                   SqliteStoreOptions options = {});
   ~SqliteStore() override;
 
   Result<void> recordIssuance(const IssuanceRecord& record) override;
@@ -38,6 +49,8 @@ class SqliteStore final : public Store {
  private:
   explicit SqliteStore(sqlite3* db) : db_(db) {}
   Result<void> migrate();
+  void startCheckpointer(const std::filesystem::path& path, std::chrono::milliseconds interval);
+  void checkpointLoop(sqlite3* db, std::chrono::milliseconds interval);
   Result<std::optional<BundleVersion>> latestBundleLocked();
   Result<void> insertIssuancesLocked(const std::vector<const IssuanceRecord*>& batch);
 
@@ -59,6 +72,11 @@ class SqliteStore final : public Store {
   std::condition_variable batch_cv_;
   std::vector<PendingIssuance*> pending_;  // guarded by batch_mu_
   bool committing_ = false;                // guarded by batch_mu_
+
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  bool stopping_ = false;  // guarded by checkpoint_mu_
+  std::thread checkpointer_;
 };
 
 }  // namespace meshid::store
