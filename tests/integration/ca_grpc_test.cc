@@ -676,6 +676,76 @@ TEST_F(CaGrpcTest, IstioCallsInFlightAtShutdownAllGetAnAnswer) {
   }
 }
 
+// Callers that give up mid-call (their deadline fires and gRPC resets the
+// stream while the call waits to be signed or is being answered) cost the CA
+// nothing but the work: every other caller is answered, and so is the next.
+// Under ASan (.ci/run) this is the transport's cancellation path.
+TEST_F(CaGrpcTest, CallsAbandonedMidFlightLeaveTheServerServing) {
+  start(config());
+  std::string root = selfSignedRootPem();
+  auto key = pki::testing::newKey();
+  ClientIdentity id = bootIdentity(root, key.get());
+  ASSERT_FALSE(id.chain_pem.empty());
+  const std::string csr = csrPem(key.get(), kHost);
+
+  std::mutex mu;
+  std::map<grpc::StatusCode, int> codes;  // guarded by mu
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 4; ++t) {
+    callers.emplace_back([&, t] {
+      auto stub = istio::v1::auth::IstioCertificateService::NewStub(channel(port(), root, &id));
+      for (int i = 0; i < 40; ++i) {
+        istio::v1::auth::IstioCertificateRequest req;
+        req.set_csr(csr);
+        istio::v1::auth::IstioCertificateResponse resp;
+        // 1-4 ms: some answered, some abandoned before, during or after signing.
+        auto ctx = context(std::nullopt, std::chrono::milliseconds(1 + (i + t) % 4));
+        grpc::Status s = stub->CreateCertificate(ctx.get(), req, &resp);
+        std::lock_guard lock(mu);
+        ++codes[s.error_code()];
+      }
+    });
+  }
+  for (auto& c : callers)
+    c.join();
+  int total = 0;
+  for (auto [code, n] : codes) {
+    EXPECT_TRUE(code == grpc::StatusCode::OK || code == grpc::StatusCode::DEADLINE_EXCEEDED)
+        << n << " calls ended with code " << code;
+    total += n;
+  }
+  EXPECT_EQ(total, 160);
+  EXPECT_GT(codes[grpc::StatusCode::DEADLINE_EXCEEDED], 0) << "no call was abandoned";
+
+  // An abandoned watch stream is let go: the watcher count goes back down.
+  auto mesh = meshid::v1::MeshCA::NewStub(channel(port(), root));
+  auto watchers = [&] { return metric(server_->adminPort(), "meshid_ca_trust_bundle_watchers"); };
+  EXPECT_EQ(watchers(), 0);
+  {
+    auto watch_ctx = context(std::nullopt, 10s);
+    auto reader = mesh->WatchTrustBundle(watch_ctx.get(), {});
+    meshid::v1::TrustBundle first;
+    ASSERT_TRUE(reader->Read(&first));
+    EXPECT_EQ(watchers(), 1);
+    watch_ctx->TryCancel();
+    while (reader->Read(&first)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  EXPECT_TRUE(eventually([&] { return watchers() == 0; }, 5s))
+      << "a cancelled watch stream is still registered";
+
+  // And the next caller is answered as usual.
+  auto stub = istio::v1::auth::IstioCertificateService::NewStub(channel(port(), root, &id));
+  istio::v1::auth::IstioCertificateRequest req;
+  req.set_csr(csr);
+  istio::v1::auth::IstioCertificateResponse resp;
+  auto ctx = context();
+  grpc::Status s = stub->CreateCertificate(ctx.get(), req, &resp);
+  EXPECT_TRUE(s.ok()) << describe(s);
+  EXPECT_GE(resp.cert_chain_size(), 2);
+}
+
 // (e) Shutdown ends open watch streams with UNAVAILABLE at once, rather than
 // holding the process for the grace period.
 TEST_F(CaGrpcTest, ShutdownEndsWatchStreamsWithUnavailable) {
