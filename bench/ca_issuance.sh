@@ -6,13 +6,15 @@
 # at 8 or more calls open, where the gRPC C++ client spends 50-120 us and fills
 # its core before the server does. LOAD_TRANSPORT=grpc uses gRPC C++ instead.
 # Usage: bench/ca_issuance.sh [BUILD_DIR] [SECONDS]
-# KEY_TYPES="ec-p256" and CONCURRENCY="64" run a subset of the cells.
+# KEY_TYPES="ec-p256" and CONCURRENCY="64" run a subset of the cells; ROUNDS=N
+# runs each cell N times (meshid and cfssl alternating) and prints medians.
 set -euo pipefail
 BUILD=$(realpath "${1:-build}")
 SECS=${2:-10}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 LOAD_TRANSPORT=${LOAD_TRANSPORT:-h2}
+ROUNDS=${ROUNDS:-1}  # per cell; the table shows medians (this VM spreads ±15-25 % run to run)
 W=$(mktemp -d /tmp/meshid-bench.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$W"; }
@@ -57,22 +59,41 @@ pids+=($!)
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$cfssl_port/api/v1/cfssl/info" -d '{}' && break; sleep 0.1; done
 
 run() { taskset -c "$LOAD_CPU" "$LOAD" --seconds "$SECS" --warmup 2 "$@"; }
-printf '\nCA issuance, %ss per cell, server on cpu %s, load on cpu %s (%s transport) (%s)\n' "$SECS" "$SERVER_CPU" "$LOAD_CPU" "$LOAD_TRANSPORT" "$(date -u +%FT%TZ)"
+# median JSON...: each number's median over the rounds (errors summed); with
+# ROUNDS > 1 the rounds' own rates are kept in .rounds.
+median() {
+  printf '%s\n' "$@" | jq -sc '
+    def med: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+    { per_second: (map(.per_second) | med), p50_ms: (map(.p50_ms) | med), p99_ms: (map(.p99_ms) | med),
+      errors: (map(.errors) | add), first_error: (map(.first_error // empty) | first),
+      rounds: map(.per_second | floor) }'
+}
+printf '\nCA issuance, %ss per cell x %s round(s) (medians), server on cpu %s, load on cpu %s (%s transport) (%s)\n' \
+  "$SECS" "$ROUNDS" "$SERVER_CPU" "$LOAD_CPU" "$LOAD_TRANSPORT" "$(date -u +%FT%TZ)"
 printf 'openssl speed on cpu %s: P-256 sign %s/s, verify %s/s; RSA-2048 verify %s/s\n' "$SERVER_CPU" "$p256_sign" "$p256_verify" "$rsa_verify"
 printf '%-9s %4s | %9s %8s %8s | %9s %8s %8s | %6s %9s %9s\n' csr conc "meshid/s" "p50 ms" "p99 ms" "cfssl/s" "p50 ms" "p99 ms" bound "% bound" "x cfssl"
 for kt in ${KEY_TYPES:-ec-p256 rsa-2048}; do
   keys=2000; [[ $kt == rsa-2048 ]] && keys=64
   b=$bound_ec; [[ $kt == rsa-2048 ]] && b=$bound_rsa
   for c in ${CONCURRENCY:-1 8 64}; do
-    m=$(run --target meshid --transport "$LOAD_TRANSPORT" --addr "127.0.0.1:$port" --root state/ca/root-cert.pem \
-          --cert client/cert-chain.pem --key client/key.pem --key-type "$kt" --keys "$keys" --concurrency "$c")
-    f=$(run --target cfssl --addr "127.0.0.1:$cfssl_port" --key-type "$kt" --keys "$keys" --concurrency "$c" || true)
+    ms=() fs=()
+    for ((round = 0; round < ROUNDS; round++)); do  # meshid and cfssl alternate
+      ms+=("$(run --target meshid --transport "$LOAD_TRANSPORT" --addr "127.0.0.1:$port" \
+                --root state/ca/root-cert.pem --cert client/cert-chain.pem --key client/key.pem \
+                --key-type "$kt" --keys "$keys" --concurrency "$c")")
+      fs+=("$(run --target cfssl --addr "127.0.0.1:$cfssl_port" --key-type "$kt" --keys "$keys" \
+                --concurrency "$c" || echo '{"per_second":0,"p50_ms":0,"p99_ms":0,"errors":1,"first_error":"no result"}')")
+    done
+    m=$(median "${ms[@]}")
+    f=$(median "${fs[@]}")
     jq -rn --argjson m "$m" --argjson f "$f" --arg b "$b" --arg kt "$kt" --arg c "$c" '
       "\($kt | .[0:9]) \($c) | \($m.per_second|floor) \($m.p50_ms*100|floor/100) \($m.p99_ms*100|floor/100) | \($f.per_second|floor) \($f.p50_ms*100|floor/100) \($f.p99_ms*100|floor/100) | \($b) \($m.per_second / ($b|tonumber) * 100 | floor)% \($m.per_second / $f.per_second * 100 | floor / 100)x" +
       (if $m.errors > 0 then "  meshid errors: \($m.errors) \($m.first_error)" else "" end) +
-      (if $f.errors > 0 then "  cfssl errors: \($f.errors) \($f.first_error)" else "" end)' |
+      (if $f.errors > 0 then "  cfssl errors: \($f.errors) \($f.first_error)" else "" end) +
+      (if ($m.rounds | length) > 1 then "  rounds: meshid \($m.rounds | join("/")), cfssl \($f.rounds | join("/"))" else "" end)' |
       awk -F' \\| ' '{ split($1,a," "); split($2,m," "); split($3,f," "); split($4,r," ");
-        printf "%-9s %4s | %9s %8s %8s | %9s %8s %8s | %6s %9s %9s %s\n", a[1], a[2], m[1], m[2], m[3], f[1], f[2], f[3], r[1], r[2], r[3], r[4] }'
+        rest = $4; sub(/^[^ ]+ +[^ ]+ +[^ ]+ */, "", rest)
+        printf "%-9s %4s | %9s %8s %8s | %9s %8s %8s | %6s %9s %9s %s\n", a[1], a[2], m[1], m[2], m[3], f[1], f[2], f[3], r[1], r[2], r[3], rest }'
   done
 done
 
