@@ -84,20 +84,20 @@ class CitadelCollectable final : public prometheus::Collectable {
 // meshid_ca_grpc_*: the transport's own counts, read when scraped.
 class TransportCollectable final : public prometheus::Collectable {
  public:
-  void setSource(std::function<TransportCounts()> source) {
+  void setSource(std::function<rpc::GrpcServerStats()> source) {
     std::lock_guard lock(mu_);
     source_ = std::move(source);
   }
 
   std::vector<prometheus::MetricFamily> Collect() const override {
-    std::function<TransportCounts()> source;
+    std::function<rpc::GrpcServerStats()> source;
     {
       std::lock_guard lock(mu_);
       source = source_;
     }
     if (!source)
       return {};
-    TransportCounts c = source();
+    rpc::GrpcServerStats c = source();
     std::vector<prometheus::MetricFamily> out;
     auto one = [&](const char* name, const char* help, prometheus::MetricType type, uint64_t v) {
       prometheus::MetricFamily f{name, help, type, {}};
@@ -129,7 +129,7 @@ class TransportCollectable final : public prometheus::Collectable {
 
  private:
   mutable std::mutex mu_;
-  std::function<TransportCounts()> source_;  // guarded by mu_
+  std::function<rpc::GrpcServerStats()> source_;  // guarded by mu_
 };
 
 }  // namespace
@@ -287,7 +287,7 @@ void CaMetrics::setBundleWatchers(size_t watchers) {
 void CaMetrics::setReady(bool ready) {
   impl_->ready.Set(ready ? 1 : 0);
 }
-void CaMetrics::setTransportSource(std::function<TransportCounts()> source) {
+void CaMetrics::setTransportSource(std::function<rpc::GrpcServerStats()> source) {
   impl_->transport->setSource(std::move(source));
 }
 

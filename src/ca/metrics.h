@@ -3,7 +3,6 @@
 // they break Prometheus' naming lint) so existing dashboards and alerts work.
 #pragma once
 
-#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -11,17 +10,9 @@
 #include "ca/identity.h"
 #include "ca/policy.h"
 #include "common/clock.h"
+#include "rpc/grpc_server.h"
 
 namespace meshid::ca {
-
-// The gRPC transport's counts (rpc::GrpcServerStats), read at each scrape.
-struct TransportCounts {
-  uint64_t connections_open = 0;
-  uint64_t connections_accepted = 0;
-  uint64_t handshakes_failed = 0;
-  uint64_t protocol_errors = 0;
-  uint64_t calls_refused = 0;
-};
 
 class CaMetrics {
  public:
@@ -43,7 +34,7 @@ class CaMetrics {
   void setBundleWatchers(size_t watchers);
   void setReady(bool ready);
   // Where the meshid_ca_grpc_* families come from; unset, they are absent.
-  void setTransportSource(std::function<TransportCounts()> source);
+  void setTransportSource(std::function<rpc::GrpcServerStats()> source);
 
   // Prometheus text exposition format, for /metrics.
   std::string serialize() const;

@@ -166,14 +166,7 @@ Result<void> CaServerImpl::init() {
   }
   grpc_ = std::move(*server);
   grpc_port_ = grpc_->port();
-  metrics_.setTransportSource([g = grpc_.get()] {
-    rpc::GrpcServerStats s = g->stats();
-    return TransportCounts{.connections_open = s.connections_open,
-                           .connections_accepted = s.connections_accepted,
-                           .handshakes_failed = s.handshakes_failed,
-                           .protocol_errors = s.protocol_errors,
-                           .calls_refused = s.calls_refused};
-  });
+  metrics_.setTransportSource([g = grpc_.get()] { return g->stats(); });
 
   AdminHandlers handlers{.metrics = [this] { return metrics_.serialize(); },
                          .ready = [this](std::string* why) { return ready(why); },

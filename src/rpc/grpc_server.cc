@@ -7,6 +7,8 @@
 
 #include <thread>
 
+#include "common/admin_http.h"
+#include "pki/ossl_error.h"
 #include "rpc/h2_connection.h"
 
 namespace meshid::rpc {
@@ -17,33 +19,21 @@ using detail::Loop;
 using detail::SharedSslCtx;
 
 std::string drainSslErrors() {
-  std::string out;
-  while (unsigned long e = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    if (!out.empty())
-      out += "; ";
-    out += buf;
-  }
-  return out.empty() ? "unknown error" : out;
+  std::string reasons = pki::drainOpensslErrors();
+  return reasons.empty() ? "unknown error" : reasons;
 }
 
 // Offers only h2: gRPC runs on nothing else. A client that offers ALPN
 // without h2 is refused; one that offers none is served (prior knowledge).
 int selectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
                unsigned int inlen, void*) {
-  for (unsigned int i = 0; i < inlen;) {
-    unsigned int len = in[i];
-    if (i + 1 + len > inlen)
-      break;
-    if (len == 2 && in[i + 1] == 'h' && in[i + 2] == '2') {
-      *out = in + i + 1;
-      *outlen = 2;
-      return SSL_TLSEXT_ERR_OK;
-    }
-    i += 1 + len;
-  }
-  return SSL_TLSEXT_ERR_ALERT_FATAL;
+  static constexpr unsigned char kH2[] = {2, 'h', '2'};
+  unsigned char* selected = nullptr;
+  if (SSL_select_next_proto(&selected, outlen, kH2, sizeof kH2, in, inlen) !=
+      OPENSSL_NPN_NEGOTIATED)
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+  *out = selected;
+  return SSL_TLSEXT_ERR_OK;
 }
 
 Result<SharedSslCtx> buildContext(const GrpcServerOptions& o) {
@@ -143,24 +133,13 @@ Result<void> GrpcServerImpl::init() {
   for (size_t i = 0; i < threads; ++i)
     loops_.push_back(std::make_shared<Loop>());
 
-  // host:port, with [v6] brackets allowed.
-  auto colon = options_.listen.rfind(':');
-  if (colon == std::string::npos)
-    return Error::invalidArgument("listen address needs host:port: " + options_.listen);
-  std::string host = options_.listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
+  MESHID_ASSIGN_OR_RETURN(auto host_port, splitHostPort(options_.listen));
+  auto [host, port] = host_port;
   if (host.empty() || host == "*")
     host = "0.0.0.0";
-  int port = 0;
-  try {
-    port = std::stoi(options_.listen.substr(colon + 1));
-  } catch (...) {
-    return Error::invalidArgument("bad port in listen address " + options_.listen);
-  }
   std::error_code ec;
   auto address = asio::ip::make_address(host, ec);
-  if (ec || port < 0 || port > 65535)
+  if (ec)
     return Error::invalidArgument("bad listen address " + options_.listen);
   acceptor_ = std::make_unique<asio::ip::tcp::acceptor>(loops_[0]->io);
   asio::ip::tcp::endpoint endpoint(address, static_cast<uint16_t>(port));

@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "pki/ossl_error.h"
 #include "rpc/grpc_wire.h"
 
 namespace meshid::rpc::detail {
@@ -49,13 +50,8 @@ std::string describePeer(const asio::ip::tcp::socket& socket) {
 }
 
 std::string lastSslError() {
-  unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0)
-    return "connection closed";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return buf;
+  std::string reasons = pki::drainOpensslErrors();
+  return reasons.empty() ? "connection closed" : reasons;
 }
 
 }  // namespace
@@ -110,25 +106,25 @@ void CallImpl::write(std::string message) {
   });
 }
 
-void CallImpl::finish(Code code, std::string message) {
+bool CallImpl::markFinished() {
   if (finished_.exchange(true))
+    return false;
+  std::lock_guard lock(cancel_mu_);
+  cancel_callback_ = nullptr;  // what it holds is no longer needed
+  return true;
+}
+
+void CallImpl::finish(Code code, std::string message) {
+  if (!markFinished())
     return;
-  {
-    std::lock_guard lock(cancel_mu_);
-    cancel_callback_ = nullptr;
-  }
   toLoop([code, m = std::move(message)](H2Connection& c, CallImpl& call) mutable {
     c.sendStatus(call, code, std::move(m));
   });
 }
 
 void CallImpl::finishWith(std::string message) {
-  if (finished_.exchange(true))
+  if (!markFinished())
     return;
-  {
-    std::lock_guard lock(cancel_mu_);
-    cancel_callback_ = nullptr;
-  }
   toLoop([m = std::move(message)](H2Connection& c, CallImpl& call) mutable {
     c.sendMessage(call, std::move(m));
     c.sendStatus(call, Code::kOk, {});

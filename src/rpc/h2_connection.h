@@ -75,6 +75,8 @@ class CallImpl final : public Call, public std::enable_shared_from_this<CallImpl
   friend class H2Connection;
   template <class F>
   void toLoop(F f);
+  // The first finish wins: false for every later one.
+  bool markFinished();
   // The stream ended before finish(): runs the cancel callback once.
   void cancelled();
 
