@@ -263,7 +263,7 @@ void GrpcServerImpl::shutdown(std::chrono::milliseconds grace) {
     asio::post(loop->io, [l = loop.get()] {
       auto connections = l->connections;
       for (const auto& c : connections)
-        c->close();
+        c->close("server stopped");
     });
   }
   guards_.clear();

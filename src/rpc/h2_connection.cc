@@ -177,7 +177,7 @@ void H2Connection::start() {
   counted_ = true;
   loop_->connections.insert(shared_from_this());
   if (shared_.closing.load()) {
-    close();
+    close("server shutting down");
     return;
   }
   std::error_code ec;
@@ -187,7 +187,7 @@ void H2Connection::start() {
   ssl_ = SSL_new(ctx_.get());
   if (!ssl_ || SSL_set_fd(ssl_, socket_.native_handle()) != 1) {
     spdlog::warn("grpc: cannot set up TLS for peer={}", *peer_);
-    close();
+    close("TLS setup failed");
     return;
   }
   handshake_timer_.expires_after(shared_.options->handshake_timeout);
@@ -196,7 +196,7 @@ void H2Connection::start() {
     if (!e && self && !self->session_ && !self->closed_) {
       self->shared_.handshakes_failed.fetch_add(1, std::memory_order_relaxed);
       spdlog::debug("grpc: TLS handshake timed out peer={}", *self->peer_);
-      self->close();
+      self->close("TLS handshake timed out");
     }
   });
   handshake();
@@ -224,7 +224,7 @@ void H2Connection::handshake() {
   }
   shared_.handshakes_failed.fetch_add(1, std::memory_order_relaxed);
   spdlog::debug("grpc: TLS handshake failed peer={} error={}", *peer_, lastSslError());
-  close();
+  close("TLS handshake failed");
 }
 
 void H2Connection::startSession() {
@@ -244,7 +244,7 @@ void H2Connection::startSession() {
 
   if (nghttp2_session_server_new2(&session_, shared_.callbacks, this, shared_.session_options) !=
       0) {
-    close();
+    close("HTTP/2 session setup failed");
     return;
   }
   const nghttp2_settings_entry settings[] = {
@@ -283,11 +283,20 @@ void H2Connection::onReadable() {
     ERR_clear_error();
     int n = SSL_read(ssl_, buf, sizeof buf);
     if (n > 0) {
-      ssize_t rv = nghttp2_session_mem_recv(session_, buf, static_cast<size_t>(n));
-      if (rv < 0) {
-        shared_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
-        spdlog::debug("grpc: HTTP/2 error peer={} error={}", *peer_,
-                      nghttp2_strerror(static_cast<int>(rv)));
+      uint64_t dropped_before = inbound_filter_.dropped();
+      bool accepted =
+          inbound_filter_.feed(buf, static_cast<size_t>(n), [&](const uint8_t* data, size_t len) {
+            ssize_t rv = nghttp2_session_mem_recv(session_, data, len);
+            if (rv >= 0)
+              return true;
+            shared_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+            spdlog::debug("grpc: HTTP/2 error peer={} error={}", *peer_,
+                          nghttp2_strerror(static_cast<int>(rv)));
+            return false;
+          });
+      if (inbound_filter_.dropped() != dropped_before)
+        spdlog::debug("grpc: ignored a reset of a stream the client never opened peer={}", *peer_);
+      if (!accepted) {
         peer_gone = true;
         break;
       }
@@ -310,7 +319,7 @@ void H2Connection::onReadable() {
       flush();
   }
   if (peer_gone) {
-    close();
+    close("peer ended the connection or broke HTTP/2");
     return;
   }
   flush();
@@ -343,7 +352,7 @@ void H2Connection::flush() {
       if (n < 0) {
         spdlog::debug("grpc: HTTP/2 send error peer={} error={}", *peer_,
                       nghttp2_strerror(static_cast<int>(n)));
-        close();
+        close("HTTP/2 send error");
         return;
       }
       if (n == 0)
@@ -373,11 +382,11 @@ void H2Connection::flush() {
       return;
     }
     spdlog::debug("grpc: write failed peer={} error={}", *peer_, lastSslError());
-    close();
+    close("TLS write failed");
     return;
   }
   if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_))
-    close();
+    close("HTTP/2 session finished");
 }
 
 void H2Connection::drain() {
@@ -392,10 +401,11 @@ void H2Connection::drain() {
   flush();
 }
 
-void H2Connection::close() {
+void H2Connection::close(const char* reason) {
   if (closed_)
     return;
   closed_ = true;
+  spdlog::debug("grpc: closing connection peer={} reason={}", peerName(), reason);
   handshake_timer_.cancel();
   auto calls = std::move(calls_);
   calls_.clear();
@@ -489,8 +499,11 @@ int H2Connection::onFrameRecv(const nghttp2_frame* frame) {
 int H2Connection::onFrameSend(const nghttp2_frame* frame) {
   // nghttp2 answers a client's protocol error with a GOAWAY naming it, and
   // the connection ends once that is out.
-  if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR)
+  if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR) {
     shared_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    spdlog::debug("grpc: GOAWAY sent peer={} error={}", *peer_,
+                  nghttp2_http2_strerror(frame->goaway.error_code));
+  }
   return 0;
 }
 
@@ -643,6 +656,20 @@ int frameSend(nghttp2_session*, const nghttp2_frame* frame, void* user) {
   return of(user).onFrameSend(frame);
 }
 
+int sessionError(nghttp2_session*, int, const char* msg, size_t len, void* user) {
+  // Why nghttp2 refused what a peer sent (the GOAWAY it answers with names only a code).
+  spdlog::debug("grpc: HTTP/2 peer error peer={} detail={}", of(user).peerName(),
+                std::string_view(msg, len));
+  return 0;
+}
+
+int invalidFrame(nghttp2_session*, const nghttp2_frame* frame, int error, void* user) {
+  spdlog::debug("grpc: HTTP/2 invalid frame peer={} type={} stream={} flags={} error={}",
+                of(user).peerName(), frame->hd.type, frame->hd.stream_id, frame->hd.flags,
+                nghttp2_strerror(error));
+  return 0;
+}
+
 }  // namespace
 
 nghttp2_session_callbacks* newSessionCallbacks() {
@@ -655,6 +682,8 @@ nghttp2_session_callbacks* newSessionCallbacks() {
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, frameRecv);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, streamClose);
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, frameSend);
+  nghttp2_session_callbacks_set_error_callback2(cbs, sessionError);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, invalidFrame);
   return cbs;
 }
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "rpc/grpc_server.h"
+#include "rpc/idle_reset_filter.h"
 
 namespace meshid::rpc::detail {
 
@@ -121,9 +122,10 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
                ServerShared& shared);
   ~H2Connection();
 
-  void start();  // TLS handshake, then HTTP/2
-  void drain();  // GOAWAY: no new calls; closes once the open ones end
-  void close();
+  void start();                    // TLS handshake, then HTTP/2
+  void drain();                    // GOAWAY: no new calls; closes once the open ones end
+  void close(const char* reason);  // logged at debug level
+  std::string_view peerName() const { return peer_ ? std::string_view(*peer_) : "?"; }
 
   // nghttp2's callbacks (static trampolines in the .cc call these).
   int onBeginHeaders(const nghttp2_frame* frame);
@@ -155,6 +157,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   ServerShared& shared_;
   SSL* ssl_ = nullptr;
   nghttp2_session* session_ = nullptr;
+  IdleResetFilter inbound_filter_;  // between TLS and nghttp2
   asio::steady_timer handshake_timer_;
   std::shared_ptr<const std::string> peer_;
   std::shared_ptr<const std::string> peer_pem_;

@@ -710,17 +710,14 @@ TEST_F(CaGrpcTest, CallsAbandonedMidFlightLeaveTheServerServing) {
     c.join();
   int total = 0;
   for (auto [code, n] : codes) {
-    // UNAVAILABLE ("Broken pipe" on the client) is an open question: under
-    // ASan with two test processes at once, about one call in 160 sometimes
-    // ends so, with the server's log showing only connections the client
-    // ended. Counted and bounded here, not explained (the session note).
-    EXPECT_TRUE(code == grpc::StatusCode::OK || code == grpc::StatusCode::DEADLINE_EXCEEDED ||
-                code == grpc::StatusCode::UNAVAILABLE)
+    // Never UNAVAILABLE: gRPC C++ resets streams it never opened when a call
+    // is cancelled at once, which nghttp2 alone would answer by ending the
+    // connection under every other call on it (rpc/idle_reset_filter.h).
+    EXPECT_TRUE(code == grpc::StatusCode::OK || code == grpc::StatusCode::DEADLINE_EXCEEDED)
         << n << " calls ended with code " << code;
     total += n;
   }
   EXPECT_EQ(total, 160);
-  EXPECT_LE(codes[grpc::StatusCode::UNAVAILABLE], 8);
   EXPECT_GT(codes[grpc::StatusCode::DEADLINE_EXCEEDED], 0) << "no call was abandoned";
 
   // An abandoned watch stream is let go: the watcher count goes back down.

@@ -5,7 +5,8 @@
 # request gets its exact answer (HTTP status or grpc-status), nothing is
 # recorded, and the CA keeps serving (TESTING.md §3).
 #   bash tests/integration/ca_transport_test.sh build/meshid
-source "$(dirname "$0")/lib.sh" "$@"
+HERE=$(cd "$(dirname "$0")" && pwd)
+source "$HERE/lib.sh" "$@"
 cd "$TMP" || exit 2
 
 cat >ca.yaml <<YAML
@@ -91,6 +92,12 @@ expect_eq "Sign without a credential: UNAUTHENTICATED" 16 "$(grpc_status)"
 grpc /meshid.v1.MeshCA/GetTrustBundle empty.bin -H "x-padding: $(head -c 20000 /dev/zero | tr '\0' a)"
 expect_true "20 kB of request headers: the stream is reset" test "$RC" -ne 0
 expect_contains "20 kB of request headers: curl saw the reset" "$ERR" "not closed cleanly"
+
+# gRPC C++'s reset of a stream it cancelled before opening it (RFC 9113 calls
+# that a connection error; gRPC's servers let it pass): the next call on the
+# connection is answered, not cut off by a GOAWAY.
+run python3 "$HERE/h2_early_reset.py" 127.0.0.1 "$GRPC" "$ROOT" /meshid.v1.MeshCA/GetTrustBundle
+expect_eq "a reset of a never-opened stream: the connection's next call is answered" answered "$OUT"
 
 ########## not HTTP/2 at all ##########
 run curl -sS --http1.1 --max-time 5 --cacert "$ROOT" -o /dev/null "$URL/"
