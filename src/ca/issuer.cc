@@ -75,13 +75,15 @@ std::vector<Result<SignResult>> Issuer::signBatch(std::span<const SignCall> call
   made.reserve(calls.size());
   std::vector<DenialReason> reasons(calls.size(), DenialReason::kBadCsr);
   std::vector<const store::IssuanceRecord*> records;
+  std::unique_ptr<pki::SignatureVerifier> verifier = takeVerifier();
   for (size_t i = 0; i < calls.size(); ++i) {
     metrics_.csrReceived(calls[i].api);
     metrics_.signingStarted();
-    made.push_back(signOne(calls[i], &reasons[i]));
+    made.push_back(signOne(calls[i], *verifier, &reasons[i]));
     if (made.back().ok())
       records.push_back(&made.back()->record);
   }
+  returnVerifier(std::move(verifier));
   // One transaction for the batch; nothing is answered unrecorded.
   Result<void> recorded = records.empty() ? okResult() : store_.recordIssuances(records);
   std::vector<Result<SignResult>> out;
@@ -123,11 +125,29 @@ void Issuer::finishCall(const SignCall& call, const Result<SignResult>& result, 
   }
 }
 
-Result<Issuer::Signed> Issuer::signOne(const SignCall& call, DenialReason* reason) {
+std::unique_ptr<pki::SignatureVerifier> Issuer::takeVerifier() {
+  {
+    std::lock_guard lock(verifiers_mu_);
+    if (!idle_verifiers_.empty()) {
+      auto v = std::move(idle_verifiers_.back());
+      idle_verifiers_.pop_back();
+      return v;
+    }
+  }
+  return std::make_unique<pki::SignatureVerifier>();
+}
+
+void Issuer::returnVerifier(std::unique_ptr<pki::SignatureVerifier> verifier) {
+  std::lock_guard lock(verifiers_mu_);
+  idle_verifiers_.push_back(std::move(verifier));
+}
+
+Result<Issuer::Signed> Issuer::signOne(const SignCall& call, pki::SignatureVerifier& verifier,
+                                       DenialReason* reason) {
   MESHID_ASSIGN_OR_RETURN(Identity caller, authenticate(call.credentials, reason));
 
   *reason = DenialReason::kBadCsr;
-  auto csr = pki::parseCsr(call.csr);
+  auto csr = pki::parseCsr(call.csr, &verifier);
   if (!csr.ok()) {
     return csr.error().wrap("invalid certificate signing request");  // weak keys included
   }
@@ -136,8 +156,7 @@ Result<Issuer::Signed> Issuer::signOne(const SignCall& call, DenialReason* reaso
 
   *reason = DenialReason::kSignerUnavailable;
   SystemTime now = clock_.now();
-  pki::SvidRequest request{.public_key = csr->public_key.get(),
-                           .spki_der = csr->spki_der,
+  pki::SvidRequest request{.spki_der = csr->spki_der,
                            .spiffe_id = decision.spiffe_id,
                            .lifetime = decision.ttl,
                            .now = now};

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -82,7 +83,11 @@ class Issuer {
 
  private:
   struct Signed;  // a certificate made but not yet recorded
-  Result<Signed> signOne(const SignCall& call, DenialReason* reason);
+  Result<Signed> signOne(const SignCall& call, pki::SignatureVerifier& verifier,
+                         DenialReason* reason);
+  // A verifier for one batch (each signing thread needs its own); returned after.
+  std::unique_ptr<pki::SignatureVerifier> takeVerifier();
+  void returnVerifier(std::unique_ptr<pki::SignatureVerifier> verifier);
   // Metrics and the refusal's debug line for one finished call.
   void finishCall(const SignCall& call, const Result<SignResult>& result, DenialReason reason,
                   std::chrono::steady_clock::time_point started);
@@ -96,6 +101,8 @@ class Issuer {
   const IssuerConfig config_;
   std::shared_ptr<spdlog::logger> log_;  // "issuance" if registered, else the default
   std::atomic<size_t> in_flight_{0};
+  std::mutex verifiers_mu_;
+  std::vector<std::unique_ptr<pki::SignatureVerifier>> idle_verifiers_;  // guarded by verifiers_mu_
 };
 
 }  // namespace meshid::ca

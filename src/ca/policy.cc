@@ -5,38 +5,6 @@
 #include "common/duration.h"
 
 namespace meshid::ca {
-namespace {
-
-std::optional<pki::KeyType> keyTypeOf(const EVP_PKEY* key) {
-  switch (EVP_PKEY_get_base_id(key)) {
-    case EVP_PKEY_RSA:
-      switch (EVP_PKEY_get_bits(key)) {
-        case 2048:
-          return pki::KeyType::kRsa2048;
-        case 3072:
-          return pki::KeyType::kRsa3072;
-        case 4096:
-          return pki::KeyType::kRsa4096;
-        default:
-          return std::nullopt;
-      }
-    case EVP_PKEY_EC:
-      switch (EVP_PKEY_get_bits(key)) {
-        case 256:
-          return pki::KeyType::kEcP256;
-        case 384:
-          return pki::KeyType::kEcP384;
-        default:
-          return std::nullopt;
-      }
-    case EVP_PKEY_ED25519:
-      return pki::KeyType::kEd25519;
-    default:
-      return std::nullopt;
-  }
-}
-
-}  // namespace
 
 bool Delegation::allows(const pki::SpiffeId& id) const {
   const std::string& wanted = id.str();
@@ -104,11 +72,11 @@ Result<SignDecision> decide(const Identity& caller, const pki::ParsedCsr& csr,
                     "neither the caller's own identity nor delegated to it",
                     caller.spiffe_id.str(), caller.method, id->str())));
   }
-  auto type = keyTypeOf(csr.public_key.get());
+  const auto& type = csr.key.type;
   if (!type || !config.allowed_key_types.contains(*type)) {
     return deny(DenialReason::kKeyType,
-                Error::invalidArgument(fmt::format("key type {} is not allowed by this CA",
-                                                   pki::describeKey(csr.public_key.get()))));
+                Error::invalidArgument(
+                    fmt::format("key type {} is not allowed by this CA", csr.key.description)));
   }
   if (requested_ttl_seconds < 0) {
     return deny(DenialReason::kBadLifetime,

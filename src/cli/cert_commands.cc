@@ -20,6 +20,7 @@
 #include "pki/issuance.h"
 #include "pki/key.h"
 #include "pki/memory_key_signer.h"
+#include "pki/public_key.h"
 #include "pki/tls_probe.h"
 
 namespace meshid::cli {
@@ -87,7 +88,7 @@ Result<void> runIssue(Context& ctx, const IssueOptions& o) {
       return Error::permissionDenied(
           fmt::format("the CSR asks for {}, not {}", csr_id.str(), id.str()));
     }
-    public_key = std::move(csr.public_key);
+    MESHID_ASSIGN_OR_RETURN(public_key, pki::publicKeyFromSpki(pki::der::asBytes(csr.spki_der)));
   } else {
     MESHID_ASSIGN_OR_RETURN(pki::KeyType key_type, pki::parseKeyType(o.key_type));
     if (key_type == pki::KeyType::kEd25519) {

@@ -68,7 +68,7 @@ Result<int> runInspect(Context& ctx, const InspectOptions& o) {
   MESHID_ASSIGN_OR_RETURN(pki::ParsedCsr csr, pki::parseCsr(data));
   auto id = pki::csrSpiffeId(csr);
   if (o.json) {
-    nlohmann::json j = {{"subject", csr.subject},   {"key", pki::describeKey(csr.public_key.get())},
+    nlohmann::json j = {{"subject", csr.subject},   {"key", csr.key.description},
                         {"uri_sans", csr.uri_sans}, {"dns_sans", csr.dns_sans},
                         {"ip_sans", csr.ip_sans},   {"email_sans", csr.email_sans},
                         {"signature_valid", true}};
@@ -82,7 +82,7 @@ Result<int> runInspect(Context& ctx, const InspectOptions& o) {
                            id.ok() ? id->str() : "(invalid: " + id.error().message + ")");
     ctx.out << fmt::format("  {:<12}  {}\n", "subject",
                            csr.subject.empty() ? "(empty)" : csr.subject);
-    ctx.out << fmt::format("  {:<12}  {}\n", "key", pki::describeKey(csr.public_key.get()));
+    ctx.out << fmt::format("  {:<12}  {}\n", "key", csr.key.description);
     if (!csr.dns_sans.empty())
       ctx.out << fmt::format("  {:<12}  {}\n", "dns names", fmt::join(csr.dns_sans, ", "));
   }

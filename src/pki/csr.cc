@@ -4,6 +4,7 @@
 #include <openssl/pem.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "pki/der.h"
 #include "pki/key.h"
@@ -196,7 +197,7 @@ std::string subjectText(const der::Tlv& subject) {
 
 }  // namespace
 
-Result<ParsedCsr> parseCsr(std::string_view input) {
+Result<ParsedCsr> parseCsr(std::string_view input, SignatureVerifier* verifier) {
   if (input.empty()) {
     return Error::invalidArgument("empty certificate signing request");
   }
@@ -245,9 +246,11 @@ Result<ParsedCsr> parseCsr(std::string_view input) {
 
   ParsedCsr out;
   out.spki_der.assign(der::asView(spki.whole));
-  MESHID_ASSIGN_OR_RETURN(out.public_key, publicKeyFromSpki(spki.whole));
-  auto verified =
-      verifySignature(out.public_key.get(), sig_oid.value, info.whole, sig.value.subspan(1));
+  std::optional<SignatureVerifier> own;
+  if (verifier == nullptr)
+    verifier = &own.emplace();
+  MESHID_ASSIGN_OR_RETURN(out.key, verifier->setKey(spki.whole));
+  auto verified = verifier->verify(sig_oid.value, info.whole, sig.value.subspan(1));
   if (!verified.ok()) {
     return Error::invalidArgument(
         "certificate signing request signature does not verify with its own key (" +

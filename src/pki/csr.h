@@ -8,6 +8,7 @@
 
 #include "common/result.h"
 #include "pki/ossl.h"
+#include "pki/public_key.h"
 #include "pki/spiffe_id.h"
 
 namespace meshid::pki {
@@ -18,7 +19,7 @@ constexpr size_t kMaxCsrBytes = 16 * 1024;
 
 struct ParsedCsr {
   std::string spki_der;  // the SubjectPublicKeyInfo exactly as sent (copied into the leaf)
-  EvpPkeyPtr public_key;
+  PublicKeyInfo key;     // its type; publicKeyFromSpki(spki_der) makes the key itself
   std::string subject;
   std::vector<std::string> uri_sans;
   std::vector<std::string> dns_sans;
@@ -32,7 +33,9 @@ struct ParsedCsr {
 // requests with more than one subjectAltName extension.
 // Decoded with the DER reader, not d2i_X509_REQ (10-100x slower in OpenSSL
 // 3.0); tests/fuzz/fuzz_csr.cc checks that what this accepts OpenSSL accepts.
-Result<ParsedCsr> parseCsr(std::string_view pem_or_der);
+// A CA parsing many passes its thread's `verifier` (reused keys and contexts);
+// without one, a fresh one is used.
+Result<ParsedCsr> parseCsr(std::string_view pem_or_der, SignatureVerifier* verifier = nullptr);
 
 // The request's SPIFFE ID: exactly one URI SAN, a valid SPIFFE ID with a path.
 Result<SpiffeId> csrSpiffeId(const ParsedCsr& csr);

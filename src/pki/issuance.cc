@@ -400,7 +400,7 @@ Result<SvidIssuer::Leaf> SvidIssuer::issue(const SvidRequest& request) const {
     return Error::invalidArgument(fmt::format(
         "spiffe id {} has no path: a workload identity needs one", request.spiffe_id.str()));
   }
-  if (request.public_key == nullptr) {
+  if (request.public_key == nullptr && request.spki_der.empty()) {
     return Error::invalidArgument("no public key to certify");
   }
   if (request.lifetime.count() <= 0) {
@@ -445,7 +445,7 @@ Result<SvidIssuer::Leaf> SvidIssuer::issue(const SvidRequest& request) const {
               std::string_view(reinterpret_cast<const char*>(ASN1_STRING_get0_data(octets.get())),
                                static_cast<size_t>(ASN1_STRING_length(octets.get()))));
   }
-  bool rsa = EVP_PKEY_get_base_id(request.public_key) == EVP_PKEY_RSA;
+  bool rsa = der::equals(parts.algorithm_oid, oid::kRsaEncryption);
   std::string exts = constantLeafExtensions(rsa);
   exts += extKeyUsageExtension();
   exts += extension(oid::kSubjectKeyId, false, tlv(der::kOctetString, sha1(parts.key_bits)));

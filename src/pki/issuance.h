@@ -21,9 +21,9 @@ namespace meshid::pki {
 Seconds backdateFor(Seconds lifetime);
 
 struct SvidRequest {
-  const EVP_PKEY* public_key = nullptr;  // the workload's (from its CSR)
-  // Its SubjectPublicKeyInfo DER when the caller has it (ParsedCsr::spki_der):
-  // copied into the certificate as is, sparing an encode. Empty: derived.
+  const EVP_PKEY* public_key = nullptr;  // the workload's; or, instead:
+  // its SubjectPublicKeyInfo DER as a checked CSR carried it (ParsedCsr::
+  // spki_der, key strength already checked): copied into the certificate as is.
   std::string_view spki_der;
   SpiffeId spiffe_id;   // must have a path
   Seconds lifetime{0};  // > 0

@@ -52,23 +52,57 @@ const EVP_PKEY* curveTemplate(const char* group) {
   return key;  // lives for the process
 }
 
-Result<EvpPkeyPtr> ecKey(Bytes curve_oid, Bytes point) {
-  static const EVP_PKEY* p256 = curveTemplate("P-256");
-  static const EVP_PKEY* p384 = curveTemplate("P-384");
-  static const EVP_PKEY* p521 = curveTemplate("P-521");
-  const EVP_PKEY* tmpl = der::equals(curve_oid, oid::kP256)   ? p256
-                         : der::equals(curve_oid, oid::kP384) ? p384
-                         : der::equals(curve_oid, oid::kP521) ? p521
-                                                              : nullptr;
-  if (tmpl == nullptr) {
-    drainOpensslErrors();
-    return Error::invalidArgument(fmt::format(
-        "EC key on curve {} is not accepted: use P-256, P-384 or P-521", oidName(curve_oid)));
+struct CurveInfo {
+  std::optional<KeyType> type;  // none for P-521: accepted in a CSR, no KeyType a CA allows
+  const char* description;
+};
+constexpr CurveInfo kCurves[] = {{KeyType::kEcP256, "ECDSA P-256"},
+                                 {KeyType::kEcP384, "ECDSA P-384"},
+                                 {std::nullopt, "ECDSA P-521"}};
+
+// Index into kCurves, or -1 (with the message to refuse it with).
+int curveIndex(Bytes curve_oid) {
+  return der::equals(curve_oid, oid::kP256)   ? 0
+         : der::equals(curve_oid, oid::kP384) ? 1
+         : der::equals(curve_oid, oid::kP521) ? 2
+                                              : -1;
+}
+Error curveRefused(Bytes curve_oid) {
+  return Error::invalidArgument(fmt::format(
+      "EC key on curve {} is not accepted: use P-256, P-384 or P-521", oidName(curve_oid)));
+}
+const EVP_PKEY* curveTemplateAt(int index) {
+  static const EVP_PKEY* templates[] = {curveTemplate("P-256"), curveTemplate("P-384"),
+                                        curveTemplate("P-521")};
+  return templates[index];
+}
+
+// The curve OID of an EC SubjectPublicKeyInfo's parameters: named curves
+// only, explicit parameters are refused (as Go and BoringSSL do).
+Result<Bytes> namedCurve(Bytes parameters) {
+  der::Reader a(parameters);
+  der::Tlv params;
+  if (!a.expect(der::kOid, &params) || !a.empty()) {
+    return Error::invalidArgument(
+        "EC key with explicit curve parameters is not accepted: use a named curve");
   }
-  EvpPkeyPtr key(EVP_PKEY_dup(const_cast<EVP_PKEY*>(tmpl)));
+  return params.value;
+}
+
+Error notOnCurve() {
+  return opensslError(Code::kInvalidArgument, "EC public key is not a point on its curve");
+}
+
+Result<EvpPkeyPtr> ecKey(Bytes curve_oid, Bytes point) {
+  int index = curveIndex(curve_oid);
+  if (index < 0) {
+    drainOpensslErrors();
+    return curveRefused(curve_oid);
+  }
+  EvpPkeyPtr key(EVP_PKEY_dup(const_cast<EVP_PKEY*>(curveTemplateAt(index))));
   if (!key || point.empty() ||
       EVP_PKEY_set1_encoded_public_key(key.get(), point.data(), point.size()) != 1) {
-    return opensslError(Code::kInvalidArgument, "EC public key is not a point on its curve");
+    return notOnCurve();
   }
   return key;
 }
@@ -160,12 +194,8 @@ Result<EvpPkeyPtr> publicKeyFromSpki(Bytes spki) {
   der::Tlv params;
   EvpPkeyPtr key;
   if (der::equals(parts.algorithm_oid, oid::kEcPublicKey)) {
-    // Named curves only: explicit parameters are refused (as Go and BoringSSL do).
-    if (!a.expect(der::kOid, &params) || !a.empty()) {
-      return Error::invalidArgument(
-          "EC key with explicit curve parameters is not accepted: use a named curve");
-    }
-    MESHID_ASSIGN_OR_RETURN(key, ecKey(params.value, key_bits));
+    MESHID_ASSIGN_OR_RETURN(Bytes curve, namedCurve(parts.parameters));
+    MESHID_ASSIGN_OR_RETURN(key, ecKey(curve, key_bits));
   } else if (der::equals(parts.algorithm_oid, oid::kRsaEncryption)) {
     if (!a.expect(der::kNull, &params) || !params.value.empty() || !a.empty()) {
       return Error::invalidArgument("RSA key algorithm must have NULL parameters");
@@ -218,6 +248,124 @@ Result<void> verifySignature(const EVP_PKEY* key, Bytes sig_alg_oid, Bytes data,
   if (EVP_PKEY_verify(ctx.get(), signature.data(), signature.size(), digest, digest_len) != 1) {
     return opensslError(Code::kInvalidArgument, "signature does not verify");
   }
+  return okResult();
+}
+
+PublicKeyInfo describePublicKey(const EVP_PKEY* key) {
+  PublicKeyInfo info{.rsa = EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA,
+                     .description = describeKey(key)};
+  switch (EVP_PKEY_get_base_id(key)) {
+    case EVP_PKEY_RSA:
+      switch (EVP_PKEY_get_bits(key)) {
+        case 2048:
+          info.type = KeyType::kRsa2048;
+          break;
+        case 3072:
+          info.type = KeyType::kRsa3072;
+          break;
+        case 4096:
+          info.type = KeyType::kRsa4096;
+          break;
+        default:
+          break;
+      }
+      break;
+    case EVP_PKEY_EC:
+      switch (EVP_PKEY_get_bits(key)) {
+        case 256:
+          info.type = KeyType::kEcP256;
+          break;
+        case 384:
+          info.type = KeyType::kEcP384;
+          break;
+        default:
+          break;
+      }
+      break;
+    case EVP_PKEY_ED25519:
+      info.type = KeyType::kEd25519;
+      break;
+    default:
+      break;
+  }
+  return info;
+}
+
+// One curve's reused key and its verify contexts (SHA-256/384/512).
+struct SignatureVerifier::Curve {
+  EvpPkeyPtr key;
+  std::array<EvpPkeyCtxPtr, 3> contexts;
+};
+
+SignatureVerifier::SignatureVerifier() = default;
+SignatureVerifier::~SignatureVerifier() = default;
+
+Result<PublicKeyInfo> SignatureVerifier::setKey(Bytes spki) {
+  curve_ = nullptr;
+  other_key_.reset();
+  MESHID_ASSIGN_OR_RETURN(SpkiParts parts, splitSpki(spki));
+  if (!der::equals(parts.algorithm_oid, oid::kEcPublicKey)) {
+    MESHID_ASSIGN_OR_RETURN(other_key_, publicKeyFromSpki(spki));
+    return describePublicKey(other_key_.get());
+  }
+  // publicKeyFromSpki's checks, on this curve's reused key.
+  MESHID_ASSIGN_OR_RETURN(Bytes curve_oid, namedCurve(parts.parameters));
+  int index = curveIndex(curve_oid);
+  if (index < 0)
+    return curveRefused(curve_oid);
+  std::unique_ptr<Curve>& curve = curves_[static_cast<size_t>(index)];
+  if (!curve) {
+    auto made = std::make_unique<Curve>();
+    made->key.reset(EVP_PKEY_dup(const_cast<EVP_PKEY*>(curveTemplateAt(index))));
+    if (!made->key)
+      return opensslError(Code::kInternal, "cannot set up signature verification");
+    curve = std::move(made);
+  }
+  // Replaces the point the curve's contexts verify with: they hold this
+  // key's data, not a copy (tests/unit/pki/public_key_test.cc checks that a
+  // signature verifies only under its own key, whatever key came before).
+  if (parts.key_bits.empty() ||
+      EVP_PKEY_set1_encoded_public_key(curve->key.get(), parts.key_bits.data(),
+                                       parts.key_bits.size()) != 1) {
+    return notOnCurve();
+  }
+  curve_ = curve.get();
+  const CurveInfo& c = kCurves[index];
+  return PublicKeyInfo{.type = c.type, .rsa = false, .description = c.description};
+}
+
+Result<void> SignatureVerifier::verify(Bytes sig_alg_oid, Bytes data, Bytes signature) {
+  if (curve_ == nullptr) {
+    if (!other_key_)
+      return Error::invalidArgument("no key to verify the signature with");
+    return verifySignature(other_key_.get(), sig_alg_oid, data, signature);
+  }
+  SigAlg alg{};
+  if (!sigAlgFor(sig_alg_oid, &alg)) {
+    return Error::invalidArgument(
+        "signature algorithm is not supported: use ECDSA or RSA PKCS#1 v1.5 with SHA-2, or "
+        "Ed25519");
+  }
+  if (alg.base_id != EVP_PKEY_EC)
+    return Error::invalidArgument("signature algorithm does not fit the key");
+  const EVP_MD* md = fetchedDigest(alg.digest_bits);
+  EvpPkeyCtxPtr& ctx = curve_->contexts[alg.digest_bits == 512   ? 2
+                                        : alg.digest_bits == 384 ? 1
+                                                                 : 0];
+  if (!ctx) {
+    EvpPkeyCtxPtr made(EVP_PKEY_CTX_new_from_pkey(nullptr, curve_->key.get(), nullptr));
+    if (!made || EVP_PKEY_verify_init(made.get()) != 1 ||
+        EVP_PKEY_CTX_set_signature_md(made.get(), md) != 1) {
+      return opensslError(Code::kInternal, "cannot set up signature verification");
+    }
+    ctx = std::move(made);
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_len = 0;
+  if (EVP_Digest(data.data(), data.size(), digest, &digest_len, md, nullptr) != 1)
+    return opensslError(Code::kInternal, "cannot digest the signed data");
+  if (EVP_PKEY_verify(ctx.get(), signature.data(), signature.size(), digest, digest_len) != 1)
+    return opensslError(Code::kInvalidArgument, "signature does not verify");
   return okResult();
 }
 

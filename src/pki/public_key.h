@@ -3,10 +3,15 @@
 // (TOOLCHAIN.md §12.1 measured d2i_PUBKEY at ~160 µs against ~7 µs here).
 #pragma once
 
+#include <array>
+#include <memory>
+#include <optional>
+#include <string>
 #include <string_view>
 
 #include "common/result.h"
 #include "pki/der.h"
+#include "pki/key.h"
 #include "pki/ossl.h"
 
 namespace meshid::pki {
@@ -31,6 +36,42 @@ Result<EvpPkeyPtr> publicKeyFromSpki(der::Bytes spki);
 // or the algorithm is not supported.
 Result<void> verifySignature(const EVP_PKEY* key, der::Bytes sig_alg_oid, der::Bytes data,
                              der::Bytes signature);
+
+// What policy needs to know of a public key, without an EVP_PKEY.
+struct PublicKeyInfo {
+  std::optional<KeyType> type;  // none: accepted, but not a type a CA can allow (P-521, RSA 8192)
+  bool rsa = false;
+  std::string description;  // describeKey()'s words: "ECDSA P-256", "RSA 2048"
+};
+PublicKeyInfo describePublicKey(const EVP_PKEY* key);
+
+// Checks signatures made by the holders of SubjectPublicKeyInfos (a CSR's
+// proof of possession) with publicKeyFromSpki's and verifySignature's rules.
+// For EC keys it keeps, per curve, one key whose point is replaced by each
+// request's, and per digest one verify context on it: OpenSSL 3.0 spends
+// 10-30 µs making a key and a context, a fifth to a third of the ECDSA verify
+// itself (docs/PERFORMANCE.md). RSA and Ed25519 keys are built per call.
+// Not thread-safe: one per thread at a time.
+class SignatureVerifier {
+ public:
+  SignatureVerifier();
+  ~SignatureVerifier();
+  SignatureVerifier(const SignatureVerifier&) = delete;
+  SignatureVerifier& operator=(const SignatureVerifier&) = delete;
+
+  // Takes the key of `spki` for the next verify(); its description, or
+  // INVALID_ARGUMENT when the key is refused.
+  Result<PublicKeyInfo> setKey(der::Bytes spki);
+
+  // Whether `signature` over `data` verifies under the key set last.
+  Result<void> verify(der::Bytes sig_alg_oid, der::Bytes data, der::Bytes signature);
+
+ private:
+  struct Curve;
+  std::array<std::unique_ptr<Curve>, 3> curves_;  // P-256, P-384, P-521, made on first use
+  Curve* curve_ = nullptr;                        // the key set last, when on a curve
+  EvpPkeyPtr other_key_;                          // the key set last, otherwise
+};
 
 // SHA-256/384/512 fetched once per process (an implicit fetch per use takes a
 // global lock in OpenSSL 3.0).

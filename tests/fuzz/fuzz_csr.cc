@@ -11,10 +11,14 @@
 #include "pki/csr.h"
 #include "pki/general_names.h"
 #include "pki/key.h"
+#include "pki/public_key.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view input(reinterpret_cast<const char*>(data), size);
-  auto csr = meshid::pki::parseCsr(input);
+  // One verifier for every input, as a CA thread keeps one: a key left from
+  // an earlier input must never make this one's signature pass or fail.
+  static meshid::pki::SignatureVerifier verifier;
+  auto csr = meshid::pki::parseCsr(input, &verifier);
   if (csr.ok() && input.find("-----BEGIN") == std::string_view::npos) {
     const unsigned char* p = data;
     meshid::pki::X509ReqPtr req(d2i_X509_REQ(nullptr, &p, static_cast<long>(size)));
@@ -23,7 +27,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     EVP_PKEY* key = X509_REQ_get0_pubkey(req.get());
     if (key == nullptr || X509_REQ_verify(req.get(), key) != 1)
       std::abort();
-    if (!meshid::pki::samePublicKey(key, csr->public_key.get()))
+    auto ours = meshid::pki::publicKeyFromSpki(meshid::pki::der::asBytes(csr->spki_der));
+    if (!ours.ok() || !meshid::pki::samePublicKey(key, ours->get()) ||
+        csr->key.description != meshid::pki::describeKey(key))
       std::abort();
     meshid::pki::ExtensionStackPtr exts(X509_REQ_get_extensions(req.get()));
     meshid::pki::SubjectAltNames sans;

@@ -22,6 +22,7 @@
 #include "pki/certificate.h"
 #include "pki/csr.h"
 #include "pki/issuance.h"
+#include "pki/public_key.h"
 #include "unit/common/test_util.h"
 #include "unit/pki/test_ca.h"
 
@@ -68,7 +69,10 @@ class ScriptedCa final : public meshid::v1::MeshCA::Service {
     if (!csr.ok())
       return {grpc::StatusCode::INVALID_ARGUMENT, csr.error().message};
     auto key = pki::testing::newKey();
-    const EVP_PKEY* leaf_key = m == Mode::kOtherKey ? key.get() : csr->public_key.get();
+    auto csr_key = pki::publicKeyFromSpki(pki::der::asBytes(csr->spki_der));
+    if (!csr_key.ok())
+      return {grpc::StatusCode::INTERNAL, csr_key.error().message};
+    const EVP_PKEY* leaf_key = m == Mode::kOtherKey ? key.get() : csr_key->get();
     std::string id =
         m == Mode::kOtherId ? "spiffe://example.org/ns/evil/sa/x" : pki::csrSpiffeId(*csr)->str();
     const TestCa& issuer = m == Mode::kForeignRoot ? foreign_ : ca_;
