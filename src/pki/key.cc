@@ -128,23 +128,25 @@ Result<EvpPkeyPtr> generateKey(KeyType type) {
   return EvpPkeyPtr(key);
 }
 
+Result<void> checkRsaBits(int bits) {
+  if (bits < kMinRsaBits) {
+    return Error::invalidArgument(fmt::format(
+        "RSA key of {} bits is too weak: at least {} bits are required", bits, kMinRsaBits));
+  }
+  if (bits > kMaxRsaBits) {
+    return Error::invalidArgument(
+        fmt::format("RSA key of {} bits is larger than the {}-bit limit", bits, kMaxRsaBits));
+  }
+  return okResult();
+}
+
 Result<void> checkKeyStrength(const EVP_PKEY* key) {
   if (key == nullptr) {
     return Error::invalidArgument("no key");
   }
   switch (EVP_PKEY_get_base_id(key)) {
-    case EVP_PKEY_RSA: {
-      int bits = EVP_PKEY_get_bits(key);
-      if (bits < kMinRsaBits) {
-        return Error::invalidArgument(fmt::format(
-            "RSA key of {} bits is too weak: at least {} bits are required", bits, kMinRsaBits));
-      }
-      if (bits > kMaxRsaBits) {
-        return Error::invalidArgument(
-            fmt::format("RSA key of {} bits is larger than the {}-bit limit", bits, kMaxRsaBits));
-      }
-      return okResult();
-    }
+    case EVP_PKEY_RSA:
+      return checkRsaBits(EVP_PKEY_get_bits(key));
     case EVP_PKEY_EC: {
       std::string group = ecGroupName(key);
       if (group.empty() || hasExplicitCurve(key)) {

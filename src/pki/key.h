@@ -23,6 +23,9 @@ Result<EvpPkeyPtr> generateKey(KeyType type);
 // parameters), and every other algorithm but Ed25519.
 Result<void> checkKeyStrength(const EVP_PKEY* key);
 
+// checkKeyStrength's rule for an RSA modulus of `bits` bits.
+Result<void> checkRsaBits(int bits);
+
 // The OpenSSL group name of an EC key ("prime256v1"), empty for other keys.
 std::string ecGroupName(const EVP_PKEY* key);
 

@@ -159,6 +159,19 @@ bool sigAlgFor(Bytes algorithm, SigAlg* out) {
   return false;
 }
 
+// The signature algorithm `algorithm` names, if it is one a key of `base_id` makes.
+Result<SigAlg> sigAlgForKey(Bytes algorithm, int base_id) {
+  SigAlg alg{};
+  if (!sigAlgFor(algorithm, &alg)) {
+    return Error::invalidArgument(
+        "signature algorithm is not supported: use ECDSA or RSA PKCS#1 v1.5 with SHA-2, or "
+        "Ed25519");
+  }
+  if (alg.base_id != base_id)
+    return Error::invalidArgument("signature algorithm does not fit the key");
+  return alg;
+}
+
 }  // namespace
 
 const EVP_MD* fetchedDigest(int bits) {
@@ -216,15 +229,7 @@ Result<EvpPkeyPtr> publicKeyFromSpki(Bytes spki) {
 }
 
 Result<void> verifySignature(const EVP_PKEY* key, Bytes sig_alg_oid, Bytes data, Bytes signature) {
-  SigAlg alg{};
-  if (!sigAlgFor(sig_alg_oid, &alg)) {
-    return Error::invalidArgument(
-        "signature algorithm is not supported: use ECDSA or RSA PKCS#1 v1.5 with SHA-2, or "
-        "Ed25519");
-  }
-  if (EVP_PKEY_get_base_id(key) != alg.base_id) {
-    return Error::invalidArgument("signature algorithm does not fit the key");
-  }
+  MESHID_ASSIGN_OR_RETURN(SigAlg alg, sigAlgForKey(sig_alg_oid, EVP_PKEY_get_base_id(key)));
   EVP_PKEY* k = const_cast<EVP_PKEY*>(key);
   if (alg.base_id == EVP_PKEY_ED25519) {
     EvpMdCtxPtr md(EVP_MD_CTX_new());
@@ -297,13 +302,47 @@ struct SignatureVerifier::Curve {
   std::array<EvpPkeyCtxPtr, 3> contexts;
 };
 
+// The RSA key set last, as numbers, and scratch space for the arithmetic.
+struct SignatureVerifier::Rsa {
+  BignumPtr n{BN_new()};
+  BignumPtr e{BN_new()};
+  BignumPtr s{BN_new()};
+  BignumPtr m{BN_new()};
+  std::unique_ptr<BN_CTX, OsslDeleter<BN_CTX_free>> ctx{BN_CTX_new()};
+  int bits = 0;
+};
+
+namespace {
+
+// DER of DigestInfo's AlgorithmIdentifier + OCTET STRING header, per digest
+// (RFC 8017 §9.2 note 1); the digest follows.
+std::string_view digestInfoPrefix(int digest_bits) {
+  switch (digest_bits) {
+    case 384:
+      return "\x30\x41\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x02\x05\x00\x04\x30"sv;
+    case 512:
+      return "\x30\x51\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x03\x05\x00\x04\x40"sv;
+    default:
+      return "\x30\x31\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x01\x05\x00\x04\x20"sv;
+  }
+}
+
+// The exponents keys are made with (65537 nearly always); 1 would make any
+// "signature" verify, and an even one is no RSA key.
+constexpr size_t kMaxRsaExponentBytes = 4;
+
+}  // namespace
+
 SignatureVerifier::SignatureVerifier() = default;
 SignatureVerifier::~SignatureVerifier() = default;
 
 Result<PublicKeyInfo> SignatureVerifier::setKey(Bytes spki) {
   curve_ = nullptr;
   other_key_.reset();
+  rsa_set_ = false;
   MESHID_ASSIGN_OR_RETURN(SpkiParts parts, splitSpki(spki));
+  if (der::equals(parts.algorithm_oid, oid::kRsaEncryption))
+    return setRsaKey(parts);
   if (!der::equals(parts.algorithm_oid, oid::kEcPublicKey)) {
     MESHID_ASSIGN_OR_RETURN(other_key_, publicKeyFromSpki(spki));
     return describePublicKey(other_key_.get());
@@ -334,20 +373,103 @@ Result<PublicKeyInfo> SignatureVerifier::setKey(Bytes spki) {
   return PublicKeyInfo{.type = c.type, .rsa = false, .description = c.description};
 }
 
+Result<PublicKeyInfo> SignatureVerifier::setRsaKey(const SpkiParts& parts) {
+  // publicKeyFromSpki's checks (NULL parameters, two positive INTEGERs), its
+  // size rule, and a usable public exponent.
+  der::Reader a(parts.parameters);
+  der::Tlv params;
+  if (!a.expect(der::kNull, &params) || !params.value.empty() || !a.empty())
+    return Error::invalidArgument("RSA key algorithm must have NULL parameters");
+  der::Reader outer(parts.key_bits);
+  der::Tlv seq, n, e;
+  if (!outer.expect(der::kSequence, &seq) || !outer.empty())
+    return Error::invalidArgument("malformed RSA public key");
+  der::Reader r(seq.value);
+  if (!r.expect(der::kInteger, &n) || !r.expect(der::kInteger, &e) || !r.empty() ||
+      n.value.empty() || e.value.empty() || (n.value[0] & 0x80) || (e.value[0] & 0x80)) {
+    return Error::invalidArgument("malformed RSA public key");
+  }
+  if (!rsa_)
+    rsa_ = std::make_unique<Rsa>();
+  Rsa& k = *rsa_;
+  if (!k.n || !k.e || !k.s || !k.m || !k.ctx ||
+      !BN_bin2bn(n.value.data(), static_cast<int>(n.value.size()), k.n.get()) ||
+      !BN_bin2bn(e.value.data(), static_cast<int>(e.value.size()), k.e.get())) {
+    return opensslError(Code::kInternal, "cannot set up signature verification");
+  }
+  k.bits = BN_num_bits(k.n.get());
+  MESHID_RETURN_IF_ERROR(checkRsaBits(k.bits));
+  if (!BN_is_odd(k.n.get()) || !BN_is_odd(k.e.get()) || BN_is_one(k.e.get()) ||
+      static_cast<size_t>(BN_num_bytes(k.e.get())) > kMaxRsaExponentBytes) {
+    return Error::invalidArgument(
+        "RSA public key is not usable: the modulus and exponent must be odd, the exponent "
+        "between 3 and 2^32");
+  }
+  rsa_set_ = true;
+  PublicKeyInfo info{.rsa = true, .description = fmt::format("RSA {}", k.bits)};
+  if (k.bits == 2048)
+    info.type = KeyType::kRsa2048;
+  else if (k.bits == 3072)
+    info.type = KeyType::kRsa3072;
+  else if (k.bits == 4096)
+    info.type = KeyType::kRsa4096;
+  return info;
+}
+
+Result<void> SignatureVerifier::verifyRsa(int digest_bits, Bytes data, Bytes signature) {
+  Rsa& k = *rsa_;
+  const auto size = static_cast<size_t>(BN_num_bytes(k.n.get()));
+  auto invalid = [] {
+    drainOpensslErrors();
+    return Error::invalidArgument("signature does not verify");
+  };
+  // RFC 8017 §8.2.2: the signature has the modulus's length and is below it.
+  if (signature.size() != size)
+    return invalid();
+  if (!BN_bin2bn(signature.data(), static_cast<int>(signature.size()), k.s.get()) ||
+      BN_ucmp(k.s.get(), k.n.get()) >= 0) {
+    return invalid();
+  }
+  if (!BN_mod_exp_mont(k.m.get(), k.s.get(), k.e.get(), k.n.get(), k.ctx.get(), nullptr))
+    return opensslError(Code::kInternal, "cannot verify the RSA signature");
+  std::string em(size, '\0');
+  if (BN_bn2binpad(k.m.get(), reinterpret_cast<unsigned char*>(em.data()),
+                   static_cast<int>(size)) != static_cast<int>(size)) {
+    return invalid();
+  }
+  // EMSA-PKCS1-v1_5: 00 01 FF..FF 00 DigestInfo, at least 8 bytes of FF.
+  const EVP_MD* md = fetchedDigest(digest_bits);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_len = 0;
+  if (EVP_Digest(data.data(), data.size(), digest, &digest_len, md, nullptr) != 1)
+    return opensslError(Code::kInternal, "cannot digest the signed data");
+  std::string_view prefix = digestInfoPrefix(digest_bits);
+  size_t t_len = prefix.size() + digest_len;
+  if (size < t_len + 11)
+    return invalid();
+  std::string expected(size, '\xff');
+  expected[0] = '\0';
+  expected[1] = '\x01';
+  expected[size - t_len - 1] = '\0';
+  expected.replace(size - t_len, prefix.size(), prefix);
+  expected.replace(size - digest_len, digest_len, reinterpret_cast<const char*>(digest),
+                   digest_len);
+  if (em != expected)
+    return invalid();
+  return okResult();
+}
+
 Result<void> SignatureVerifier::verify(Bytes sig_alg_oid, Bytes data, Bytes signature) {
+  if (rsa_set_) {
+    MESHID_ASSIGN_OR_RETURN(SigAlg alg, sigAlgForKey(sig_alg_oid, EVP_PKEY_RSA));
+    return verifyRsa(alg.digest_bits, data, signature);
+  }
   if (curve_ == nullptr) {
     if (!other_key_)
       return Error::invalidArgument("no key to verify the signature with");
     return verifySignature(other_key_.get(), sig_alg_oid, data, signature);
   }
-  SigAlg alg{};
-  if (!sigAlgFor(sig_alg_oid, &alg)) {
-    return Error::invalidArgument(
-        "signature algorithm is not supported: use ECDSA or RSA PKCS#1 v1.5 with SHA-2, or "
-        "Ed25519");
-  }
-  if (alg.base_id != EVP_PKEY_EC)
-    return Error::invalidArgument("signature algorithm does not fit the key");
+  MESHID_ASSIGN_OR_RETURN(SigAlg alg, sigAlgForKey(sig_alg_oid, EVP_PKEY_EC));
   const EVP_MD* md = fetchedDigest(alg.digest_bits);
   EvpPkeyCtxPtr& ctx = curve_->contexts[alg.digest_bits == 512   ? 2
                                         : alg.digest_bits == 384 ? 1

@@ -50,7 +50,11 @@ PublicKeyInfo describePublicKey(const EVP_PKEY* key);
 // For EC keys it keeps, per curve, one key whose point is replaced by each
 // request's, and per digest one verify context on it: OpenSSL 3.0 spends
 // 10-30 µs making a key and a context, a fifth to a third of the ECDSA verify
-// itself (docs/PERFORMANCE.md). RSA and Ed25519 keys are built per call.
+// itself (docs/PERFORMANCE.md). RSA PKCS#1 v1.5 signatures are checked as
+// RFC 8017 §8.2.2 says, on OpenSSL's bignum arithmetic (s^e mod n compared
+// with the one encoding the signature may have): an RSA EVP_PKEY and its
+// context cost more than the RSA-2048 verify itself. Ed25519 keys are built
+// per call.
 // Not thread-safe: one per thread at a time.
 class SignatureVerifier {
  public:
@@ -68,9 +72,14 @@ class SignatureVerifier {
 
  private:
   struct Curve;
+  Result<PublicKeyInfo> setRsaKey(const SpkiParts& parts);
+  Result<void> verifyRsa(int digest_bits, der::Bytes data, der::Bytes signature);
   std::array<std::unique_ptr<Curve>, 3> curves_;  // P-256, P-384, P-521, made on first use
-  Curve* curve_ = nullptr;                        // the key set last, when on a curve
-  EvpPkeyPtr other_key_;                          // the key set last, otherwise
+  struct Rsa;
+  std::unique_ptr<Rsa> rsa_;  // made on first use
+  Curve* curve_ = nullptr;    // the key set last, when on a curve
+  bool rsa_set_ = false;      // the key set last is in rsa_
+  EvpPkeyPtr other_key_;      // the key set last, otherwise
 };
 
 // SHA-256/384/512 fetched once per process (an implicit fetch per use takes a

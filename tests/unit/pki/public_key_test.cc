@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <openssl/err.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 
 #include <string>
@@ -138,6 +139,111 @@ TEST(SignatureVerifier, RefusesWhatPublicKeyFromSpkiRefuses) {
   ASSERT_FALSE(misfit.ok());
   EXPECT_NE(misfit.error().message.find("does not fit"), std::string::npos);
   EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
+// RSA PKCS#1 v1.5 is checked on bignums, not by OpenSSL's RSA code: it must
+// accept exactly what OpenSSL's verify accepts, for every digest, and refuse
+// every encoding but the one (RFC 8017 §8.2.2).
+TEST(SignatureVerifier, RsaAgreesWithOpenSsl) {
+  SignatureVerifier v;
+  EvpPkeyPtr key = newRsaKey(2048);
+  const struct {
+    const EVP_MD* md;
+    std::string_view oid;
+  } digests[] = {{EVP_sha256(), oid::kRsaSha256},
+                 {EVP_sha384(), oid::kRsaSha384},
+                 {EVP_sha512(), oid::kRsaSha512}};
+  Signed other = signedBy(newRsaKey(2048), 99);
+  for (const auto& d : digests) {
+    Signed s = signedBy(shareKey(key.get()), 1, d.md);
+    auto info = v.setKey(der::asBytes(s.spki));
+    ASSERT_TRUE(info.ok()) << info.error().message;
+    EXPECT_EQ(info->type, KeyType::kRsa2048);
+    for (size_t bit = 0; bit <= s.sig.size() * 8; bit += 97) {
+      std::string sig = s.sig;
+      if (bit < sig.size() * 8)  // the last round: the signature untouched
+        sig[bit / 8] = static_cast<char>(sig[bit / 8] ^ (1 << (bit % 8)));
+      bool ours = v.verify(der::asBytes(d.oid), der::asBytes(s.data), der::asBytes(sig)).ok();
+      bool openssl =
+          verifySignature(key.get(), der::asBytes(d.oid), der::asBytes(s.data), der::asBytes(sig))
+              .ok();
+      EXPECT_EQ(ours, openssl) << "bit " << bit;
+      EXPECT_EQ(ours, bit >= s.sig.size() * 8) << "bit " << bit;
+    }
+    // Another key's signature, a signature one byte short, the data changed.
+    EXPECT_FALSE(
+        v.verify(der::asBytes(d.oid), der::asBytes(other.data), der::asBytes(other.sig)).ok());
+    EXPECT_FALSE(v.verify(der::asBytes(d.oid), der::asBytes(s.data),
+                          der::asBytes(std::string_view(s.sig).substr(1)))
+                     .ok());
+    EXPECT_FALSE(
+        v.verify(der::asBytes(d.oid), der::asBytes(s.data + "!"), der::asBytes(s.sig)).ok());
+  }
+  EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
+// Raw RSA with the private key: whatever block `em` is, as a signature.
+std::string rawSign(const EVP_PKEY* key, const std::string& em) {
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(const_cast<EVP_PKEY*>(key), nullptr));
+  EVP_PKEY_sign_init(ctx.get());
+  EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_NO_PADDING);
+  size_t len = 0;
+  EVP_PKEY_sign(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(em.data()),
+                em.size());
+  std::string sig(len, '\0');
+  EXPECT_EQ(EVP_PKEY_sign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len,
+                          reinterpret_cast<const unsigned char*>(em.data()), em.size()),
+            1);
+  return sig;
+}
+
+TEST(SignatureVerifier, RsaRefusesEveryEncodingButTheOne) {
+  EvpPkeyPtr key = newRsaKey(2048);
+  const std::string data = "the CSR's signed part";
+  unsigned char h[32];
+  unsigned int h_len = 0;
+  EVP_Digest(data.data(), data.size(), h, &h_len, EVP_sha256(), nullptr);
+  const std::string hash(reinterpret_cast<char*>(h), h_len);
+  const std::string info_null(
+      "\x30\x31\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x01\x05\x00\x04\x20", 19);
+  const std::string info_no_null(
+      "\x30\x2f\x30\x0b\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x01\x04\x20", 17);
+  auto block = [&](char type, const std::string& t, size_t garbage = 0) {
+    std::string em = std::string("\x00", 1) + type;
+    em += std::string(256 - 3 - t.size() - garbage, '\xff');
+    em += std::string("\x00", 1) + t + std::string(garbage, '\x07');
+    return em;
+  };
+  SignatureVerifier v;
+  ASSERT_TRUE(v.setKey(der::asBytes(spkiOf(key.get()))).ok());
+  auto verifies = [&](const std::string& em) {
+    std::string sig = rawSign(key.get(), em);
+    return v.verify(der::asBytes(oid::kRsaSha256), der::asBytes(data), der::asBytes(sig)).ok();
+  };
+  EXPECT_TRUE(verifies(block('\x01', info_null + hash))) << "the one encoding";
+  EXPECT_FALSE(verifies(block('\x02', info_null + hash))) << "block type 2";
+  EXPECT_FALSE(verifies(block('\x01', info_no_null + hash))) << "DigestInfo without NULL";
+  // Garbage after the hash, where a lax parser stops reading (Bleichenbacher 2006).
+  EXPECT_FALSE(verifies(block('\x01', info_null + hash, 8))) << "trailing garbage";
+  EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
+// An exponent of 1 makes every block its own signature; even ones are not RSA.
+TEST(SignatureVerifier, RsaRefusesUnusableExponents) {
+  EvpPkeyPtr key = newRsaKey(2048);
+  std::string spki = spkiOf(key.get());
+  // The SPKI ends with INTEGER e = 65537 (02 03 01 00 01).
+  ASSERT_EQ(spki.substr(spki.size() - 5), std::string("\x02\x03\x01\x00\x01", 5));
+  SignatureVerifier v;
+  for (std::string e : {std::string("\x01\x00\x00", 3), std::string("\x00\x00\x01", 3),
+                        std::string("\x01\x00\x02", 3)}) {
+    std::string bad = spki;
+    bad.replace(bad.size() - 3, 3, e);
+    auto r = v.setKey(der::asBytes(bad));
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("not usable"), std::string::npos) << r.error().message;
+  }
+  EXPECT_TRUE(v.setKey(der::asBytes(spki)).ok());
 }
 
 }  // namespace
