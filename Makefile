@@ -16,7 +16,7 @@ CMAKE_FLAGS := -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := true
 
-.PHONY: all deps configure build test demo sanitize-test sanitize-proxy tsan-ca fuzz ci format format-check clean
+.PHONY: all deps configure build test demo sanitize-test sanitize-proxy tsan fuzz ci format format-check clean
 
 all: build
 
@@ -65,18 +65,18 @@ sanitize-proxy: build $(SANITIZE_GCC_DIR)/build.ninja
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  PROXY_BIN=$(CURDIR)/$(SANITIZE_GCC_DIR)/meshid-proxy bash tests/integration/proxy_runtime_test.sh $(BUILD_DIR)/meshid
 
-# The CA built by GCC with ThreadSanitizer, under its transport and server
-# tests and under load with and without signing threads (scripts/tsan_ca.sh).
-# Only the CA: the agent's and the proxy's gRPC C++ calls go through
-# uninstrumented libgrpc, whose own synchronization TSan cannot see.
+# meshid built by GCC with ThreadSanitizer: the CA under its transport and
+# server tests and under load, the proxy under its mTLS and runtime tests
+# (scripts/tsan.sh). Not the agent, nor the proxy's SDS client: their gRPC C++
+# calls go through uninstrumented libgrpc, whose synchronization TSan cannot see.
 $(TSAN_DIR)/build.ninja:
 	cmake -S . -B $(TSAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF \
 	  -DCMAKE_C_FLAGS=-fsanitize=thread -DCMAKE_CXX_FLAGS=-fsanitize=thread \
 	  -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread
 
-tsan-ca: build $(TSAN_DIR)/build.ninja
+tsan: build $(TSAN_DIR)/build.ninja
 	cmake --build $(TSAN_DIR) -j $(JOBS) --target meshid
-	scripts/tsan_ca.sh $(TSAN_DIR)/meshid $(BUILD_DIR)
+	scripts/tsan.sh $(TSAN_DIR)/meshid $(BUILD_DIR)
 
 fuzz: deps $(SANITIZE_DIR)/build.ninja
 	cmake --build $(SANITIZE_DIR) -j $(JOBS)

@@ -52,6 +52,20 @@ const EVP_PKEY* curveTemplate(const char* group) {
   return key;  // lives for the process
 }
 
+// The KeyType a CA can allow for an RSA modulus of `bits` bits, if any.
+std::optional<KeyType> rsaKeyType(int bits) {
+  switch (bits) {
+    case 2048:
+      return KeyType::kRsa2048;
+    case 3072:
+      return KeyType::kRsa3072;
+    case 4096:
+      return KeyType::kRsa4096;
+    default:
+      return std::nullopt;
+  }
+}
+
 struct CurveInfo {
   std::optional<KeyType> type;  // none for P-521: accepted in a CSR, no KeyType a CA allows
   const char* description;
@@ -259,33 +273,14 @@ Result<void> verifySignature(const EVP_PKEY* key, Bytes sig_alg_oid, Bytes data,
 PublicKeyInfo describePublicKey(const EVP_PKEY* key) {
   PublicKeyInfo info{.rsa = EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA,
                      .description = describeKey(key)};
+  int bits = EVP_PKEY_get_bits(key);
   switch (EVP_PKEY_get_base_id(key)) {
     case EVP_PKEY_RSA:
-      switch (EVP_PKEY_get_bits(key)) {
-        case 2048:
-          info.type = KeyType::kRsa2048;
-          break;
-        case 3072:
-          info.type = KeyType::kRsa3072;
-          break;
-        case 4096:
-          info.type = KeyType::kRsa4096;
-          break;
-        default:
-          break;
-      }
+      info.type = rsaKeyType(bits);
       break;
     case EVP_PKEY_EC:
-      switch (EVP_PKEY_get_bits(key)) {
-        case 256:
-          info.type = KeyType::kEcP256;
-          break;
-        case 384:
-          info.type = KeyType::kEcP384;
-          break;
-        default:
-          break;
-      }
+      if (bits == 256 || bits == 384)
+        info.type = bits == 256 ? KeyType::kEcP256 : KeyType::kEcP384;
       break;
     case EVP_PKEY_ED25519:
       info.type = KeyType::kEd25519;
@@ -406,14 +401,8 @@ Result<PublicKeyInfo> SignatureVerifier::setRsaKey(const SpkiParts& parts) {
         "between 3 and 2^32");
   }
   rsa_set_ = true;
-  PublicKeyInfo info{.rsa = true, .description = fmt::format("RSA {}", k.bits)};
-  if (k.bits == 2048)
-    info.type = KeyType::kRsa2048;
-  else if (k.bits == 3072)
-    info.type = KeyType::kRsa3072;
-  else if (k.bits == 4096)
-    info.type = KeyType::kRsa4096;
-  return info;
+  return PublicKeyInfo{
+      .type = rsaKeyType(k.bits), .rsa = true, .description = fmt::format("RSA {}", k.bits)};
 }
 
 Result<void> SignatureVerifier::verifyRsa(int digest_bits, Bytes data, Bytes signature) {
