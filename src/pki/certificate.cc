@@ -49,6 +49,18 @@ Result<X509Ptr> derToX509(const unsigned char* data, long len) {
   if (p != data + len) {
     return Error::invalidArgument("certificate has trailing bytes after its DER encoding");
   }
+  // Strict DER: d2i_X509 takes some encodings that are not DER (a signature
+  // BIT STRING whose unused bits are not zero, for one) and writes them back
+  // differently. What does not re-encode to its own bytes is refused, so the
+  // bytes we hash, pin and pass on are the bytes that were signed and sent.
+  unsigned char* again = nullptr;
+  int again_len = i2d_X509(owned.get(), &again);
+  bool same = again_len == len && std::memcmp(again, data, static_cast<size_t>(len)) == 0;
+  OPENSSL_free(again);
+  if (!same) {
+    drainOpensslErrors();
+    return Error::invalidArgument("certificate is not DER: it does not re-encode to its own bytes");
+  }
   return owned;
 }
 

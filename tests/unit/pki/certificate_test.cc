@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "pki/der.h"
 #include "pki/key.h"
 #include "unit/common/test_util.h"
 #include "unit/pki/test_ca.h"
@@ -190,6 +191,35 @@ TEST_F(CertificateTest, RefusesBadDer) {
     EXPECT_EQ(errorOf(r).code, Code::kInvalidArgument) << bad.size();
     ERR_clear_error();
   }
+}
+
+// Found by fuzz_certificates: OpenSSL decodes a signature BIT STRING that
+// claims an unused bit which is set, and re-encodes it with that bit cleared.
+TEST_F(CertificateTest, RefusesWhatIsNotDer) {
+  std::string der = certToDer(leaf_);
+  // The certificate ends with its signature (03 len 00 sig...): claim one
+  // unused bit, and set it.
+  der::Reader top(der::asBytes(der));
+  der::Tlv cert, tbs, alg, sig;
+  ASSERT_TRUE(top.expect(der::kSequence, &cert));
+  der::Reader parts(cert.value);
+  ASSERT_TRUE(parts.expect(der::kSequence, &tbs) && parts.expect(der::kSequence, &alg) &&
+              parts.expect(der::kBitString, &sig));
+  size_t at = der.size() - sig.value.size();  // the unused-bits byte
+  ASSERT_EQ(der[at], '\0');
+  std::string bad = der;
+  bad[at] = '\x01';
+  bad.back() = static_cast<char>(bad.back() | 1);
+  auto r = parseCertificateDer({reinterpret_cast<const uint8_t*>(bad.data()), bad.size()});
+  EXPECT_EQ(errorOf(r).code, Code::kInvalidArgument);
+  MESHID_EXPECT_CONTAINS(errorOf(r).message, "not DER");
+  // The same bytes in a PEM bundle.
+  auto pem = parseCertificates(certToPem(ca_->root.get()) + derToPem(bad, "CERTIFICATE"));
+  EXPECT_EQ(errorOf(pem).code, Code::kInvalidArgument);
+  MESHID_EXPECT_CONTAINS(errorOf(pem).message, "not DER");
+  EXPECT_EQ(ERR_peek_error(), 0u);
+  // The untouched certificate still parses.
+  EXPECT_TRUE(parseCertificates(der).ok());
 }
 
 TEST_F(CertificateTest, DescribesLeaf) {
