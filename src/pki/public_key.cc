@@ -121,19 +121,34 @@ Result<EvpPkeyPtr> ecKey(Bytes curve_oid, Bytes point) {
   return key;
 }
 
-Result<EvpPkeyPtr> rsaKey(Bytes key_bits) {
+// An RSA SubjectPublicKeyInfo's modulus and exponent (big-endian, positive):
+// NULL algorithm parameters, then SEQUENCE { INTEGER n, INTEGER e }.
+struct RsaNumbers {
+  Bytes n;
+  Bytes e;
+};
+Result<RsaNumbers> rsaNumbers(Bytes parameters, Bytes key_bits) {
+  der::Reader a(parameters);
+  der::Tlv params;
+  if (!a.expect(der::kNull, &params) || !params.value.empty() || !a.empty())
+    return Error::invalidArgument("RSA key algorithm must have NULL parameters");
   der::Reader outer(key_bits);
   der::Tlv seq, n, e;
-  if (!outer.expect(der::kSequence, &seq) || !outer.empty()) {
+  if (!outer.expect(der::kSequence, &seq) || !outer.empty())
     return Error::invalidArgument("malformed RSA public key");
-  }
   der::Reader r(seq.value);
   if (!r.expect(der::kInteger, &n) || !r.expect(der::kInteger, &e) || !r.empty() ||
       n.value.empty() || e.value.empty() || (n.value[0] & 0x80) || (e.value[0] & 0x80)) {
     return Error::invalidArgument("malformed RSA public key");
   }
-  BignumPtr bn_n(BN_bin2bn(n.value.data(), static_cast<int>(n.value.size()), nullptr));
-  BignumPtr bn_e(BN_bin2bn(e.value.data(), static_cast<int>(e.value.size()), nullptr));
+  return RsaNumbers{n.value, e.value};
+}
+
+Result<EvpPkeyPtr> rsaKey(const RsaNumbers& rsa) {
+  const Bytes& n = rsa.n;
+  const Bytes& e = rsa.e;
+  BignumPtr bn_n(BN_bin2bn(n.data(), static_cast<int>(n.size()), nullptr));
+  BignumPtr bn_e(BN_bin2bn(e.data(), static_cast<int>(e.size()), nullptr));
   std::unique_ptr<OSSL_PARAM_BLD, OsslDeleter<OSSL_PARAM_BLD_free>> bld(OSSL_PARAM_BLD_new());
   if (!bn_n || !bn_e || !bld ||
       !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, bn_n.get()) ||
@@ -217,19 +232,15 @@ Result<SpkiParts> splitSpki(Bytes spki) {
 Result<EvpPkeyPtr> publicKeyFromSpki(Bytes spki) {
   MESHID_ASSIGN_OR_RETURN(SpkiParts parts, splitSpki(spki));
   Bytes key_bits = parts.key_bits;
-  der::Reader a(parts.parameters);
-  der::Tlv params;
   EvpPkeyPtr key;
   if (der::equals(parts.algorithm_oid, oid::kEcPublicKey)) {
     MESHID_ASSIGN_OR_RETURN(Bytes curve, namedCurve(parts.parameters));
     MESHID_ASSIGN_OR_RETURN(key, ecKey(curve, key_bits));
   } else if (der::equals(parts.algorithm_oid, oid::kRsaEncryption)) {
-    if (!a.expect(der::kNull, &params) || !params.value.empty() || !a.empty()) {
-      return Error::invalidArgument("RSA key algorithm must have NULL parameters");
-    }
-    MESHID_ASSIGN_OR_RETURN(key, rsaKey(key_bits));
+    MESHID_ASSIGN_OR_RETURN(RsaNumbers rsa, rsaNumbers(parts.parameters, key_bits));
+    MESHID_ASSIGN_OR_RETURN(key, rsaKey(rsa));
   } else if (der::equals(parts.algorithm_oid, oid::kEd25519)) {
-    if (!a.empty() || key_bits.size() != 32) {
+    if (!parts.parameters.empty() || key_bits.size() != 32) {
       return Error::invalidArgument("malformed Ed25519 public key");
     }
     key.reset(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, key_bits.data(), 32));
@@ -369,27 +380,14 @@ Result<PublicKeyInfo> SignatureVerifier::setKey(Bytes spki) {
 }
 
 Result<PublicKeyInfo> SignatureVerifier::setRsaKey(const SpkiParts& parts) {
-  // publicKeyFromSpki's checks (NULL parameters, two positive INTEGERs), its
-  // size rule, and a usable public exponent.
-  der::Reader a(parts.parameters);
-  der::Tlv params;
-  if (!a.expect(der::kNull, &params) || !params.value.empty() || !a.empty())
-    return Error::invalidArgument("RSA key algorithm must have NULL parameters");
-  der::Reader outer(parts.key_bits);
-  der::Tlv seq, n, e;
-  if (!outer.expect(der::kSequence, &seq) || !outer.empty())
-    return Error::invalidArgument("malformed RSA public key");
-  der::Reader r(seq.value);
-  if (!r.expect(der::kInteger, &n) || !r.expect(der::kInteger, &e) || !r.empty() ||
-      n.value.empty() || e.value.empty() || (n.value[0] & 0x80) || (e.value[0] & 0x80)) {
-    return Error::invalidArgument("malformed RSA public key");
-  }
+  // publicKeyFromSpki's checks, its size rule, and a usable public exponent.
+  MESHID_ASSIGN_OR_RETURN(RsaNumbers numbers, rsaNumbers(parts.parameters, parts.key_bits));
   if (!rsa_)
     rsa_ = std::make_unique<Rsa>();
   Rsa& k = *rsa_;
   if (!k.n || !k.e || !k.s || !k.m || !k.ctx ||
-      !BN_bin2bn(n.value.data(), static_cast<int>(n.value.size()), k.n.get()) ||
-      !BN_bin2bn(e.value.data(), static_cast<int>(e.value.size()), k.e.get())) {
+      !BN_bin2bn(numbers.n.data(), static_cast<int>(numbers.n.size()), k.n.get()) ||
+      !BN_bin2bn(numbers.e.data(), static_cast<int>(numbers.e.size()), k.e.get())) {
     return opensslError(Code::kInternal, "cannot set up signature verification");
   }
   k.bits = BN_num_bits(k.n.get());
