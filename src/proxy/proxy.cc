@@ -1,13 +1,13 @@
 #include "proxy/proxy.h"
 
 #include <fmt/format.h>
-#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <asio.hpp>
@@ -32,6 +32,7 @@
 #include "proxy/metrics.h"
 #include "proxy/readiness.h"
 #include "proxy/snapshot_store.h"
+#include "proxy/socket_fd.h"
 #include "proxy/tls_snapshot.h"
 
 namespace meshid::proxy {
@@ -91,17 +92,13 @@ class BufferPool {
 };
 
 // One connection's sockets and deadline. The coroutines own it through a
-// shared_ptr; the timer's handler holds only a weak one.
+// shared_ptr; the deadline is its own member, so it never outlives it.
 struct Session : std::enable_shared_from_this<Session> {
-  Session(tcp::socket s, BufferPool& pool, ReadinessLoop& readiness)
-      : down(std::move(s)),
-        up(down.get_executor()),
-        timer(down.get_executor()),
-        buffers(pool),
-        loop(readiness) {}
-  tcp::socket down;  // the peer that connected to us
-  tcp::socket up;    // where we connect to
-  asio::steady_timer timer;
+  Session(SocketFd s, BufferPool& pool, ReadinessLoop& readiness)
+      : down(std::move(s)), buffers(pool), loop(readiness) {}
+  SocketFd down;  // the peer that connected to us
+  SocketFd up;    // where we connect to
+  LoopTimer timer;
   BufferPool& buffers;  // the worker's
   ReadinessLoop& loop;  // the worker's
   // After the sockets: they leave the epoll set before their fds close.
@@ -113,42 +110,28 @@ struct Session : std::enable_shared_from_this<Session> {
   // Shutting down (not closing) keeps the fd numbers ours until the
   // coroutines end, so an SSL object never touches a reused fd.
   void abort() {
-    asio::error_code ignored;
-    down.shutdown(tcp::socket::shutdown_both, ignored);
-    down.cancel(ignored);
+    ::shutdown(down.get(), SHUT_RDWR);
     down_ready.fail();
-    if (up.is_open()) {
-      up.shutdown(tcp::socket::shutdown_both, ignored);
-      up.cancel(ignored);
-    }
+    if (up.valid())
+      ::shutdown(up.get(), SHUT_RDWR);
     up_ready.fail();
   }
 
   void deadline(std::chrono::milliseconds d) {
-    timer.expires_after(d);
-    timer.async_wait([weak = weak_from_this()](asio::error_code ec) {
-      if (ec)
-        return;
-      if (auto self = weak.lock()) {
-        self->timed_out = true;
-        self->abort();
-      }
+    timer.set(loop, Steady::now() + d, [this] {
+      timed_out = true;
+      abort();
     });
   }
 
   // Closes the connection when nothing moved for `idle`.
   void watchIdle(std::chrono::milliseconds idle) {
-    timer.expires_after(idle / 4 + std::chrono::milliseconds(1));
-    timer.async_wait([weak = weak_from_this(), idle](asio::error_code ec) {
-      if (ec)
-        return;
-      if (auto self = weak.lock()) {
-        if (Steady::now() - self->last_activity >= idle) {
-          self->timed_out = true;
-          self->abort();
-        } else {
-          self->watchIdle(idle);
-        }
+    timer.set(loop, Steady::now() + idle / 4 + std::chrono::milliseconds(1), [this, idle] {
+      if (Steady::now() - last_activity >= idle) {
+        timed_out = true;
+        abort();
+      } else {
+        watchIdle(idle);
       }
     });
   }
@@ -175,8 +158,7 @@ long noteDrained(BIO* bio, int oper, const char*, size_t len, int, long, int ret
 // OpenSSL can hold whole records the socket will never signal again.
 class TlsSocket {
  public:
-  TlsSocket(tcp::socket& sock, Readiness& ready, SslPtr ssl)
-      : sock_(sock), ready_(ready), ssl_(std::move(ssl)) {
+  TlsSocket(int fd, Readiness& ready, SslPtr ssl) : fd_(fd), ready_(ready), ssl_(std::move(ssl)) {
     BIO* bio = SSL_get_rbio(ssl_.get());  // SSL_set_fd's socket BIO
     BIO_set_callback_arg(bio, reinterpret_cast<char*>(&ready_));
     BIO_set_callback_ex(bio, noteDrained);
@@ -253,8 +235,7 @@ class TlsSocket {
       if (!co_await waitFor(SSL_get_error(ssl_.get(), r)))
         break;
     }
-    asio::error_code ignored;
-    sock_.shutdown(tcp::socket::shutdown_send, ignored);
+    ::shutdown(fd_, SHUT_WR);
   }
 
  private:
@@ -274,7 +255,7 @@ class TlsSocket {
     co_return !ec;
   }
 
-  tcp::socket& sock_;
+  int fd_;
   Readiness& ready_;  // the session's; noteDrained clears it on short reads
   SslPtr ssl_;
   bool read_wants_write_ = false;
@@ -284,51 +265,52 @@ class TlsSocket {
 // to the socket and wait only when it is full.
 class PlainSocket {
  public:
-  PlainSocket(tcp::socket& sock, Readiness& ready) : sock_(sock), ready_(ready) {
-    asio::error_code ignored;
-    sock_.non_blocking(true, ignored);  // reads and writes never block the worker
-  }
+  PlainSocket(int fd, Readiness& ready) : fd_(fd), ready_(ready) {}  // fd: non-blocking
   bool drained() const { return !ready_.readReady(); }
   bool readable() const { return ready_.readReady(); }
   auto waitForRead(asio::error_code& ec) { return ready_.waitRead(withError(ec)); }
   ptrdiff_t tryRead(char* buf, size_t len) {
-    asio::error_code ec;
-    size_t n = sock_.read_some(asio::buffer(buf, len), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    ssize_t n;
+    do {
+      n = ::recv(fd_, buf, len, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       ready_.readDrained();
       return kWouldBlock;
     }
-    if (ec)
-      return 0;
-    if (n < len)
+    if (n <= 0)
+      return 0;  // the end of the stream, or an error
+    if (static_cast<size_t>(n) < len)
       ready_.readDrained();
-    return static_cast<ptrdiff_t>(n);
+    return n;
   }
   awaitable<bool> write(const char* buf, size_t len) {
     while (len > 0) {
-      asio::error_code ec;
-      size_t n = sock_.write_some(asio::buffer(buf, len), ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        ready_.writeBlocked();
-        ec = {};
-        co_await ready_.waitWrite(withError(ec));
-      } else {
+      ssize_t n = ::send(fd_, buf, len, MSG_NOSIGNAL);
+      if (n >= 0) {
         buf += n;
-        len -= n;
+        len -= static_cast<size_t>(n);
+        continue;
       }
+      if (errno == EINTR)
+        continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        co_return false;
+      ready_.writeBlocked();
+      asio::error_code ec;
+      co_await ready_.waitWrite(withError(ec));
       if (ec)
         co_return false;
     }
     co_return true;
   }
   awaitable<void> shutdownSend() {
-    asio::error_code ignored;
-    sock_.shutdown(tcp::socket::shutdown_send, ignored);
+    ::shutdown(fd_, SHUT_WR);
     co_return;
   }
 
  private:
-  tcp::socket& sock_;
+  int fd_;
   Readiness& ready_;  // the session's
 };
 
@@ -387,11 +369,11 @@ awaitable<void> pipe(From& from, To& to, Session& s, prometheus::Counter* counte
 // session, which ends the other one too.
 awaitable<void> both(awaitable<void> a, awaitable<void> b, Session& s) {
   auto ex = co_await asio::this_coro::executor;
-  asio::steady_timer b_ended(ex, Steady::time_point::max());
+  LoopEvent b_ended(s.loop);
   bool ended = false;
   asio::co_spawn(ex, std::move(b), [&ended, &b_ended](std::exception_ptr) {
     ended = true;
-    b_ended.cancel();
+    b_ended.fire();
   });
   try {
     co_await std::move(a);
@@ -400,7 +382,7 @@ awaitable<void> both(awaitable<void> a, awaitable<void> b, Session& s) {
   }
   if (!ended) {
     asio::error_code ignored;
-    co_await b_ended.async_wait(withError(ignored));
+    co_await b_ended.wait(withError(ignored));
   }
 }
 
@@ -436,6 +418,13 @@ int keepNewSession(SSL* ssl, SSL_SESSION* session) {
   return 1;  // we took the reference
 }
 
+// One worker's listening socket for a listener (SO_REUSEPORT: the kernel
+// spreads connections over the workers).
+struct Acceptor {
+  SocketFd fd;
+  Readiness ready;  // after the fd: leaves the epoll set before it closes
+};
+
 // What a listener is now. The mode and the allow list (inbound) or expected
 // IDs (outbound) change at runtime (reload, admin call): each connection
 // reads them once when it starts and keeps them, so a change never touches
@@ -451,8 +440,8 @@ struct ListenerRuntime {
   tcp::endpoint target;
   int port = 0;
   std::atomic<size_t> active{0};
-  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
-  std::vector<SessionSlot> sessions;  // outbound: one per worker
+  std::vector<std::unique_ptr<Acceptor>> acceptors;  // one per worker
+  std::vector<SessionSlot> sessions;                 // outbound: one per worker
 };
 
 class ProxyImpl final : public Proxy {
@@ -475,7 +464,7 @@ class ProxyImpl final : public Proxy {
   Result<void> setMode(const std::string& listener, Mode mode) override;
 
  private:
-  awaitable<void> acceptLoop(tcp::acceptor& acceptor, ListenerRuntime& l, size_t worker);
+  awaitable<void> acceptLoop(ListenerRuntime& l, size_t worker);
   awaitable<void> serveInbound(std::shared_ptr<Session> s, ListenerRuntime& l);
   awaitable<void> serveOutbound(std::shared_ptr<Session> s, ListenerRuntime& l, SessionSlot& slot);
   awaitable<bool> connectUp(Session& s, ListenerRuntime& l);
@@ -528,22 +517,17 @@ Result<void> ProxyImpl::init(const CertSourceFactory& sources) {
 
   auto bind = [&](ListenerRuntime& l, const std::string& listen) -> Result<void> {
     MESHID_ASSIGN_OR_RETURN(tcp::endpoint ep, endpointOf(listen));
-    for (auto& io : workers_) {
-      auto a = std::make_unique<tcp::acceptor>(*io);
-      asio::error_code ec;
-      a->open(ep.protocol(), ec);
-      int one = 1;
-      ::setsockopt(a->native_handle(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-      ::setsockopt(a->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-      if (!ec)
-        a->bind(ep, ec);
-      if (!ec)
-        a->listen(1024, ec);
-      if (ec) {
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      auto fd = listenTcp(ep.data(), static_cast<socklen_t>(ep.size()), 1024);
+      if (!fd.ok()) {
         return Error::unavailable(
-            fmt::format("listener {} cannot listen on {}: {}", l.name, listen, ec.message()));
+            fmt::format("listener {} cannot listen on {}: {}", l.name, listen, fd.error().message));
       }
-      ep.port(a->local_endpoint().port());  // the others join the port the first got
+      auto a = std::make_unique<Acceptor>();
+      a->fd = std::move(*fd);
+      if (!a->ready.watch(*loops_[i], a->fd.get()))
+        return Error::internal(fmt::format("listener {}: epoll: {}", l.name, std::strerror(errno)));
+      ep.port(static_cast<unsigned short>(localPort(a->fd.get())));  // the others join this port
       l.acceptors.push_back(std::move(a));
     }
     l.port = ep.port();
@@ -602,36 +586,53 @@ Result<void> ProxyImpl::init(const CertSourceFactory& sources) {
   });
   for (auto& l : listeners_) {
     for (size_t i = 0; i < workers_.size(); ++i) {
-      asio::co_spawn(*workers_[i], acceptLoop(*l->acceptors[i], *l, i), asio::detached);
+      asio::co_spawn(*workers_[i], acceptLoop(*l, i), asio::detached);
     }
   }
-  for (auto& io : workers_) {
-    threads_.emplace_back([ctx = io.get()] {
-      auto guard = asio::make_work_guard(*ctx);
-      ctx->run();
-    });
-  }
+  for (auto& loop : loops_)
+    threads_.emplace_back([loop = loop.get()] { loop->run(); });
   return okResult();
 }
 
-awaitable<void> ProxyImpl::acceptLoop(tcp::acceptor& acceptor, ListenerRuntime& l, size_t worker) {
+// Accepts until the listener has nothing more, then waits for its next edge.
+awaitable<void> ProxyImpl::acceptLoop(ListenerRuntime& l, size_t worker) {
+  Acceptor& acceptor = *l.acceptors[worker];
+  LoopTimer backoff;
   for (;;) {
-    asio::error_code ec;
-    tcp::socket sock = co_await acceptor.async_accept(withError(ec));
-    if (ec) {
-      if (ec == asio::error::operation_aborted || !acceptor.is_open())
-        co_return;
+    int fd = ::accept4(acceptor.fd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      const int e = errno;
+      asio::error_code ec;
+      if (e == EAGAIN || e == EWOULDBLOCK) {
+        acceptor.ready.readDrained();
+        co_await acceptor.ready.waitRead(withError(ec));
+      } else if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+        // Out of descriptors or memory: the connection stays queued; try
+        // again in a while rather than spin on it (nginx waits 500 ms).
+        spdlog::warn("listener {}: cannot accept: {}; retrying in 100 ms", l.name,
+                     std::strerror(e));
+        count(*l.stats, Failure::kOverloaded);
+        LoopEvent due(*loops_[worker]);
+        backoff.set(*loops_[worker], Steady::now() + std::chrono::milliseconds(100),
+                    [&due] { due.fire(); });
+        co_await due.wait(withError(ec));
+        backoff.cancel();
+      } else if (e != EINTR && e != ECONNABORTED && e != EPROTO) {
+        co_return;  // the listener is gone (shutdown)
+      }
+      if (ec)
+        co_return;  // the loop was detached
       continue;
     }
+    SocketFd sock(fd);
     l.stats->connections->Increment();
     if (l.active.load(std::memory_order_relaxed) >= config_.max_connections) {
       count(*l.stats, Failure::kOverloaded);
       continue;  // the socket closes here
     }
-    int one = 1;
-    ::setsockopt(sock.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setNoDelay(sock.get());
     auto session = std::make_shared<Session>(std::move(sock), *buffers_[worker], *loops_[worker]);
-    if (!session->down_ready.watch(session->loop, session->down.native_handle())) {
+    if (!session->down_ready.watch(session->loop, session->down.get())) {
       spdlog::warn("listener {}: epoll refused a connection: {}", l.name, std::strerror(errno));
       count(*l.stats, Failure::kOverloaded);
       continue;
@@ -642,30 +643,42 @@ awaitable<void> ProxyImpl::acceptLoop(tcp::acceptor& acceptor, ListenerRuntime& 
       l.active.fetch_sub(1, std::memory_order_relaxed);
       l.stats->active->Decrement();
     };
+    auto ex = loops_[worker]->executor();
     if (l.inbound)
-      asio::co_spawn(acceptor.get_executor(), serveInbound(std::move(session), l), done);
+      asio::co_spawn(ex, serveInbound(std::move(session), l), done);
     else
-      asio::co_spawn(acceptor.get_executor(),
-                     serveOutbound(std::move(session), l, l.sessions[worker]), done);
+      asio::co_spawn(ex, serveOutbound(std::move(session), l, l.sessions[worker]), done);
   }
 }
 
 awaitable<bool> ProxyImpl::connectUp(Session& s, ListenerRuntime& l) {
-  asio::error_code ec;
-  s.up = tcp::socket(s.down.get_executor());
-  co_await s.up.async_connect(l.target, withError(ec));
-  if (ec) {
+  bool in_progress = false;
+  auto fd = startConnect(l.target.data(), static_cast<socklen_t>(l.target.size()), in_progress);
+  if (!fd.ok()) {
     count(*l.stats, Failure::kUpstreamConnect);
     co_return false;
   }
-  if (!s.up_ready.watch(s.loop, s.up.native_handle())) {
+  s.up = std::move(*fd);
+  // Joined after connect() began: a socket that is not connecting yet
+  // reports EPOLLHUP, which Readiness would keep as "peer closed".
+  if (!s.up_ready.watch(s.loop, s.up.get())) {
     spdlog::warn("listener {}: epoll refused the upstream connection: {}", l.name,
                  std::strerror(errno));
     count(*l.stats, Failure::kUpstreamConnect);
     co_return false;
   }
-  int one = 1;
-  ::setsockopt(s.up.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (in_progress) {
+    // Not writable until the handshake with the destination ends; the
+    // edge that says so (or that it failed) is queued from the join on.
+    s.up_ready.writeBlocked();
+    asio::error_code ec;
+    co_await s.up_ready.waitWrite(withError(ec));
+    if (ec || connectError(s.up.get()) != 0) {
+      count(*l.stats, Failure::kUpstreamConnect);
+      co_return false;
+    }
+  }
+  setNoDelay(s.up.get());
   co_return true;
 }
 
@@ -752,15 +765,25 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
   if (mode != Mode::kDisable) {
     // Peeking leaves the bytes for whoever reads them (OpenSSL or the pipe).
     std::array<unsigned char, kSniffBytes> first{};
-    asio::error_code ec;
-    size_t n = co_await s->down.async_receive(asio::buffer(first), tcp::socket::message_peek,
-                                              withError(ec));
-    if (ec || n == 0) {
+    ssize_t n = -1;
+    for (;;) {
+      n = ::recv(s->down.get(), first.data(), first.size(), MSG_PEEK);
+      if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        break;
+      if (errno == EINTR)
+        continue;
+      s->down_ready.readDrained();
+      asio::error_code ec;
+      co_await s->down_ready.waitRead(withError(ec));
+      if (ec)
+        break;  // aborted: the deadline, or shutdown
+    }
+    if (n <= 0) {
       if (s->timed_out)
         count(*l.stats, Failure::kHandshakeTimeout);
       co_return;
     }
-    path = sniffInbound(mode, std::span<const unsigned char>(first.data(), n));
+    path = sniffInbound(mode, std::span<const unsigned char>(first.data(), static_cast<size_t>(n)));
     if (path == InboundPath::kRefused) {
       count(*l.stats, Failure::kPlaintextRefused);
       co_return;
@@ -771,7 +794,7 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
     if (!co_await connectUp(*s, l))
       co_return;
     s->watchIdle(config_.idle_timeout);
-    PlainSocket down(s->down, s->down_ready), up(s->up, s->up_ready);
+    PlainSocket down(s->down.get(), s->down_ready), up(s->up.get(), s->up_ready);
     co_await both(pipe(down, up, *s, l.stats->bytes_in), pipe(up, down, *s, l.stats->bytes_out),
                   *s);
     co_return;
@@ -779,13 +802,11 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
 
   auto snapshot = store_.current();  // once per connection
   SslPtr ssl(SSL_new(snapshot->server->native_handle()));
-  SSL_set_fd(ssl.get(), s->down.native_handle());
+  SSL_set_fd(ssl.get(), s->down.get());
   SSL_set_accept_state(ssl.get());
   if (!l.alpn.empty())
     setAlpnChoices(ssl.get(), &l.alpn);
-  asio::error_code nb;
-  s->down.non_blocking(true, nb);
-  TlsSocket down(s->down, s->down_ready, std::move(ssl));
+  TlsSocket down(s->down.get(), s->down_ready, std::move(ssl));
   auto id = co_await handshakePeer(down, *s, l);
   if (!id)
     co_return;
@@ -798,7 +819,7 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
   if (!co_await connectUp(*s, l))
     co_return;
   s->watchIdle(config_.idle_timeout);
-  PlainSocket up(s->up, s->up_ready);
+  PlainSocket up(s->up.get(), s->up_ready);
   co_await both(pipe(down, up, *s, l.stats->bytes_in), pipe(up, down, *s, l.stats->bytes_out), *s);
 }
 
@@ -814,7 +835,7 @@ awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRun
   asio::ssl::context& ctx =
       pinned != snapshot->pinned_clients.end() ? *pinned->second : *snapshot->client;
   SslPtr ssl(SSL_new(ctx.native_handle()));
-  SSL_set_fd(ssl.get(), s->up.native_handle());
+  SSL_set_fd(ssl.get(), s->up.get());
   SSL_set_connect_state(ssl.get());
   if (!cfg.sni.empty())
     SSL_set_tlsext_host_name(ssl.get(), cfg.sni.c_str());
@@ -832,9 +853,7 @@ awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRun
       slot.replace(nullptr, snapshot->generation);
     SSL_set_ex_data(ssl.get(), slotIndex(), &slot);
   }
-  asio::error_code nb;
-  s->up.non_blocking(true, nb);
-  TlsSocket up(s->up, s->up_ready, std::move(ssl));
+  TlsSocket up(s->up.get(), s->up_ready, std::move(ssl));
   auto id = co_await handshakePeer(up, *s, l);
   if (!id)
     co_return;
@@ -845,7 +864,7 @@ awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRun
   }
   established(l, up.ssl(), *id);
   s->watchIdle(config_.idle_timeout);
-  PlainSocket down(s->down, s->down_ready);
+  PlainSocket down(s->down.get(), s->down_ready);
   co_await both(pipe(down, up, *s, l.stats->bytes_in), pipe(up, down, *s, l.stats->bytes_out), *s);
 }
 
@@ -959,20 +978,14 @@ void ProxyImpl::shutdown() {
   stopped_ = true;
   if (certs_)
     certs_->stop();
-  for (auto& l : listeners_) {
-    for (size_t i = 0; i < l->acceptors.size(); ++i) {
-      asio::post(*workers_[i], [a = l->acceptors[i].get()] {
-        asio::error_code ignored;
-        a->close(ignored);
-      });
-    }
-  }
-  for (auto& io : workers_)
-    io->stop();
+  for (auto& loop : loops_)
+    loop->stop();
   for (auto& t : threads_)
     t.join();
   for (auto& l : loops_)
-    l->detach();  // the waits' handlers go to the stopped workers, which free them
+    l->detach();  // the waits' handlers go to the idle workers, which free them
+  for (auto& l : listeners_)
+    l->acceptors.clear();  // the port closes now; their frames are freed with the workers
   if (admin_)
     admin_->stop();
 }

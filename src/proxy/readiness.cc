@@ -1,7 +1,9 @@
 #include "proxy/readiness.h"
 
+#include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 
@@ -62,15 +64,27 @@ void Readiness::onEvents(uint32_t events, std::vector<std::unique_ptr<Waiter>>& 
 }
 
 ReadinessLoop::ReadinessLoop(asio::io_context& io)
-    : executor_(io.get_executor()), epoll_fd_(epoll_create1(EPOLL_CLOEXEC)) {
-  if (epoll_fd_ < 0)
+    : io_(io),
+      epoll_fd_(epoll_create1(EPOLL_CLOEXEC)),
+      wake_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+  if (epoll_fd_ < 0 || wake_fd_ < 0)
     return;
-  watcher_.emplace(io, epoll_fd_);
-  arm();
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = nullptr;  // no Readiness: the wake-up
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) {
+    ::close(wake_fd_);
+    wake_fd_ = -1;
+  }
 }
 
 ReadinessLoop::~ReadinessLoop() {
-  stopWatching();
+  for (auto& [when, t] : timers_)
+    t->loop_ = nullptr;
+  for (LoopEvent* e = events_; e; e = e->next_)
+    e->loop_ = nullptr;
+  if (wake_fd_ >= 0)
+    ::close(wake_fd_);
   if (epoll_fd_ >= 0)
     ::close(epoll_fd_);
 }
@@ -78,38 +92,133 @@ ReadinessLoop::~ReadinessLoop() {
 void ReadinessLoop::detach() {
   for (Readiness* r = head_; r; r = r->next_)
     r->fail();
-  stopWatching();
-}
-
-void ReadinessLoop::stopWatching() {
-  if (watcher_) {
-    watcher_->release();  // the fd stays ours; closed in the destructor
-    watcher_.reset();
+  for (LoopEvent* e = events_; e; e = e->next_)
+    e->abort();
+  // A timer's callback may own a coroutine frame (a sleep): handed to the
+  // io_context like the waits, so the frame is freed with it, never run.
+  for (auto& [when, t] : timers_) {
+    t->loop_ = nullptr;
+    asio::post(io_, std::exchange(t->fn_, nullptr));
   }
+  timers_.clear();
 }
 
-void ReadinessLoop::arm() {
-  watcher_->async_wait(asio::posix::stream_descriptor::wait_read, [this](asio::error_code ec) {
-    if (ec || !watcher_)
-      return;
-    harvest();
-    arm();
-  });
+void ReadinessLoop::stop() {
+  stopping_.store(true, std::memory_order_release);
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
+}
+
+// The io_context stops when it runs out of work (the last guard going, at
+// the end of an earlier runFor): restarted, and kept in work while we run.
+void ReadinessLoop::run() {
+  io_.restart();
+  auto work = asio::make_work_guard(io_);
+  while (!stopping_.load(std::memory_order_acquire))
+    runOnce(LoopTimer::Clock::time_point::max());
+}
+
+void ReadinessLoop::runFor(std::chrono::milliseconds d) {
+  io_.restart();
+  auto work = asio::make_work_guard(io_);
+  const auto until = LoopTimer::Clock::now() + d;
+  while (!stopping_.load(std::memory_order_acquire) && LoopTimer::Clock::now() < until)
+    runOnce(until);
 }
 
 // First every event is noted and the waits it ends are taken out; only then
 // do they run, here and now: a wait that ends may close connections whose
 // events came in this same batch, so no event is touched after one has run.
-// Running them here rather than posting them spares the worker a second
-// trip through its scheduler (and the zero-timeout epoll_wait that costs).
-void ReadinessLoop::harvest() {
+void ReadinessLoop::runOnce(LoopTimer::Clock::time_point until) {
+  io_.poll();  // handlers posted since the last round (and by them)
+  auto deadline = until;
+  if (!timers_.empty())
+    deadline = std::min(deadline, timers_.begin()->first);
+  int timeout = -1;
+  if (deadline != LoopTimer::Clock::time_point::max()) {
+    auto left = deadline - LoopTimer::Clock::now();
+    // Rounded up: waking before the deadline would only wait again.
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+    timeout = static_cast<int>(std::clamp<int64_t>(ms, 0, 60'000));
+  }
   std::array<epoll_event, 128> events;
-  int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), 0);
-  for (int i = 0; i < n; ++i)
+  int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout);
+  for (int i = 0; i < n; ++i) {
+    if (events[i].data.ptr == nullptr) {
+      uint64_t count = 0;
+      [[maybe_unused]] ssize_t r = ::read(wake_fd_, &count, sizeof count);
+      continue;
+    }
     static_cast<Readiness*>(events[i].data.ptr)->onEvents(events[i].events, woken_);
+  }
   for (auto& w : woken_)  // only onEvents adds to it, and only above
     w->runNow();
-  woken_.clear();  // keeps the capacity for the next harvest
+  woken_.clear();  // keeps the capacity for the next round
+  if (!timers_.empty())
+    runDueTimers();
+}
+
+void ReadinessLoop::runDueTimers() {
+  const auto now = LoopTimer::Clock::now();
+  // Taken out before it runs: its callback may set it again, or end others.
+  while (!timers_.empty() && timers_.begin()->first <= now) {
+    LoopTimer* t = timers_.begin()->second;
+    timers_.erase(timers_.begin());
+    t->loop_ = nullptr;
+    auto fn = std::move(t->fn_);
+    t->fn_ = nullptr;
+    fn();
+  }
+}
+
+LoopEvent::LoopEvent(ReadinessLoop& loop) : loop_(&loop) {
+  next_ = loop.events_;
+  if (next_)
+    next_->prev_ = this;
+  loop.events_ = this;
+}
+
+LoopEvent::~LoopEvent() {
+  auto w = std::move(waiter_);  // its handler may own our owner's frame
+  if (!loop_)
+    return;
+  if (prev_)
+    prev_->next_ = next_;
+  else
+    loop_->events_ = next_;
+  if (next_)
+    next_->prev_ = prev_;
+}
+
+asio::any_io_executor LoopEvent::executor() const {
+  return loop_->executor();
+}
+
+void LoopEvent::fire() {
+  fired_ = true;
+  if (auto w = std::move(waiter_))
+    w->complete({});
+}
+
+void LoopEvent::abort() {
+  aborted_ = true;
+  if (auto w = std::move(waiter_))
+    w->complete(asio::error::operation_aborted);
+}
+
+void LoopTimer::set(ReadinessLoop& loop, Clock::time_point when, std::function<void()> fn) {
+  cancel();
+  fn_ = std::move(fn);
+  queued_ = loop.timers_.emplace(when, this);
+  loop_ = &loop;
+}
+
+void LoopTimer::cancel() {
+  if (!loop_)
+    return;
+  loop_->timers_.erase(queued_);
+  loop_ = nullptr;
+  fn_ = nullptr;
 }
 
 void ReadinessLoop::add(Readiness& r) {

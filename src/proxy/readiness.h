@@ -1,24 +1,36 @@
-// Socket readiness kept by the proxy itself, as nginx keeps it, instead of
-// asio's per-wait re-arm.
+// Socket readiness kept by the proxy itself, as nginx keeps it, and the
+// worker's event loop that gathers it.
 //
-// Why: asio 1.22's `async_wait` is a non-speculative reactor operation, and
-// its epoll reactor issues `EPOLL_CTL_MOD` for every such wait to re-arm the
-// edge. The pipe waits on each side once per request, so a keep-alive request
-// cost two `epoll_ctl` beyond the four reads and writes it needs (strace). A
-// build with the re-arm removed used ≈ 11 % less CPU per request
-// (docs/PERFORMANCE.md), but lost wake-ups: asio neither registers
-// `EPOLLRDHUP` nor tells a wait what woke it, so a short read cannot tell
-// "empty" from "empty, and the FIN is already here".
+// Why readiness of our own: asio 1.22's `async_wait` is a non-speculative
+// reactor operation, and its epoll reactor issues `EPOLL_CTL_MOD` for every
+// such wait to re-arm the edge. The pipe waits on each side once per request,
+// so a keep-alive request cost two `epoll_ctl` beyond the four reads and
+// writes it needs (strace). A build with the re-arm removed used ≈ 11 % less
+// CPU per request (docs/PERFORMANCE.md), but lost wake-ups: asio neither
+// registers `EPOLLRDHUP` nor tells a wait what woke it, so a short read cannot
+// tell "empty" from "empty, and the FIN is already here".
 //
-// Here each worker has an epoll set of its own (ReadinessLoop), watched by the
-// worker's io_context as one descriptor. A socket joins it once, edge
-// triggered, with EPOLLIN | EPOLLOUT | EPOLLRDHUP. Its Readiness remembers what
-// the edges said until a read or write proves otherwise: a short read clears
-// "readable" unless the peer's FIN was seen (sticky, like nginx's
-// `pending_eof`), an EAGAIN write clears "writable". A wait on a ready side
-// completes at once; otherwise it is stored and completed by the next edge.
+// Each worker has an epoll set of its own (ReadinessLoop). A socket joins it
+// once, edge triggered, with EPOLLIN | EPOLLOUT | EPOLLRDHUP. Its Readiness
+// remembers what the edges said until a read or write proves otherwise: a
+// short read clears "readable" unless the peer's FIN was seen (sticky, like
+// nginx's `pending_eof`), an EAGAIN write clears "writable". A wait on a ready
+// side completes at once; otherwise it is stored and completed by the next
+// edge.
 //
-// One worker thread touches a loop and its sockets: no locks.
+// Why the loop is ours too: when asio's reactor watched this epoll set as one
+// descriptor, every wake-up cost a second epoll_wait and an `EPOLL_CTL_MOD`
+// (asio re-arming that descriptor), and the kernel woke the worker through
+// two epoll sets (perf stat: 0.74 epoll_wait and 0.37 epoll_ctl per
+// keep-alive request). Now the worker blocks in one epoll_wait on this set;
+// the io_context only runs posted handlers (coroutines resumed, waits ended
+// at once), from io_context::poll() between waits, and timers are the loop's
+// own (LoopTimer). So nothing on a worker's io_context may use asio's
+// reactor: no asio sockets, timers or descriptors there (they would never
+// wake the worker).
+//
+// One worker thread touches a loop and its sockets: no locks. Only stop() is
+// called from other threads.
 #pragma once
 
 #include <sys/epoll.h>
@@ -28,16 +40,41 @@
 #include <asio/async_result.hpp>
 #include <asio/error.hpp>
 #include <asio/io_context.hpp>
-#include <asio/posix/stream_descriptor.hpp>
 #include <asio/post.hpp>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
 #include <memory>
-#include <optional>
 #include <utility>
 #include <vector>
 
 namespace meshid::proxy {
 
 class ReadinessLoop;
+
+namespace detail {
+// A stored completion handler: a socket wait's, or an event's.
+struct Waiter {
+  virtual ~Waiter() = default;
+  virtual void complete(asio::error_code ec) = 0;  // posts the handler
+  virtual void runNow() = 0;                       // calls it here, on the worker
+};
+template <class Handler>
+struct WaiterFor final : Waiter {
+  WaiterFor(Handler h, asio::any_io_executor fallback)
+      : handler(std::move(h)), executor(asio::get_associated_executor(handler, fallback)) {}
+  void complete(asio::error_code ec) override {
+    asio::post(executor, [h = std::move(handler), ec]() mutable { std::move(h)(ec); });
+  }
+  void runNow() override {
+    Handler h = std::move(handler);
+    std::move(h)(asio::error_code());
+  }
+  Handler handler;
+  asio::associated_executor_t<Handler, asio::any_io_executor> executor;
+};
+}  // namespace detail
 
 class Readiness {
  public:
@@ -60,8 +97,8 @@ class Readiness {
 
   // Completion signature void(asio::error_code); success once the side is
   // ready. Only after watch() succeeded, and one wait per side at a time.
-  // Ended by an edge, the handler runs inside the loop's harvest; ended at
-  // once (already ready, or failed), it is posted.
+  // Ended by an edge, the handler runs inside the loop's dispatch of that
+  // edge; ended at once (already ready, or failed), it is posted.
   template <class Token>
   auto waitRead(Token&& token) {
     return wait(reader_, &Readiness::readReady, std::forward<Token>(token));
@@ -73,33 +110,14 @@ class Readiness {
 
  private:
   friend class ReadinessLoop;
-
-  struct Waiter {
-    virtual ~Waiter() = default;
-    virtual void complete(asio::error_code ec) = 0;  // posts the handler
-    virtual void runNow() = 0;                       // calls it here, on the worker
-  };
-  template <class Handler>
-  struct WaiterFor final : Waiter {
-    WaiterFor(Handler h, asio::any_io_executor fallback)
-        : handler(std::move(h)), executor(asio::get_associated_executor(handler, fallback)) {}
-    void complete(asio::error_code ec) override {
-      asio::post(executor, [h = std::move(handler), ec]() mutable { std::move(h)(ec); });
-    }
-    void runNow() override {
-      Handler h = std::move(handler);
-      std::move(h)(asio::error_code());
-    }
-    Handler handler;
-    asio::associated_executor_t<Handler, asio::any_io_executor> executor;
-  };
+  using Waiter = detail::Waiter;
 
   template <class Token>
   auto wait(std::unique_ptr<Waiter>& slot, bool (Readiness::*ready)() const, Token&& token) {
     return asio::async_initiate<Token, void(asio::error_code)>(
         [this, &slot, ready](auto handler) {
           using Handler = decltype(handler);
-          auto w = std::make_unique<WaiterFor<Handler>>(std::move(handler), executor());
+          auto w = std::make_unique<detail::WaiterFor<Handler>>(std::move(handler), executor());
           if (failed_ || !loop_)
             w->complete(asio::error::operation_aborted);
           else if ((this->*ready)())
@@ -126,9 +144,74 @@ class Readiness {
   Readiness* next_ = nullptr;
 };
 
-// One worker's epoll set. Create it on the worker's io_context before any
-// socket joins; at shutdown, after the worker thread ended, call detach()
-// while the io_context still exists, and destroy the loop after it.
+// A deadline on a worker's loop: the callback runs on the worker once the
+// time has come, unless the timer was set again, cancelled or destroyed
+// first. Touched only on its worker's thread.
+class LoopTimer {
+ public:
+  using Clock = std::chrono::steady_clock;
+  LoopTimer() = default;
+  ~LoopTimer() { cancel(); }
+  LoopTimer(const LoopTimer&) = delete;
+  LoopTimer& operator=(const LoopTimer&) = delete;
+
+  void set(ReadinessLoop& loop, Clock::time_point when, std::function<void()> fn);
+  void cancel();
+  bool pending() const { return loop_ != nullptr; }
+
+ private:
+  friend class ReadinessLoop;
+  ReadinessLoop* loop_ = nullptr;  // set while queued
+  std::multimap<Clock::time_point, LoopTimer*>::iterator queued_;
+  std::function<void()> fn_;
+};
+
+// Something a coroutine waits for on its worker that another part of the
+// worker signals once: fire() ends the wait (the handler is posted), or
+// makes a later wait end at once. The loop knows its events, so that
+// detach() ends their waits too. Touched only on its worker's thread.
+class LoopEvent {
+ public:
+  explicit LoopEvent(ReadinessLoop& loop);
+  ~LoopEvent();
+  LoopEvent(const LoopEvent&) = delete;
+  LoopEvent& operator=(const LoopEvent&) = delete;
+
+  // Completion signature void(asio::error_code): success when fired,
+  // operation_aborted when the loop was detached first.
+  template <class Token>
+  auto wait(Token&& token) {
+    return asio::async_initiate<Token, void(asio::error_code)>(
+        [this](auto handler) {
+          auto w = std::make_unique<detail::WaiterFor<decltype(handler)>>(std::move(handler),
+                                                                          executor());
+          if (fired_ || aborted_)
+            w->complete(aborted_ ? asio::error::operation_aborted : asio::error_code());
+          else
+            waiter_ = std::move(w);
+        },
+        token);
+  }
+  void fire();
+
+ private:
+  friend class ReadinessLoop;
+  asio::any_io_executor executor() const;
+  void abort();
+
+  ReadinessLoop* loop_;
+  bool fired_ = false;
+  bool aborted_ = false;
+  std::unique_ptr<detail::Waiter> waiter_;
+  LoopEvent* prev_ = nullptr;  // the loop's list, for detach()
+  LoopEvent* next_ = nullptr;
+};
+
+// One worker's event loop: its epoll set, its timers, and the io_context
+// whose posted handlers it runs. Create it with the worker's io_context
+// before any socket joins; run() it on the worker thread. At shutdown, after
+// the worker thread ended, call detach() while the io_context still exists,
+// and destroy the loop after it.
 class ReadinessLoop {
  public:
   explicit ReadinessLoop(asio::io_context& io);
@@ -136,27 +219,41 @@ class ReadinessLoop {
   ReadinessLoop(const ReadinessLoop&) = delete;
   ReadinessLoop& operator=(const ReadinessLoop&) = delete;
 
-  bool ok() const { return epoll_fd_ >= 0; }
-  asio::any_io_executor executor() const { return executor_; }
+  bool ok() const { return epoll_fd_ >= 0 && wake_fd_ >= 0; }
+  asio::any_io_executor executor() const { return io_.get_executor(); }
 
-  // Fails every socket's waits (their handlers go to the stopped io_context,
-  // which destroys them) and lets go of the io_context's descriptor.
+  // The worker: posted handlers, edges and timers, until stop().
+  void run();
+  // The same for at most `d`, or until stop() (tests).
+  void runFor(std::chrono::milliseconds d);
+  // From any thread: run() returns soon after.
+  void stop();
+
+  // Fails every socket's and event's waits and drops every timer: their
+  // handlers go to the io_context, which is not running now and destroys
+  // them without running them.
   void detach();
 
  private:
   friend class Readiness;
-  void arm();
-  void harvest();
-  void stopWatching();
+  friend class LoopTimer;
+  friend class LoopEvent;
+  // One round: what the io_context has ready, then the edges (waiting at
+  // most until `until`), then the timers that are due.
+  void runOnce(LoopTimer::Clock::time_point until);
+  void runDueTimers();
   void add(Readiness& r);
   void remove(Readiness& r);
 
-  std::vector<std::unique_ptr<Readiness::Waiter>> woken_;  // reused by every harvest
+  std::vector<std::unique_ptr<detail::Waiter>> woken_;  // reused by every round
 
-  asio::any_io_executor executor_;
+  asio::io_context& io_;
   int epoll_fd_ = -1;
-  std::optional<asio::posix::stream_descriptor> watcher_;  // epoll_fd_, seen by asio's reactor
+  int wake_fd_ = -1;  // an eventfd in the set: stop() from another thread
+  std::atomic<bool> stopping_{false};
+  std::multimap<LoopTimer::Clock::time_point, LoopTimer*> timers_;
   Readiness* head_ = nullptr;
+  LoopEvent* events_ = nullptr;
 };
 
 }  // namespace meshid::proxy

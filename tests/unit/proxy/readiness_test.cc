@@ -9,11 +9,14 @@
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
 #include <asio/write.hpp>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 namespace meshid::proxy {
 namespace {
@@ -42,10 +45,8 @@ class ReadinessTest : public ::testing::Test {
   // Runs the worker until `done` or 2 s have passed.
   void runUntil(const std::optional<asio::error_code>& done) {
     auto until = std::chrono::steady_clock::now() + 2s;
-    while (!done && std::chrono::steady_clock::now() < until) {
-      io_.run_for(10ms);
-      io_.restart();
-    }
+    while (!done && std::chrono::steady_clock::now() < until)
+      loop_->runFor(10ms);
   }
   // Reads what is there now, as the pipe does; marks the socket drained on a short read.
   std::string readNow() {
@@ -58,10 +59,7 @@ class ReadinessTest : public ::testing::Test {
   }
   void peerSends(const std::string& s) { asio::write(pair_.peer, asio::buffer(s)); }
   // Runs the worker for a while, so edges are harvested.
-  void runBriefly() {
-    io_.run_for(50ms);
-    io_.restart();
-  }
+  void runBriefly() { loop_->runFor(50ms); }
   // Waits for reading and reports how the wait ended (nothing: not in 2 s).
   std::optional<asio::error_code> waitReadOutcome() {
     std::optional<asio::error_code> done;
@@ -198,8 +196,7 @@ TEST(ReadinessShutdown, PendingWaitsAreFreedWithTheStoppedWorker) {
       pair->ours.read_some(asio::buffer(buf), ec);
       ready->readDrained();
       ready->waitRead([keep = std::move(owned), &ran](asio::error_code) { ran = true; });
-      io->run_for(20ms);
-      io->stop();
+      loop->runFor(20ms);
       loop->detach();
       EXPECT_FALSE(watch.expired()) << "the handler is queued, not yet freed";
       ready.reset();  // the session goes first, as its frames are freed
@@ -210,6 +207,124 @@ TEST(ReadinessShutdown, PendingWaitsAreFreedWithTheStoppedWorker) {
     loop.reset();
   }
   EXPECT_FALSE(ran);
+}
+
+// The loop's own timers: a due timer runs once, on the worker; a cancelled,
+// re-set or destroyed one does not run for its old time.
+TEST(LoopTimerTest, RunsWhenDueAndNotBefore) {
+  asio::io_context io;
+  ReadinessLoop loop(io);
+  ASSERT_TRUE(loop.ok());
+  LoopTimer timer;
+  int ran = 0;
+  const auto set_at = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point ran_at;
+  timer.set(loop, set_at + 60ms, [&] {
+    ++ran;
+    ran_at = std::chrono::steady_clock::now();
+  });
+  EXPECT_TRUE(timer.pending());
+  loop.runFor(20ms);
+  EXPECT_EQ(ran, 0) << "ran before its time";
+  loop.runFor(300ms);
+  EXPECT_EQ(ran, 1);
+  EXPECT_GE(ran_at - set_at, 60ms);
+  EXPECT_LT(ran_at - set_at, 200ms) << "the loop slept past the deadline";
+  EXPECT_FALSE(timer.pending());
+}
+
+TEST(LoopTimerTest, CancelledResetAndDestroyedTimersDoNotRunForTheirOldTime) {
+  asio::io_context io;
+  ReadinessLoop loop(io);
+  int cancelled = 0, reset_old = 0, reset_new = 0, destroyed = 0;
+  LoopTimer a, b;
+  a.set(loop, std::chrono::steady_clock::now() + 10ms, [&] { ++cancelled; });
+  a.cancel();
+  b.set(loop, std::chrono::steady_clock::now() + 10ms, [&] { ++reset_old; });
+  b.set(loop, std::chrono::steady_clock::now() + 40ms, [&] { ++reset_new; });
+  {
+    LoopTimer c;
+    c.set(loop, std::chrono::steady_clock::now() + 10ms, [&] { ++destroyed; });
+  }
+  loop.runFor(25ms);
+  EXPECT_EQ(reset_new, 0);
+  loop.runFor(100ms);
+  EXPECT_EQ(cancelled, 0);
+  EXPECT_EQ(reset_old, 0);
+  EXPECT_EQ(destroyed, 0);
+  EXPECT_EQ(reset_new, 1);
+}
+
+// The proxy's idle watch sets its timer again from its own callback.
+TEST(LoopTimerTest, ATimerMaySetItselfAgainFromItsCallback) {
+  asio::io_context io;
+  ReadinessLoop loop(io);
+  LoopTimer timer;
+  int ticks = 0;
+  std::function<void()> tick = [&] {
+    if (++ticks < 3)
+      timer.set(loop, std::chrono::steady_clock::now() + 5ms, tick);
+  };
+  timer.set(loop, std::chrono::steady_clock::now() + 5ms, tick);
+  loop.runFor(200ms);
+  EXPECT_EQ(ticks, 3);
+  EXPECT_FALSE(timer.pending());
+}
+
+TEST(LoopEventTest, FireEndsAWaitOrTheNextOne) {
+  asio::io_context io;
+  ReadinessLoop loop(io);
+  std::optional<asio::error_code> before, after;
+  LoopEvent first(loop);
+  first.wait([&](asio::error_code ec) { before = ec; });
+  loop.runFor(10ms);
+  EXPECT_FALSE(before) << "ended before it was fired";
+  first.fire();
+  loop.runFor(10ms);
+  ASSERT_TRUE(before);
+  EXPECT_FALSE(*before);
+
+  LoopEvent second(loop);
+  second.fire();
+  second.wait([&](asio::error_code ec) { after = ec; });
+  loop.runFor(10ms);
+  ASSERT_TRUE(after);
+  EXPECT_FALSE(*after);
+}
+
+// At shutdown an event nobody will fire must not keep its waiter (and the
+// frame that owns the event) alive: detach() hands it to the idle
+// io_context, whose destruction frees it without running it.
+TEST(LoopEventTest, DetachFreesAPendingWaitWithoutRunningIt) {
+  auto owned = std::make_shared<int>(1);
+  std::weak_ptr<int> watch = owned;
+  bool ran = false;
+  auto io = std::make_unique<asio::io_context>();
+  auto loop = std::make_unique<ReadinessLoop>(*io);
+  auto event = std::make_unique<LoopEvent>(*loop);
+  event->wait([keep = std::move(owned), &ran](asio::error_code) { ran = true; });
+  loop->detach();
+  event.reset();
+  EXPECT_FALSE(watch.expired()) << "the handler is queued, not yet freed";
+  io.reset();
+  EXPECT_TRUE(watch.expired());
+  EXPECT_FALSE(ran);
+}
+
+// The worker blocks in epoll_wait; stop() from another thread wakes it, and
+// a handler posted before it runs first.
+TEST(ReadinessLoopTest, StopFromAnotherThreadEndsRun) {
+  asio::io_context io;
+  ReadinessLoop loop(io);
+  bool posted_ran = false;
+  asio::post(io, [&] { posted_ran = true; });
+  std::thread worker([&] { loop.run(); });
+  std::this_thread::sleep_for(50ms);
+  const auto asked = std::chrono::steady_clock::now();
+  loop.stop();
+  worker.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, 1s);
+  EXPECT_TRUE(posted_ran);
 }
 
 }  // namespace
