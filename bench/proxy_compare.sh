@@ -22,7 +22,7 @@
 #
 # Usage: bench/proxy_compare.sh [BUILD_DIR] [SECONDS]
 # Environment: SYSTEMS (default "direct meshid haproxy nginx stunnel"),
-#   ROWS (default "idle hs hs12 resume rr rr1 bulk stime"), HS_CONNS (4),
+#   ROWS (default "idle hs hs12 resume rr rr1 sys bulk stime"; sys needs perf), HS_CONNS (4),
 #   RR_CONNS (32), IDLE_CONNS (1000), BULK_MB (1024), ROUNDS (1): the whole
 #   set again, systems in the same order; each cell then shows the round with
 #   the median value and [min–max] over the rounds (the s_time cross-check
@@ -34,7 +34,7 @@ set -euo pipefail
 BUILD=$(realpath "${1:-build}")
 SECS=${2:-8}
 SYSTEMS=${SYSTEMS:-direct meshid haproxy nginx stunnel}
-ROWS=${ROWS:-idle hs hs12 resume rr rr1 bulk stime}
+ROWS=${ROWS:-idle hs hs12 resume rr rr1 sys bulk stime}
 HS_CONNS=${HS_CONNS:-4}
 ROUNDS=${ROUNDS:-1}
 RR_CONNS=${RR_CONNS:-32}
@@ -341,6 +341,41 @@ row_rr() {  # SYS ROW CONNS
   fi
 }
 
+# System calls per keep-alive request, counted by perf on the proxy's
+# processes and threads over a run of its own (the tracepoints slow every
+# call a little, so this run is not the one the requests/s row reports).
+row_sys() {  # SYS
+  local sys=$1 out n perf_pid stats
+  if ! command -v perf >/dev/null || ! perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1; then
+    fail_row sys "$sys" "perf cannot count system calls here"
+    return
+  fi
+  stats="sys-$sys-r$ROUND.csv"
+  perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_epoll_ctl \
+    -p "$(sys_pids)" -o "$stats" &
+  perf_pid=$!
+  sleep 0.5  # attached before the first request
+  out=$(load "$sys" rr --connect "127.0.0.1:${port[$sys]}" "${TLS[@]}" --conns "$RR_CONNS" --seconds "$SECS")
+  kill -INT "$perf_pid" 2>/dev/null || true
+  wait "$perf_pid" 2>/dev/null || true
+  n=$(kv requests "$out")
+  if [[ -z $n ]] || ! errors_ok "$out" "$n" || ((n == 0)); then
+    fail_row sys "$sys" "${out:0:200}"
+    return
+  fi
+  local calls waits ctls
+  calls=$(awk -F, '$3 == "raw_syscalls:sys_enter" { print $1 }' "$stats")
+  waits=$(awk -F, '$3 ~ /sys_enter_epoll_p?wait$/ { s += $1 } END { print s + 0 }' "$stats")
+  ctls=$(awk -F, '$3 == "syscalls:sys_enter_epoll_ctl" { print $1 }' "$stats")
+  if [[ -z $calls ]]; then
+    fail_row sys "$sys" "perf counted nothing: $(head -c 200 "$stats")"
+    return
+  fi
+  raw "$sys: system calls $calls, epoll waits $waits, epoll_ctl $ctls, requests $n"
+  put sys "$sys" "$(calc %.2f "$calls / $n") ($(calc %.2f "$waits / $n") epoll_wait, $(calc %.2f "${ctls:-0} / $n") epoll_ctl)" \
+    "$(calc %.3f "$calls / $n")"
+}
+
 row_bulk() {  # SYS
   local sys=$1 out mbs cpu pid_args=() tls=("${TLS[@]}")
   [[ $sys != direct ]] && pid_args=(--pids "$(sys_pids)")
@@ -389,7 +424,7 @@ cpu_ticks() { sum_proc stat '{ print $14 + $15 }'; }
 # --- the run ----------------------------------------------------------------
 write_configs
 has_row() { [[ " $ROWS " == *" $1 "* ]]; }
-ALL_ROWS="idle hs hs-cpu hs12 hs12-cpu resume resume-cpu rr rr-cpu rr-lat rr-add rr1-lat rr1-add bulk
+ALL_ROWS="idle hs hs-cpu hs12 hs12-cpu resume resume-cpu rr rr-cpu rr-lat rr-add rr1-lat rr1-add sys bulk
   bulk-cpu stime13 stime12 stimere"
 HEADER="proxy_compare: $(date -u +%Y-%m-%dT%H:%MZ), ${SECS}s per cell, ROUNDS=$ROUNDS HS_CONNS=$HS_CONNS"
 HEADER+=" RR_CONNS=$RR_CONNS IDLE_CONNS=$IDLE_CONNS BULK_MB=$BULK_MB"
@@ -416,6 +451,7 @@ for sys in $SYSTEMS; do
   has_row resume && row_hs "$sys" resume --resume
   has_row rr && row_rr "$sys" rr "$RR_CONNS"
   has_row rr1 && row_rr "$sys" rr1 1
+  has_row sys && [[ $sys != direct ]] && row_sys "$sys"
   has_row bulk && row_bulk "$sys"
   if has_row stime && ((ROUND == 1)); then  # a cross-check: once is enough
     row_stime "$sys" stime13 -new
@@ -473,6 +509,7 @@ LABELS=(
   "rr-add|3. added over direct, µs (${RR_CONNS} conns)"
   "rr1-lat|3. p50 / p99 latency, µs (1 conn)"
   "rr1-add|3. added over direct, µs (1 conn)"
+  "sys|3. system calls per request (${RR_CONNS} conns; perf stat, a run of its own)"
   "bulk|4. bulk MB/s, one connection, ${BULK_MB} MiB one way"
   "bulk-cpu|4. MB per CPU-second"
   "idle|5. RSS added by ${IDLE_CONNS} idle mTLS connections"
@@ -529,6 +566,7 @@ ratio_row rr "requests/s"
 ratio_row rr-cpu "requests per CPU-s"
 ratio_row rr-lat "p50 latency (${RR_CONNS} conns; lower is better)"
 ratio_row rr1-add "p50 added latency (1 conn; lower is better)"
+ratio_row sys "system calls per request (lower is better)"
 ratio_row bulk "bulk MB/s"
 ratio_row bulk-cpu "bulk MB per CPU-s"
 ratio_row idle "idle RSS (lower is better)"
