@@ -355,7 +355,8 @@ row_sys() {  # SYS
     -p "$(sys_pids)" -o "$stats" &
   perf_pid=$!
   sleep 0.5  # attached before the first request
-  out=$(load "$sys" rr --connect "127.0.0.1:${port[$sys]}" "${TLS[@]}" --conns "$RR_CONNS" --seconds "$SECS")
+  out=$(load "$sys" rr --connect "127.0.0.1:${port[$sys]}" "${TLS[@]}" --conns "$RR_CONNS" --seconds "$SECS" \
+    --warmup 0)  # every request the count saw is counted
   kill -INT "$perf_pid" 2>/dev/null || true
   wait "$perf_pid" 2>/dev/null || true
   n=$(kv requests "$out")
