@@ -75,15 +75,15 @@ std::vector<Result<SignResult>> Issuer::signBatch(std::span<const SignCall> call
   made.reserve(calls.size());
   std::vector<DenialReason> reasons(calls.size(), DenialReason::kBadCsr);
   std::vector<const store::IssuanceRecord*> records;
-  std::unique_ptr<pki::SignatureVerifier> verifier = takeVerifier();
+  std::unique_ptr<BatchTools> tools = takeTools();
   for (size_t i = 0; i < calls.size(); ++i) {
     metrics_.csrReceived(calls[i].api);
     metrics_.signingStarted();
-    made.push_back(signOne(calls[i], *verifier, &reasons[i]));
+    made.push_back(signOne(calls[i], *tools, &reasons[i]));
     if (made.back().ok())
       records.push_back(&made.back()->record);
   }
-  returnVerifier(std::move(verifier));
+  returnTools(std::move(tools));
   // One transaction for the batch; nothing is answered unrecorded.
   Result<void> recorded = records.empty() ? okResult() : store_.recordIssuances(records);
   std::vector<Result<SignResult>> out;
@@ -125,29 +125,29 @@ void Issuer::finishCall(const SignCall& call, const Result<SignResult>& result, 
   }
 }
 
-std::unique_ptr<pki::SignatureVerifier> Issuer::takeVerifier() {
+std::unique_ptr<Issuer::BatchTools> Issuer::takeTools() {
   {
-    std::lock_guard lock(verifiers_mu_);
-    if (!idle_verifiers_.empty()) {
-      auto v = std::move(idle_verifiers_.back());
-      idle_verifiers_.pop_back();
-      return v;
+    std::lock_guard lock(tools_mu_);
+    if (!idle_tools_.empty()) {
+      auto t = std::move(idle_tools_.back());
+      idle_tools_.pop_back();
+      return t;
     }
   }
-  return std::make_unique<pki::SignatureVerifier>();
+  return std::make_unique<BatchTools>();
 }
 
-void Issuer::returnVerifier(std::unique_ptr<pki::SignatureVerifier> verifier) {
-  std::lock_guard lock(verifiers_mu_);
-  idle_verifiers_.push_back(std::move(verifier));
+void Issuer::returnTools(std::unique_ptr<BatchTools> tools) {
+  std::lock_guard lock(tools_mu_);
+  idle_tools_.push_back(std::move(tools));
 }
 
-Result<Issuer::Signed> Issuer::signOne(const SignCall& call, pki::SignatureVerifier& verifier,
+Result<Issuer::Signed> Issuer::signOne(const SignCall& call, BatchTools& tools,
                                        DenialReason* reason) {
   MESHID_ASSIGN_OR_RETURN(Identity caller, authenticate(call.credentials, reason));
 
   *reason = DenialReason::kBadCsr;
-  auto csr = pki::parseCsr(call.csr, &verifier);
+  auto csr = pki::parseCsr(call.csr, &tools.verifier);
   if (!csr.ok()) {
     return csr.error().wrap("invalid certificate signing request");  // weak keys included
   }
@@ -159,7 +159,8 @@ Result<Issuer::Signed> Issuer::signOne(const SignCall& call, pki::SignatureVerif
   pki::SvidRequest request{.spki_der = csr->spki_der,
                            .spiffe_id = decision.spiffe_id,
                            .lifetime = decision.ttl,
-                           .now = now};
+                           .now = now,
+                           .serial_random = &tools.serial_random};
   auto issued = authority_.sign(request);
   if (!issued.ok()) {
     log_->error("signing failed signer={} spiffe_id={} error={}", authority_.name(),

@@ -83,11 +83,16 @@ class Issuer {
 
  private:
   struct Signed;  // a certificate made but not yet recorded
-  Result<Signed> signOne(const SignCall& call, pki::SignatureVerifier& verifier,
-                         DenialReason* reason);
-  // A verifier for one batch (each signing thread needs its own); returned after.
-  std::unique_ptr<pki::SignatureVerifier> takeVerifier();
-  void returnVerifier(std::unique_ptr<pki::SignatureVerifier> verifier);
+  // What a batch signs with that each signing thread needs its own of: kept
+  // between batches because both are costly to make or to fill.
+  struct BatchTools {
+    pki::SignatureVerifier verifier;
+    pki::SerialRandom serial_random;
+  };
+  Result<Signed> signOne(const SignCall& call, BatchTools& tools, DenialReason* reason);
+  // Tools for one batch, lent from idle_tools_ (or made); returned after.
+  std::unique_ptr<BatchTools> takeTools();
+  void returnTools(std::unique_ptr<BatchTools> tools);
   // Metrics and the refusal's debug line for one finished call.
   void finishCall(const SignCall& call, const Result<SignResult>& result, DenialReason reason,
                   std::chrono::steady_clock::time_point started);
@@ -101,8 +106,8 @@ class Issuer {
   const IssuerConfig config_;
   std::shared_ptr<spdlog::logger> log_;  // "issuance" if registered, else the default
   std::atomic<size_t> in_flight_{0};
-  std::mutex verifiers_mu_;
-  std::vector<std::unique_ptr<pki::SignatureVerifier>> idle_verifiers_;  // guarded by verifiers_mu_
+  std::mutex tools_mu_;
+  std::vector<std::unique_ptr<BatchTools>> idle_tools_;  // guarded by tools_mu_
 };
 
 }  // namespace meshid::ca

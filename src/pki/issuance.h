@@ -5,6 +5,7 @@
 #include <array>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,6 +21,30 @@ namespace meshid::pki {
 // How far notBefore is backdated for clock skew: min(60 s, lifetime / 10).
 Seconds backdateFor(Seconds lifetime);
 
+// Random bytes for leaf serial numbers, drawn from RAND_bytes 4 KiB at a
+// time and handed out in order, each byte once. One RAND_bytes call costs
+// about 1 µs alone and 2-3 µs in the loaded CA (DRBG locks, two getpid calls)
+// whatever the size; a serial needs 10 bytes. Serials are public, so the
+// bytes waiting here are no secret. Not thread-safe: one per signing thread
+// at a time (ca::Issuer lends one per batch, beside its SignatureVerifier).
+// A fork() would copy the unused bytes into the child; the CA never forks.
+class SerialRandom {
+ public:
+  SerialRandom() = default;
+  SerialRandom(const SerialRandom&) = delete;
+  SerialRandom& operator=(const SerialRandom&) = delete;
+
+  // Fills `out` (at most kBufferSize bytes) with bytes never handed out
+  // before; INTERNAL when RAND_bytes fails.
+  Result<void> fill(std::span<unsigned char> out);
+
+  static constexpr size_t kBufferSize = 4096;
+
+ private:
+  std::array<unsigned char, kBufferSize> buffer_{};
+  size_t next_ = kBufferSize;  // buffer_[next_..] is unused; empty at first
+};
+
 struct SvidRequest {
   const EVP_PKEY* public_key = nullptr;  // the workload's; or, instead:
   // its SubjectPublicKeyInfo DER as a checked CSR carried it (ParsedCsr::
@@ -32,6 +57,9 @@ struct SvidRequest {
   // meshid's own server certificates use these; workload CSRs may not ask.
   std::vector<std::string> dns_names;
   std::vector<std::string> ip_addresses;
+  // Where the serial's random bytes come from; null: RAND_bytes directly.
+  // Borrowed for the call; the caller must not share it with another thread.
+  SerialRandom* serial_random = nullptr;
 };
 
 // Issues X.509-SVIDs under one signing certificate. Everything leaves share
@@ -42,7 +70,9 @@ struct SvidRequest {
 // A leaf's serial number, 16 bytes: 0x40 | the issue time in milliseconds
 // (6 bytes, big-endian), then 80 random bits. Positive, and ordered by issue
 // time, so a table keyed by serial grows at its end.
+// The random bytes come from `random`, or from RAND_bytes directly.
 Result<std::array<unsigned char, 16>> leafSerial(SystemTime now);
+Result<std::array<unsigned char, 16>> leafSerial(SystemTime now, SerialRandom& random);
 
 class SvidIssuer {
  public:

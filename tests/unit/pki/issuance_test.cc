@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cctype>
 #include <set>
 #include <string>
 
@@ -132,6 +134,72 @@ TEST_F(IssuanceTest, SerialStartsWithTheIssueTimeThenRandomBits) {
   std::string a = serialBytes(t0()), b = serialBytes(t0());
   EXPECT_EQ(a.substr(0, 6), b.substr(0, 6));
   EXPECT_NE(a.substr(6), b.substr(6));
+}
+
+// The CA's signing threads draw serials from a SerialRandom (4 KiB of
+// RAND_bytes at a time): across many refills no serial repeats, and each keeps
+// the layout: 0x40 | 6 bytes of milliseconds | 10 random bytes.
+TEST(SerialRandom, SerialsAreDistinctAcrossRefillsAndKeepTheLayout) {
+  SerialRandom random;
+  constexpr int kDraws = 5000;  // 409 serials per 4 KiB: a dozen refills
+  static_assert(kDraws * 10 > 10 * static_cast<int>(SerialRandom::kBufferSize));
+  std::set<std::string> tails;
+  for (int i = 0; i < kDraws; ++i) {
+    auto serial = leafSerial(t0(), random);
+    ASSERT_TRUE(serial.ok()) << serial.error().message;
+    // 1,790,000,000,000 ms = 0x01a0_c450_6c00, with 0x40 set in the first byte.
+    ASSERT_EQ(std::string(reinterpret_cast<const char*>(serial->data()), 6),
+              std::string("\x41\xa0\xc4\x50\x6c\x00", 6));
+    std::string tail(reinterpret_cast<const char*>(serial->data()) + 6, 10);
+    EXPECT_TRUE(tails.insert(tail).second) << "random part repeated at draw " << i;
+  }
+}
+
+// A draw that does not fit in what is left of the buffer comes from a fresh
+// buffer: bytes on either side of the boundary are never the same ones.
+TEST(SerialRandom, RefillsWhenTheRestDoesNotFitAndNeverRepeatsBytes) {
+  SerialRandom random;
+  std::vector<unsigned char> first(SerialRandom::kBufferSize - 5), second(10),
+      whole(SerialRandom::kBufferSize);
+  ASSERT_TRUE(random.fill(first).ok());
+  ASSERT_TRUE(random.fill(second).ok());  // 5 left: a refill
+  ASSERT_TRUE(random.fill(whole).ok());   // a whole buffer again
+  // 10 random bytes matching by chance at one offset: 2^-80.
+  auto contains = [](const std::vector<unsigned char>& hay, const std::vector<unsigned char>& n) {
+    return std::search(hay.begin(), hay.end(), n.begin(), n.end()) != hay.end();
+  };
+  EXPECT_FALSE(contains(first, second));
+  EXPECT_FALSE(contains(whole, second));
+  std::vector<unsigned char> head(whole.begin(), whole.begin() + 10);
+  EXPECT_FALSE(contains(first, head));
+  EXPECT_NE(std::vector<unsigned char>(first.begin(), first.begin() + 10), head);
+}
+
+// A leaf issued with a SerialRandom has the same serial layout as one without.
+TEST_F(IssuanceTest, SerialFromASerialRandomHasTheSameLayout) {
+  auto issuer = SvidIssuer::create(ca().intermediate.get(), *ca().intermediate_signer);
+  ASSERT_TRUE(issuer.ok());
+  SerialRandom random;
+  std::set<std::string> seen;
+  for (int i = 0; i < 3; ++i) {
+    auto leaf = (*issuer)->issue({.public_key = leafKey(),
+                                  .spiffe_id = spiffeId(kWeb),
+                                  .lifetime = 1h,
+                                  .now = t0(),
+                                  .serial_random = &random});
+    ASSERT_TRUE(leaf.ok()) << leaf.error().message;
+    ASSERT_EQ(leaf->serial_hex.size(), 32u);
+    EXPECT_EQ(leaf->serial_hex.substr(0, 12), "41a0c4506c00");
+    EXPECT_TRUE(seen.insert(leaf->serial_hex).second);
+    const auto* p = reinterpret_cast<const unsigned char*>(leaf->der.data());
+    X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(leaf->der.size())));
+    ASSERT_TRUE(cert);
+    OsslStringPtr hex(BN_bn2hex(serialOf(cert.get()).get()));
+    std::string in_cert(hex.get());
+    std::transform(in_cert.begin(), in_cert.end(), in_cert.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    EXPECT_EQ(in_cert, leaf->serial_hex);
+  }
 }
 
 TEST_F(IssuanceTest, SubjectIsEmpty) {
