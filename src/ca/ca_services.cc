@@ -47,7 +47,7 @@ void answerSign(SigningQueue& signing, rpc::CallPtr call, Api api,
                      return;
                    }
                    Response response;
-                   response.add_cert_chain(result->leaf.pem);
+                   response.add_cert_chain(std::move(result->leaf.pem));
                    for (const auto& pem : result->signer->chain_pem)
                      response.add_cert_chain(pem);
                    fill(*result, &response);

@@ -136,7 +136,12 @@ Result<std::vector<X509Ptr>> parseCertificates(std::string_view data) {
 }
 
 std::string derToPem(std::string_view der, std::string_view label) {
-  std::string out = "-----BEGIN " + std::string(label) + "-----\n";
+  // Sized once: 4 characters per 3 bytes, a newline per line of 64, and the
+  // BEGIN and END lines (32 characters and the label twice).
+  size_t lines = (der.size() + 47) / 48;
+  std::string out;
+  out.reserve((der.size() + 2) / 3 * 4 + lines + 2 * label.size() + 32);
+  out.append("-----BEGIN ").append(label).append("-----\n");
   unsigned char line[65];
   for (size_t off = 0; off < der.size(); off += 48) {
     size_t n = std::min<size_t>(48, der.size() - off);
@@ -145,7 +150,7 @@ std::string derToPem(std::string_view der, std::string_view label) {
     out.append(reinterpret_cast<char*>(line), static_cast<size_t>(len));
     out.push_back('\n');
   }
-  out += "-----END " + std::string(label) + "-----\n";
+  out.append("-----END ").append(label).append("-----\n");
   return out;
 }
 
