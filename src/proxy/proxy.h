@@ -1,7 +1,8 @@
 // `meshid proxy`: the mesh's mutual TLS beside one workload, as Envoy does in
-// Istio. One asio io_context per worker thread, an SO_REUSEPORT acceptor per
-// listener per worker (the kernel spreads connections), a connection stays
-// on its worker, and the data path takes no lock: it reads the certificate
+// Istio. One worker thread per core, each blocking in its own epoll set
+// (readiness.h) with an SO_REUSEPORT listening socket per listener (the
+// kernel spreads connections); a connection stays on its worker as a pair of
+// coroutines, and the data path takes no lock: it reads the certificate
 // snapshot once at accept and counts into atomics.
 #pragma once
 
