@@ -75,7 +75,14 @@ cat >tls_ping <<SH
   -cert "\$1/cert-chain.pem" -cert_chain "\$1/cert-chain.pem" -key "\$1/key.pem" \\
   -CAfile ca/root-cert.pem 2>/dev/null
 SH
-chmod +x plain tls_ping
+cat >tls_ping_port <<'SH'
+#!/bin/sh
+# tls_ping_port IDENTITY PORT: one line over mTLS to another proxy's port.
+(printf 'ping\n'; sleep 0.5) | timeout 5 openssl s_client -connect "127.0.0.1:$2" -quiet -no_ign_eof \
+  -cert "$1/cert-chain.pem" -cert_chain "$1/cert-chain.pem" -key "$1/key.pem" \
+  -CAfile ca/root-cert.pem 2>/dev/null
+SH
+chmod +x plain tls_ping tls_ping_port
 # The proxy itself, not the timeout wrapper (which would forward a SIGHUP and
 # then kill it).
 proxy_pid() { pgrep -P "$PROXY_PID" | head -1; }
@@ -218,8 +225,59 @@ expect_eq "and a TLS 1.3 session has expired: a full handshake" "New" "$(sess -t
 expect_eq "all with one certificate (rotation within its life)" "$serial_before" \
   "$(curl -s "http://127.0.0.1:$ADMIN/certs" | jq -r '.certificates[0].cert_chain[0].serial_number')"
 
+# Out of descriptors: a proxy whose limit is reached while connections keep
+# coming must neither spin on the listener nor stop accepting for good. It
+# backs off (100 ms), counts `overloaded`, says why once per attempt, and
+# serves again as soon as descriptors are free.
+cat >fd.yaml <<YAML
+trust_domain: $TD
+certificates: {cert_file: server/cert-chain.pem, key_file: server/key.pem, bundle_file: ca/root-cert.pem}
+admin_listen: 127.0.0.1:0
+workers: 1
+inbound:
+  - {name: in, listen: 127.0.0.1:0, forward: 127.0.0.1:$BACKEND, mode: STRICT,
+     allow: ["spiffe://$TD/ns/shop/"]}
+YAML
+start_server fd.log "${PROXY[@]}" --config fd.yaml
+FD_WRAPPER=$LAST_SERVER_PID
+wait_for_log fd.log "meshid proxy running" || { cat fd.log; finish; }
+FD_IN=$(grep -oE 'in=inbound:[A-Z]+:[0-9]+' fd.log | grep -oE '[0-9]+$')
+FD_ADMIN=$(grep -oE 'admin=127\.0\.0\.1:[0-9]+' fd.log | cut -d: -f2)
+FD_PID=$(pgrep -P "$FD_WRAPPER" | head -1)
+open_fds=$(ls "/proc/$FD_PID/fd" | wc -l)
+prlimit --pid "$FD_PID" --nofile=$((open_fds + 8)):$((open_fds + 8))
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$FD_PID/stat"; }
+# 40 connections that send nothing (they wait in the handshake): the first
+# few take the free descriptors, the rest stay queued in the listener.
+python3 - "$FD_IN" >hold.out 2>&1 <<'PY' &
+import socket, sys, time
+conns = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(40)]
+print("held", len(conns), flush=True)
+time.sleep(3)
+PY
+HOLD_PID=$!
+for ((i = 0; i < 50; i++)); do grep -q "cannot accept" fd.log 2>/dev/null && break; sleep 0.1; done
+expect_contains "out of descriptors: the proxy says why" "$(cat fd.log)" "cannot accept: Too many open files"
+ticks_before=$(cpu_ticks)
+sleep 1
+ticks_after=$(cpu_ticks)
+# 100 ticks are one CPU-second; a listener spun on would take about 100.
+check "and does not spin on the listener meanwhile ($((ticks_after - ticks_before)) ticks in 1 s)" \
+  test $((ticks_after - ticks_before)) -le 20
+overloaded=$(curl -s --max-time 5 "http://127.0.0.1:$FD_ADMIN/stats" | jq -r '.listeners.in.errors.overloaded')
+check "each refused attempt is counted as overloaded ($overloaded)" test "${overloaded%.*}" -ge 1
+wait "$HOLD_PID"  # the held connections close
+expect_contains "the 40 connections were held open" "$(cat hold.out)" "held 40"
+served=""
+for ((i = 0; i < 30; i++)); do
+  served=$(./tls_ping_port client "$FD_IN")
+  [[ $served == *echo:ping* ]] && break
+  sleep 0.2
+done
+expect_contains "descriptors free again: the proxy serves mTLS again" "$served" "echo:ping"
+
 _stop_servers
-for log in proxy.log client.log; do
+for log in proxy.log client.log fd.log; do
   expect_lacks "$log: no sanitizer report" "$(cat $log)" "Sanitizer"
   expect_lacks "$log: no undefined behaviour" "$(cat $log)" "runtime error"
 done
