@@ -7,7 +7,9 @@
 # a web page (an Origin header) are refused. Also ALPN (openssl s_client
 # -alpn against inbound, openssl s_server -alpn behind outbound, and
 # outbound -> inbound) and session-ticket key rotation within one
-# certificate's life (openssl s_client -sess_out / -sess_in).
+# certificate's life (openssl s_client -sess_out / -sess_in). And a proxy
+# that runs out of file descriptors (prlimit) backs off, counts it, and
+# serves again once they are free.
 #   bash tests/integration/proxy_runtime_test.sh build/meshid
 source "$(dirname "$0")/lib.sh" "$@"
 cd "$TMP" || exit 2
