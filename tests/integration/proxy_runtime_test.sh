@@ -231,6 +231,11 @@ expect_eq "all with one certificate (rotation within its life)" "$serial_before"
 # coming must neither spin on the listener nor stop accepting for good. It
 # backs off (100 ms), counts `overloaded`, says why once per attempt, and
 # serves again as soon as descriptors are free.
+# Not with a sanitized proxy (the sanitizer stages run this file too): the
+# sanitizers' runtimes need descriptors of their own, and UBSan's vptr check
+# calls pipe() to see whether memory is readable, so at the limit it reports
+# every object as having an invalid vptr. `make test` runs it.
+out_of_descriptors() {
 cat >fd.yaml <<YAML
 trust_domain: $TD
 certificates: {cert_file: server/cert-chain.pem, key_file: server/key.pem, bundle_file: ca/root-cert.pem}
@@ -277,6 +282,14 @@ for ((i = 0; i < 30; i++)); do
   sleep 0.2
 done
 expect_contains "descriptors free again: the proxy serves mTLS again" "$served" "echo:ping"
+
+}
+if ldd "${PROXY[0]}" 2>/dev/null | grep -qE 'lib(asan|tsan|ubsan)'; then
+  echo "skipped: the out-of-descriptors checks (a sanitized proxy; make test runs them)"
+  touch fd.log
+else
+  out_of_descriptors
+fi
 
 _stop_servers
 for log in proxy.log client.log fd.log; do
