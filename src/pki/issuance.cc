@@ -25,13 +25,6 @@ constexpr int kUsageCrlSign = 6;
 
 }  // namespace
 
-// A leaf's serial: 0x40 | the issue time in milliseconds since 1970 (6
-// bytes, big-endian), then 10 random bytes (80 bits, over the 64 the profile
-// asks for). Time first, so that the CA's issuance table, keyed by serial,
-// grows at its end: an append per row instead of a random B-tree page
-// (measured with SQLite at 200k rows: 31 -> 11 µs per row). The 0x40 keeps
-// the first byte non-zero and the top bit clear (16 bytes, positive) and the
-// order intact until the year 4199.
 Result<void> SerialRandom::fill(std::span<unsigned char> out) {
   MESHID_CHECK(out.size() <= kBufferSize);
   if (kBufferSize - next_ < out.size()) {
@@ -50,7 +43,14 @@ Result<void> SerialRandom::fill(std::span<unsigned char> out) {
 
 namespace {
 
-// The serial with its time prefix set and `random` in its last 10 bytes.
+// A leaf's serial: 0x40 | the issue time in milliseconds since 1970 (6
+// bytes, big-endian), then 10 random bytes (80 bits, over the 64 the profile
+// asks for). Time first, so that the CA's issuance table, keyed by serial,
+// grows at its end: an append per row instead of a random B-tree page
+// (measured with SQLite at 200k rows: 31 -> 11 µs per row). The 0x40 keeps
+// the first byte non-zero and the top bit clear (16 bytes, positive) and the
+// order intact until the year 4199.
+// This builds it from the time and the 10 random bytes.
 std::array<unsigned char, 16> serialAt(SystemTime now, std::span<const unsigned char, 10> random) {
   std::array<unsigned char, 16> serial{};
   std::copy(random.begin(), random.end(), serial.begin() + 6);

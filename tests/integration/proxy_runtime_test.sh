@@ -70,19 +70,17 @@ import socket
 s = socket.create_connection(("127.0.0.1", $IN), timeout=2)
 s.sendall(b"ping\\n"); print(s.recv(100).decode().strip())'
 SH
-cat >tls_ping <<SH
-#!/bin/sh
-# tls_ping IDENTITY: one line over mTLS; prints the echo.
-(printf 'ping\\n'; sleep 0.5) | timeout 5 openssl s_client -connect 127.0.0.1:$IN -quiet -no_ign_eof \\
-  -cert "\$1/cert-chain.pem" -cert_chain "\$1/cert-chain.pem" -key "\$1/key.pem" \\
-  -CAfile ca/root-cert.pem 2>/dev/null
-SH
 cat >tls_ping_port <<'SH'
 #!/bin/sh
-# tls_ping_port IDENTITY PORT: one line over mTLS to another proxy's port.
+# tls_ping_port IDENTITY PORT: one line over mTLS to a proxy's port; prints the echo.
 (printf 'ping\n'; sleep 0.5) | timeout 5 openssl s_client -connect "127.0.0.1:$2" -quiet -no_ign_eof \
   -cert "$1/cert-chain.pem" -cert_chain "$1/cert-chain.pem" -key "$1/key.pem" \
   -CAfile ca/root-cert.pem 2>/dev/null
+SH
+cat >tls_ping <<SH
+#!/bin/sh
+# tls_ping IDENTITY: the same to this proxy's inbound port.
+exec ./tls_ping_port "\$1" $IN
 SH
 chmod +x plain tls_ping tls_ping_port
 # The proxy itself, not the timeout wrapper (which would forward a SIGHUP and
