@@ -24,10 +24,13 @@
 # Environment: SYSTEMS (default "direct meshid haproxy nginx stunnel"),
 #   ROWS (default "idle hs hs12 resume rr rr1 sys bulk stime"; sys needs perf), HS_CONNS (4),
 #   RR_CONNS (32), IDLE_CONNS (1000), BULK_MB (1024), ROUNDS (1): the whole
-#   set again, systems in the same order; each cell then shows the round with
-#   the median value and [min–max] over the rounds (the s_time cross-check
-#   runs in round 1 only). CPU accounting on this VM moves with the host's
-#   load, so single rounds can be far apart; use 3 for published numbers.
+#   set again; each cell then shows the round with the median value and
+#   [min–max] over the rounds, and a last table pairs meshid with each other
+#   system round by round (the s_time cross-check runs in round 1 only).
+#   Within a round each row runs on all systems back to back, each freshly
+#   started, in an order that rotates from round to round: this VM's speed
+#   drifts over minutes, so two systems' numbers in a row are seconds apart.
+#   Single rounds can still be far apart; use 3 or more for published numbers.
 # Final numbers: hold the build lock for the whole run,
 #   flock /tmp/meshid-build.lock bash bench/proxy_compare.sh build
 set -euo pipefail
@@ -332,13 +335,23 @@ row_rr() {  # SYS ROW CONNS
     put "$row-add" "$sys" "—"
   else
     put "$row-cpu" "$sys" "$(calc %.0f "$n / $cpu")" "$(calc %.0f "$n / $cpu")"
+  fi
+}
+# Latency added over direct, once the round has measured direct too (the
+# order of the systems rotates, so direct may come after a proxy).
+added_latency() {  # ROW
+  local row=$1 sys
+  for sys in $SYSTEMS; do
+    [[ $sys == direct || -z ${N[$row-lat|$sys|$ROUND]:-} ]] && continue
     if [[ -n ${N[$row-lat|direct|$ROUND]:-} ]]; then
-      local d50=$((p50 - N[$row-lat|direct|$ROUND])) d99=$((p99 - N[$row-p99|direct|$ROUND]))
+      local d50=$((N[$row-lat|$sys|$ROUND] - N[$row-lat|direct|$ROUND]))
+      local d99=$((N[$row-p99|$sys|$ROUND] - N[$row-p99|direct|$ROUND]))
       put "$row-add" "$sys" "+$d50 / +$d99" "$d50"
+      N[$row-add99|$sys|$ROUND]=$d99
     else
       put "$row-add" "$sys" "no direct baseline"
     fi
-  fi
+  done
 }
 
 # System calls per keep-alive request, counted by perf on the proxy's
@@ -425,42 +438,76 @@ cpu_ticks() { sum_proc stat '{ print $14 + $15 }'; }
 # --- the run ----------------------------------------------------------------
 write_configs
 has_row() { [[ " $ROWS " == *" $1 "* ]]; }
-ALL_ROWS="idle hs hs-cpu hs12 hs12-cpu resume resume-cpu rr rr-cpu rr-lat rr-add rr1-lat rr1-add sys bulk
-  bulk-cpu stime13 stime12 stimere"
 HEADER="proxy_compare: $(date -u +%Y-%m-%dT%H:%MZ), ${SECS}s per cell, ROUNDS=$ROUNDS HS_CONNS=$HS_CONNS"
 HEADER+=" RR_CONNS=$RR_CONNS IDLE_CONNS=$IDLE_CONNS BULK_MB=$BULK_MB"
 echo "$HEADER" >&2
+# Rows are measured one at a time across all systems, back to back, each on
+# a freshly started system; the systems' order rotates from round to round.
+# So a row's numbers for two systems are seconds apart, not minutes: this VM's
+# speed drifts over minutes, and the round-by-round ratios below pair them.
+run_row() {  # ROW SYS
+  case $1 in
+    idle) row_idle "$2" ;;
+    hs) row_hs "$2" hs ;;
+    hs12) row_hs "$2" hs12 --tls1_2 ;;
+    resume) row_hs "$2" resume --resume ;;
+    rr) row_rr "$2" rr "$RR_CONNS" ;;
+    rr1) row_rr "$2" rr1 1 ;;
+    sys) [[ $2 != direct ]] && row_sys "$2" ;;
+    bulk) row_bulk "$2" ;;
+    stime)
+      row_stime "$2" stime13 -new
+      row_stime "$2" stime12 -new -tls1_2
+      row_stime "$2" stimere -reuse
+      ;;
+  esac
+  return 0
+}
+rows_of() {  # ROW -> the table keys it fills (for a system that could not run)
+  case $1 in
+    hs | hs12 | resume) echo "$1 $1-cpu" ;;
+    rr | rr1) echo "$1 $1-cpu $1-lat $1-add" ;;
+    bulk) echo "bulk bulk-cpu" ;;
+    stime) echo "stime13 stime12 stimere" ;;
+    *) echo "$1" ;;
+  esac
+}
+read -ra SYSTEM_LIST <<<"$SYSTEMS"
 for ROUND in $(seq "$ROUNDS"); do
-for sys in $SYSTEMS; do
-  echo "  round $ROUND: $sys ..." >&2
-  if [[ $sys != direct ]]; then
-    if ! start_system "$sys"; then
-      for r in $ALL_ROWS; do fail_row "$r" "$sys" "did not start: $(tail -1 "$sys.log")"; done
-      continue
-    fi
-    reason=$(check_verifies "${port[$sys]}")
-    if [[ -n $reason ]]; then
-      for r in $ALL_ROWS; do fail_row "$r" "$sys" "$reason"; done
-      stop_system
-      continue
-    fi
-  fi
-  # Idle memory first, while the system has seen almost no traffic.
-  has_row idle && row_idle "$sys"
-  has_row hs && row_hs "$sys" hs
-  has_row hs12 && row_hs "$sys" hs12 --tls1_2
-  has_row resume && row_hs "$sys" resume --resume
-  has_row rr && row_rr "$sys" rr "$RR_CONNS"
-  has_row rr1 && row_rr "$sys" rr1 1
-  has_row sys && [[ $sys != direct ]] && row_sys "$sys"
-  has_row bulk && row_bulk "$sys"
-  if has_row stime && ((ROUND == 1)); then  # a cross-check: once is enough
-    row_stime "$sys" stime13 -new
-    row_stime "$sys" stime12 -new -tls1_2
-    row_stime "$sys" stimere -reuse
-  fi
-  if [[ $sys != direct ]]; then stop_system; fi
-done
+  shift_by=$(((ROUND - 1) % ${#SYSTEM_LIST[@]}))
+  ORDER=("${SYSTEM_LIST[@]:shift_by}" "${SYSTEM_LIST[@]:0:shift_by}")
+  echo "  round $ROUND: ${ORDER[*]}" >&2
+  declare -A CHECKED=() BROKEN=()
+  for row in $ROWS; do
+    [[ $row == stime ]] && ((ROUND > 1)) && continue  # a cross-check: once is enough
+    for sys in "${ORDER[@]}"; do
+      if [[ -n ${BROKEN[$sys]:-} ]]; then
+        for k in $(rows_of "$row"); do fail_row "$k" "$sys" "${BROKEN[$sys]}"; done
+        continue
+      fi
+      if [[ $sys != direct ]]; then
+        if ! start_system "$sys"; then
+          BROKEN[$sys]="did not start: $(tail -1 "$sys.log")"
+          for k in $(rows_of "$row"); do fail_row "$k" "$sys" "${BROKEN[$sys]}"; done
+          continue
+        fi
+        if [[ -z ${CHECKED[$sys]:-} ]]; then  # once per round: it verifies client certificates
+          reason=$(check_verifies "${port[$sys]}")
+          CHECKED[$sys]=1
+          if [[ -n $reason ]]; then
+            BROKEN[$sys]=$reason
+            for k in $(rows_of "$row"); do fail_row "$k" "$sys" "$reason"; done
+            stop_system
+            continue
+          fi
+        fi
+      fi
+      run_row "$row" "$sys"
+      [[ $sys != direct ]] && stop_system
+    done
+    [[ $row == rr || $row == rr1 ]] && added_latency "$row"
+  done
+  unset CHECKED BROKEN
 done
 
 # Each cell: the round with the median number, and the range over rounds.
@@ -571,6 +618,58 @@ ratio_row sys "system calls per request (lower is better)"
 ratio_row bulk "bulk MB/s"
 ratio_row bulk-cpu "bulk MB per CPU-s"
 ratio_row idle "idle RSS (lower is better)"
+
+if ((ROUNDS > 1)); then
+  echo
+  echo "Round by round: each row's systems ran back to back, so each round pairs them. Median over the rounds"
+  echo "of meshid / other, and in how many rounds meshid was the better of the two:"
+  echo
+  echo "| row |$(for o in $SYSTEMS; do [[ $o == meshid || $o == direct ]] || printf ' %s |' "$o"; done)"
+  echo "|---|$(for o in $SYSTEMS; do [[ $o == meshid || $o == direct ]] || printf -- '---|'; done)"
+  paired_row() {  # KEY LABEL higher|lower (which is better)
+    local key=$1 label=$2 better=$3 line o r
+    line="| $label |"
+    local any=""
+    for o in $SYSTEMS; do
+      [[ $o == meshid || $o == direct ]] && continue
+      local ratios=() wins=0
+      for r in $(seq "$ROUNDS"); do
+        local a=${N[$key|meshid|$r]:-} b=${N[$key|$o|$r]:-}
+        [[ -n $a && -n $b ]] || continue
+        [[ $(calc %d "($b > 0 && $a > 0)") == 1 ]] || continue
+        ratios+=("$(calc %.4f "$a / $b")")
+        if [[ $better == higher ]]; then
+          [[ $(calc %d "($a > $b)") == 1 ]] && wins=$((wins + 1))
+        else
+          [[ $(calc %d "($a < $b)") == 1 ]] && wins=$((wins + 1))
+        fi
+      done
+      if ((${#ratios[@]} == 0)); then
+        line+=" — |"
+        continue
+      fi
+      any=1
+      local med
+      med=$(printf '%s\n' "${ratios[@]}" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+      line+=" $(calc %.2f "$med")× ($wins of ${#ratios[@]}) |"
+    done
+    [[ -n $any ]] && echo "$line"
+    return 0
+  }
+  paired_row hs-cpu "full handshakes per CPU-s" higher
+  paired_row hs12-cpu "full TLS 1.2 handshakes per CPU-s" higher
+  paired_row resume-cpu "resumed per CPU-s" higher
+  paired_row rr "requests/s (${RR_CONNS} conns)" higher
+  paired_row rr-cpu "requests per CPU-s (${RR_CONNS} conns)" higher
+  paired_row rr-add "p50 added latency (${RR_CONNS} conns; lower is better)" lower
+  paired_row rr-add99 "p99 added latency (${RR_CONNS} conns; lower is better)" lower
+  paired_row rr1-add "p50 added latency (1 conn; lower is better)" lower
+  paired_row rr1-add99 "p99 added latency (1 conn; lower is better)" lower
+  paired_row sys "system calls per request (lower is better)" lower
+  paired_row bulk "bulk MB/s" higher
+  paired_row bulk-cpu "bulk MB per CPU-s" higher
+  paired_row idle "idle RSS (lower is better)" lower
+fi
 
 if has_row stime; then
   echo
