@@ -7,7 +7,9 @@
 # its core before the server does. LOAD_TRANSPORT=grpc uses gRPC C++ instead.
 # Usage: bench/ca_issuance.sh [BUILD_DIR] [SECONDS]
 # KEY_TYPES="ec-p256" and CONCURRENCY="64" run a subset of the cells; ROUNDS=N
-# runs each cell N times (meshid and cfssl alternating) and prints medians.
+# runs each cell N times (meshid and cfssl alternating) and prints medians;
+# with N > 1 the bound is measured again right before and right after each
+# meshid round, and each round is also shown against the mean of the two.
 set -euo pipefail
 BUILD=$(realpath "${1:-build}")
 SECS=${2:-10}
@@ -59,6 +61,12 @@ pids+=($!)
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$cfssl_port/api/v1/cfssl/info" -d '{}' && break; sleep 0.1; done
 
 run() { taskset -c "$LOAD_CPU" "$LOAD" --seconds "$SECS" --warmup 2 "$@"; }
+bound_now() {  # KEY_TYPE -> the bound measured now
+  local s v
+  read -r s v < <(speed ecdsap256 | awk '/256 bits ecdsa \(nistp256\)/ {print $(NF-1), $NF}')
+  [[ $1 == rsa-2048 ]] && v=$(speed rsa2048 | awk '/^rsa 2048 bits/ {print $NF}')
+  bound "$s" "$v"
+}
 # median JSON...: each number's median over the rounds (errors summed); with
 # ROUNDS > 1 the rounds' own rates are kept in .rounds.
 median() {
@@ -76,21 +84,31 @@ for kt in ${KEY_TYPES:-ec-p256 rsa-2048}; do
   keys=2000; [[ $kt == rsa-2048 ]] && keys=64
   b=$bound_ec; [[ $kt == rsa-2048 ]] && b=$bound_rsa
   for c in ${CONCURRENCY:-1 8 64}; do
-    ms=() fs=()
+    ms=() fs=() rb=() rp=()
     for ((round = 0; round < ROUNDS; round++)); do  # meshid and cfssl alternate
+      # The bound again, right before and right after this round (their
+      # mean): the VM's speed drifts within minutes, so the run's first
+      # measurement may not be this round's.
+      ((ROUNDS > 1)) && b_before=$(bound_now "$kt")
       ms+=("$(run --target meshid --transport "$LOAD_TRANSPORT" --addr "127.0.0.1:$port" \
                 --root state/ca/root-cert.pem --cert client/cert-chain.pem --key client/key.pem \
                 --key-type "$kt" --keys "$keys" --concurrency "$c")")
+      ((ROUNDS > 1)) && rb+=("$(((b_before + $(bound_now "$kt")) / 2))")
       fs+=("$(run --target cfssl --addr "127.0.0.1:$cfssl_port" --key-type "$kt" --keys "$keys" \
                 --concurrency "$c" || echo '{"per_second":0,"p50_ms":0,"p99_ms":0,"errors":1,"first_error":"no result"}')")
     done
     m=$(median "${ms[@]}")
     f=$(median "${fs[@]}")
-    jq -rn --argjson m "$m" --argjson f "$f" --arg b "$b" --arg kt "$kt" --arg c "$c" '
+    round_bounds=""
+    if ((ROUNDS > 1)); then  # each round against the bound measured next to it
+      for i in "${!ms[@]}"; do rp+=("$(jq -rn --argjson j "${ms[$i]}" --arg b "${rb[$i]}" '$j.per_second / ($b|tonumber) * 100 | floor')"); done
+      round_bounds="  bound by round ${rb[*]} -> $(IFS=/; echo "${rp[*]}")% (median $(printf '%s\n' "${rp[@]}" | sort -n | sed -n "$(((${#rp[@]} + 1) / 2))p")%)"
+    fi
+    jq -rn --argjson m "$m" --argjson f "$f" --arg b "$b" --arg kt "$kt" --arg c "$c" --arg rb "$round_bounds" '
       "\($kt | .[0:9]) \($c) | \($m.per_second|floor) \($m.p50_ms*100|floor/100) \($m.p99_ms*100|floor/100) | \($f.per_second|floor) \($f.p50_ms*100|floor/100) \($f.p99_ms*100|floor/100) | \($b) \($m.per_second / ($b|tonumber) * 100 | floor)% \($m.per_second / $f.per_second * 100 | floor / 100)x" +
       (if $m.errors > 0 then "  meshid errors: \($m.errors) \($m.first_error)" else "" end) +
       (if $f.errors > 0 then "  cfssl errors: \($f.errors) \($f.first_error)" else "" end) +
-      (if ($m.rounds | length) > 1 then "  rounds: meshid \($m.rounds | join("/")), cfssl \($f.rounds | join("/"))" else "" end)' |
+      (if ($m.rounds | length) > 1 then "  rounds: meshid \($m.rounds | join("/")), cfssl \($f.rounds | join("/"))" else "" end) + $rb' |
       awk -F' \\| ' '{ split($1,a," "); split($2,m," "); split($3,f," "); split($4,r," ");
         rest = $4; sub(/^[^ ]+ +[^ ]+ +[^ ]+ */, "", rest)
         printf "%-9s %4s | %9s %8s %8s | %9s %8s %8s | %6s %9s %9s %s\n", a[1], a[2], m[1], m[2], m[3], f[1], f[2], f[3], r[1], r[2], r[3], rest }'
@@ -104,7 +122,7 @@ done
 # (the bound) is the most a CA behind that transport can do on one core;
 # printed to show what limits meshid.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-for transport in ${CEILING_TRANSPORTS:-rpc grpc}; do
+for transport in ${CEILING_TRANSPORTS-rpc grpc}; do  # CEILING_TRANSPORTS="" skips these
   taskset -c "$SERVER_CPU" "$BUILD/bench/meshid_ca_grpc_ceiling" --transport "$transport" \
     --identity state/serving/identity.pem --roots state/serving/roots.pem \
     --chain client/cert-chain.pem > "ceiling-$transport.log" 2>&1 &
