@@ -26,9 +26,11 @@ M="$BUILD/meshid"; LOAD="$BUILD/bench/meshid_ca_load"
 
 # --- the bound: one CSR verify + one certificate sign, on the server's core
 speed() { taskset -c "$SERVER_CPU" openssl speed -seconds 3 "$@" 2>/dev/null; }
-p256=$(speed ecdsap256 | awk '/256 bits ecdsa \(nistp256\)/ {print $(NF-1), $NF}')
+p256_speeds() { speed ecdsap256 | awk '/256 bits ecdsa \(nistp256\)/ {print $(NF-1), $NF}'; }  # sign/s verify/s
+rsa_verify_speed() { speed rsa2048 | awk '/^rsa 2048 bits/ {print $NF}'; }
+p256=$(p256_speeds)
 p256_sign=${p256% *}; p256_verify=${p256#* }
-rsa_verify=$(speed rsa2048 | awk '/^rsa 2048 bits/ {print $NF}')
+rsa_verify=$(rsa_verify_speed)
 bound() { awk -v s="$1" -v v="$2" 'BEGIN { printf "%.0f", 1 / (1/s + 1/v) }'; }
 bound_ec=$(bound "$p256_sign" "$p256_verify")
 bound_rsa=$(bound "$p256_sign" "$rsa_verify")
@@ -63,8 +65,8 @@ for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$cfssl_port/api/v
 run() { taskset -c "$LOAD_CPU" "$LOAD" --seconds "$SECS" --warmup 2 "$@"; }
 bound_now() {  # KEY_TYPE -> the bound measured now
   local s v
-  read -r s v < <(speed ecdsap256 | awk '/256 bits ecdsa \(nistp256\)/ {print $(NF-1), $NF}')
-  [[ $1 == rsa-2048 ]] && v=$(speed rsa2048 | awk '/^rsa 2048 bits/ {print $NF}')
+  read -r s v < <(p256_speeds)
+  [[ $1 == rsa-2048 ]] && v=$(rsa_verify_speed)
   bound "$s" "$v"
 }
 # median JSON...: each number's median over the rounds (errors summed); with

@@ -472,6 +472,10 @@ rows_of() {  # ROW -> the table keys it fills (for a system that could not run)
     *) echo "$1" ;;
   esac
 }
+fail_keys() {  # ROW SYS REASON: every table cell the row would have filled
+  local k
+  for k in $(rows_of "$1"); do fail_row "$k" "$2" "$3"; done
+}
 read -ra SYSTEM_LIST <<<"$SYSTEMS"
 for ROUND in $(seq "$ROUNDS"); do
   shift_by=$(((ROUND - 1) % ${#SYSTEM_LIST[@]}))
@@ -482,13 +486,13 @@ for ROUND in $(seq "$ROUNDS"); do
     [[ $row == stime ]] && ((ROUND > 1)) && continue  # a cross-check: once is enough
     for sys in "${ORDER[@]}"; do
       if [[ -n ${BROKEN[$sys]:-} ]]; then
-        for k in $(rows_of "$row"); do fail_row "$k" "$sys" "${BROKEN[$sys]}"; done
+        fail_keys "$row" "$sys" "${BROKEN[$sys]}"
         continue
       fi
       if [[ $sys != direct ]]; then
         if ! start_system "$sys"; then
           BROKEN[$sys]="did not start: $(tail -1 "$sys.log")"
-          for k in $(rows_of "$row"); do fail_row "$k" "$sys" "${BROKEN[$sys]}"; done
+          fail_keys "$row" "$sys" "${BROKEN[$sys]}"
           continue
         fi
         if [[ -z ${CHECKED[$sys]:-} ]]; then  # once per round: it verifies client certificates
@@ -496,7 +500,7 @@ for ROUND in $(seq "$ROUNDS"); do
           CHECKED[$sys]=1
           if [[ -n $reason ]]; then
             BROKEN[$sys]=$reason
-            for k in $(rows_of "$row"); do fail_row "$k" "$sys" "$reason"; done
+            fail_keys "$row" "$sys" "$reason"
             stop_system
             continue
           fi
