@@ -16,8 +16,8 @@ packages=(
   # real peers and tools used by tests, CI and the demo
   clang libclang-rt-14-dev clang-format curl jq procps iproute2 util-linux prometheus sqlite3 golang-cfssl
   nginx python3
-  # peers for the proxy benchmark (bench/proxy_handshakes.sh)
-  haproxy stunnel4 libnginx-mod-stream
+  # peers for the proxy benchmark (bench/proxy_compare.sh), and perf for its system-call row
+  haproxy stunnel4 libnginx-mod-stream linux-perf
 )
 # A machine may already carry a Node.js build that bundles npm (and conflicts
 # with Debian's npm package): ask Debian only for what is absent.
