@@ -21,6 +21,9 @@ openssl x509 -in "$WORK/ca/ca-cert.pem" -outform DER -out "$S/ca.der"
 S=$(seeds csr)
 "$M" csr create --spiffe-id spiffe://example.org/ns/a/sa/b --key-out "$WORK/k.pem" --out "$S/ec.pem"
 openssl req -in "$S/ec.pem" -outform DER -out "$S/ec.der"
+# PEM layouts the parser accepts besides openssl's own (fuzz_csr compares them with its PEM reader).
+sed 's/$/\r/' "$S/ec.pem" > "$S/ec-crlf.pem"
+{ echo "request for b:"; head -1 "$S/ec.pem"; sed '1d;$d' "$S/ec.pem" | tr -d '\n'; echo; tail -1 "$S/ec.pem"; } > "$S/ec-one-line.pem"
 openssl req -new -newkey rsa:2048 -nodes -keyout /dev/null -subj / \
   -addext "subjectAltName=critical,URI:spiffe://example.org/x,DNS:x" -outform DER -out "$S/rsa.der" 2>/dev/null
 S=$(seeds keys); cp "$WORK/k.pem" "$S/ec.pem"; cp "$WORK/leaf/key.pem" "$S/rsa.pem"
@@ -52,7 +55,13 @@ YAML
 # proxy.yaml: the repository's own, as the docs, the tests and a sidecar use it.
 S=$(seeds proxy_config)
 sed -n '/^```yaml$/,/^```$/p' "$REPO/docs/PROXY.md" | sed '1d;$d' > "$S/docs.yaml"
-cp "$REPO/p.yaml" "$S/p.yaml"
+cat > "$S/minimal.yaml" <<'YAML'
+trust_domain: example.org
+certificates: {cert_file: server/cert-chain.pem, key_file: server/key.pem, bundle_file: trust.pem}
+admin_listen: 127.0.0.1:0
+workers: 1
+inbound: [{name: in, listen: 127.0.0.1:19998, forward: 127.0.0.1:19999}]
+YAML
 cat > "$S/files.yaml" <<'YAML'
 trust_domain: example.org
 certificates: {cert_file: live-chain.pem, key_file: live-key.pem, bundle_file: ca/root-cert.pem,

@@ -283,6 +283,81 @@ TEST_F(CsrTest, RejectsTruncatedPem) {
   expectRefused(pem.substr(0, pem.size() - 30), "malformed PEM");  // END line cut
 }
 
+// The PEM framing we accept is a subset of what OpenSSL's PEM reader reads
+// to the same bytes (tests/fuzz/fuzz_csr.cc checks the same on mutations).
+TEST_F(CsrTest, AcceptsPemLayoutsOpenSslReads) {
+  std::string pem = goodPem();
+  std::string body = pem.substr(pem.find('\n') + 1);
+  body = body.substr(0, body.find("-----END"));
+  std::string one_line;  // the body without its line breaks: one line over 255 bytes
+  for (char c : body)
+    if (c != '\n')
+      one_line.push_back(c);
+  ASSERT_GT(one_line.size(), 255u);
+  auto replaceAll = [](std::string s, std::string_view from, std::string_view to) {
+    for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
+      s.replace(at, from.size(), to);
+    return s;
+  };
+  const std::string kBegin = "-----BEGIN CERTIFICATE REQUEST-----";
+  const std::string kEnd = "-----END CERTIFICATE REQUEST-----";
+  for (const std::string& layout : {
+           replaceAll(pem, "\n", "\r\n"),                  // CRLF line ends
+           kBegin + "\n" + one_line + "\n" + kEnd + "\n",  // the body on one line
+           kBegin + " \t\n" + replaceAll(body, "\n", " \n") + kEnd + "  \n",  // trailing blanks
+           kBegin + "\n" + replaceAll(body, "A", " A") +
+               kEnd,  // spaces inside lines, no final newline
+           "Certificate request for web:\nsubject=\n" + pem + "trailing text\n",  // text around
+           "-----BEGIN NEW CERTIFICATE REQUEST-----\n" + body +
+               "-----END NEW CERTIFICATE REQUEST-----\n",
+       }) {
+    auto parsed = parseCsr(layout);
+    ASSERT_TRUE(parsed.ok()) << parsed.error().message << "\n" << layout;
+    EXPECT_EQ(parsed->uri_sans, std::vector<std::string>{kWeb});
+    BioPtr bio(BIO_new_mem_buf(layout.data(), static_cast<int>(layout.size())));
+    X509ReqPtr openssl(PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr));
+    ASSERT_NE(openssl, nullptr) << "OpenSSL does not read it:\n" << layout;
+    EXPECT_EQ(EVP_PKEY_eq(X509_REQ_get0_pubkey(openssl.get()), keyOf(*parsed).get()), 1);
+  }
+}
+
+TEST_F(CsrTest, RejectsPemLayoutsOutsideTheFormat) {
+  std::string pem = goodPem();
+  size_t first_nl = pem.find('\n');
+  std::string head = pem.substr(0, first_nl + 1);
+  std::string body = pem.substr(first_nl + 1);
+  std::string tail = body.substr(body.find("-----END"));
+  body = body.substr(0, body.find("-----END"));
+  size_t second_line = body.find('\n') + 1;
+  expectRefused("prefix " + pem, "the BEGIN line does not start a line");
+  expectRefused(head.substr(0, first_nl) + " x\n" + body + tail, "text after the BEGIN line");
+  expectRefused(head + body.substr(0, body.size() - 1) + tail,
+                "the END line does not start a line");
+  expectRefused(head + body + tail.substr(0, tail.size() - 1) + "x\n", "text after the END line");
+  // A blank line: OpenSSL would take the lines above it for headers.
+  expectRefused(head + body.substr(0, second_line) + "\n" + body.substr(second_line) + tail,
+                "not valid base64 lines");
+  expectRefused(head + body.substr(0, second_line) + "  \t\n" + body.substr(second_line) + tail,
+                "not valid base64 lines");
+  expectRefused(head + "\n" + body + tail, "not valid base64 lines");
+  // Padding inside the body, data after it, a length that is not whole quanta.
+  std::string padded = body;
+  padded.replace(8, 1, "=");
+  expectRefused(head + padded + tail, "not valid base64 lines");
+  std::string last = body.substr(0, body.size() - 1);  // the body without its last newline
+  if (last.back() == '=') {
+    expectRefused(head + body + "AAAA\n" + tail, "not valid base64 lines");  // after padding
+  } else {
+    expectRefused(head + body + "AAAA\n" + tail, "trailing bytes");  // whole quanta decode on
+  }
+  expectRefused(head + last + "A\n" + tail, "not valid base64 lines");
+  expectRefused(head + "QQ=\n" + tail, "not valid base64 lines");
+  expectRefused(head + "Q===\n" + tail, "not valid base64 lines");
+  expectRefused(head + tail, "not valid base64 lines");
+  expectRefused(head + body, "no END line");
+  expectRefused(head.substr(0, first_nl), "no END line");
+}
+
 TEST_F(CsrTest, RejectsTwoPemBlocks) {
   expectRefused(goodPem() + goodPem(), "exactly one PEM block");
   // A second block of another kind after a good CSR is refused too.
