@@ -30,7 +30,7 @@ Result<CaConfig> parse(const YAML::Node& root, const fs::path& base) {
   MESHID_RETURN_IF_ERROR(
       onlyKeys(root, "ca config",
                {"trust_domain", "listen", "admin_listen", "state_dir", "serving", "signer",
-                "issuance", "limits", "authentication", "delegation"}));
+                "issuance", "limits", "authentication", "delegation", "store"}));
   if (!root["trust_domain"])
     return Error::invalidArgument("ca config: trust_domain is required");
   if (!root["state_dir"])
@@ -166,6 +166,22 @@ Result<CaConfig> parse(const YAML::Node& root, const fs::path& base) {
           "limits: max_concurrent_signings >= 1, max_message_bytes 4096 to 64 MiB, "
           "signing_workers 0 (sign on the gRPC loops) to 256, transport_threads 0 (one per "
           "core) to 256");
+    }
+  }
+
+  if (const auto st = root["store"]) {
+    MESHID_RETURN_IF_ERROR(onlyKeys(st, "store", {"retention", "prune_interval"}));
+    if (st["retention"]) {
+      if (st["retention"].as<std::string>() == "0") {
+        c.records.retention = Seconds(0);
+      } else {
+        MESHID_ASSIGN_OR_RETURN(c.records.retention,
+                                durationAt(st["retention"], "store.retention (or 0: forever)"));
+      }
+    }
+    if (st["prune_interval"]) {
+      MESHID_ASSIGN_OR_RETURN(c.records.prune_interval,
+                              durationAt(st["prune_interval"], "store.prune_interval"));
     }
   }
 

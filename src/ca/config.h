@@ -60,6 +60,14 @@ struct CaConfig {
   bool mtls = true;
   bool join_tokens = true;
 
+  // Retention: issuance records and join tokens are deleted once they have
+  // been expired this long (zero: kept forever), looked for every
+  // prune_interval.
+  struct Records {
+    Seconds retention{90LL * 24 * 3600};
+    Seconds prune_interval{3600};
+  } records;
+
   std::filesystem::path databasePath() const { return state_dir / "meshid-ca.db"; }
 };
 

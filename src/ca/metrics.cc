@@ -169,6 +169,16 @@ struct CaMetrics::Impl {
           .Name("meshid_ca_signer_reloads_total")
           .Help("Reloads of plugged-in CA files, by result (ok, failed)")
           .Register(*registry);
+  prometheus::Family<prometheus::Counter>& pruned =
+      prometheus::BuildCounter()
+          .Name("meshid_ca_records_pruned_total")
+          .Help("Records deleted by retention (store.retention), by table")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& prune_runs =
+      prometheus::BuildCounter()
+          .Name("meshid_ca_record_prune_runs_total")
+          .Help("Retention passes over the CA's records, by result (ok, failed)")
+          .Register(*registry);
   prometheus::Gauge& root_expiry =
       prometheus::BuildGauge()
           .Name("meshid_ca_root_expiry_timestamp_seconds")
@@ -267,6 +277,15 @@ void CaMetrics::signingFinished() {
 
 void CaMetrics::signerReload(bool ok) {
   impl_->reloads.Add({{"result", ok ? "ok" : "failed"}}).Increment();
+}
+
+void CaMetrics::recordsPruned(uint64_t issuances, uint64_t join_tokens) {
+  impl_->pruned.Add({{"table", "issuances"}}).Increment(static_cast<double>(issuances));
+  impl_->pruned.Add({{"table", "join_tokens"}}).Increment(static_cast<double>(join_tokens));
+  impl_->prune_runs.Add({{"result", "ok"}}).Increment();
+}
+void CaMetrics::recordPruneFailed() {
+  impl_->prune_runs.Add({{"result", "failed"}}).Increment();
 }
 
 void CaMetrics::setSigningExpiry(SystemTime root_not_after, SystemTime chain_not_after) {

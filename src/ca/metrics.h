@@ -29,6 +29,9 @@ class CaMetrics {
   void signingStarted();
   void signingFinished();
   void signerReload(bool ok);
+  // One retention pass: rows deleted per table, or that it failed.
+  void recordsPruned(uint64_t issuances, uint64_t join_tokens);
+  void recordPruneFailed();
   void setSigningExpiry(SystemTime root_not_after, SystemTime chain_not_after);
   void setBundleVersion(uint64_t version);
   void setBundleWatchers(size_t watchers);

@@ -10,6 +10,7 @@
 #include "ca/authn/mtls_authenticator.h"
 #include "ca/ca_services.h"
 #include "ca/issuer.h"
+#include "ca/record_pruner.h"
 #include "ca/serving_identity.h"
 #include "ca/signers/files_source.h"
 #include "ca/signers/selfsigned.h"
@@ -62,6 +63,7 @@ class CaServerImpl final : public CaServer {
   std::unique_ptr<CaServices> services_;
   std::unique_ptr<rpc::GrpcServer> grpc_;
   std::unique_ptr<AdminHttp> admin_;
+  std::unique_ptr<RecordPruner> pruner_;  // after store_ and metrics_: stops before them
   int grpc_port_ = 0;
   bool stopped_ = false;
 };
@@ -149,6 +151,11 @@ Result<void> CaServerImpl::init() {
   issuer_ = std::make_unique<Issuer>(authenticators(), *authority_, *bundle_, *store_, metrics_,
                                      clock_, ic);
   signing_ = std::make_unique<SigningQueue>(*issuer_, config_.signing_workers);
+  if (config_.records.retention > Seconds(0)) {
+    pruner_ = std::make_unique<RecordPruner>(*store_, clock_, config_.records.retention,
+                                             config_.records.prune_interval, metrics_);
+    pruner_->start();
+  }
   services_ = std::make_unique<CaServices>(*signing_, *bundle_, metrics_);
 
   rpc::GrpcServerOptions grpc{.listen = config_.listen,
@@ -218,6 +225,9 @@ std::string CaServerImpl::debugJson() const {
   j["bundle"] = {{"version", b ? b->version : 0}, {"sha256", b ? b->sha256 : ""}};
   auto issued = store_->countIssuances();
   j["issuances_recorded"] = issued.ok() ? nlohmann::json(*issued) : nlohmann::json(nullptr);
+  j["records_retention"] = config_.records.retention > Seconds(0)
+                               ? nlohmann::json(formatDuration(config_.records.retention))
+                               : nlohmann::json("forever");
   j["serving_certificate_not_after"] = formatRfc3339(serving_->notAfter());
   j["watchers"] = bundle_->watcherCount();
   return j.dump(2);
@@ -228,6 +238,7 @@ void CaServerImpl::shutdown(std::chrono::milliseconds grace) {
     return;
   stopped_ = true;
   metrics_.setReady(false);
+  pruner_.reset();
   if (services_)
     services_->closeWatches();
   if (grpc_) {

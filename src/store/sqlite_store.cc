@@ -6,6 +6,7 @@
 
 #include <array>
 #include <chrono>
+#include <limits>
 #include <string_view>
 #include <thread>
 
@@ -515,6 +516,85 @@ Result<BundleVersion> SqliteStore::saveBundle(const std::string& roots_pem,
     return sqliteError(db_, "cannot save trust bundle");
   }
   return next;
+}
+
+// Issuance rows are swept in rowid order, which is the order they were
+// recorded in, a window of rowids per statement (its own short transaction,
+// so a batch of new records waits for one window at most), deleting the
+// expired rows in it. A certificate recorded at or after the cutoff cannot
+// have expired before it, so the sweep ends at the first window with nothing
+// expired and nothing recorded before the cutoff; rows recorded out of order
+// (a clock stepped back, rows copied in) are found as long as they sit in a
+// window the sweep reaches. Rows of longer-lived certificates not yet due
+// only cost later sweeps a look. No index beyond the table's own is needed:
+// one on not_after cost every batch of new records a fifth more
+// (bench/ca_store, 2026-12-07).
+Result<PruneResult> SqliteStore::pruneExpired(SystemTime expired_before, uint64_t max_rows) {
+  constexpr int64_t kWindow = 256;
+  const int64_t cutoff = unix(expired_before);
+  PruneResult out;
+  std::unique_lock lock(mu_);  // held at every return: the statements finalize under it
+  Statement tokens(db_, "DELETE FROM join_tokens WHERE expires_at < ?");
+  if (!tokens.ok())
+    return sqliteError(db_, "cannot prune join tokens");
+  tokens.bind(1, cutoff);
+  if (tokens.step() != SQLITE_DONE)
+    return sqliteError(db_, "cannot prune join tokens");
+  out.join_tokens = static_cast<uint64_t>(sqlite3_changes(db_));
+
+  Statement next_row(db_, "SELECT rowid FROM issuances WHERE rowid > ? ORDER BY rowid LIMIT 1");
+  Statement window(db_, "DELETE FROM issuances WHERE rowid >= ? AND rowid < ? AND not_after < ?");
+  Statement older(db_,
+                  "SELECT 1 FROM issuances WHERE rowid >= ? AND rowid < ? AND issued_at < ? "
+                  "LIMIT 1");
+  if (!next_row.ok() || !window.ok() || !older.ok())
+    return sqliteError(db_, "cannot prune issuances");
+  // The first row after `after` in recording order, or none at the end.
+  // Statements are reset after each use: one left open would hold a read
+  // snapshot that the next BEGIN IMMEDIATE on this connection cannot upgrade.
+  auto rowAfter = [&](int64_t after) -> Result<std::optional<int64_t>> {
+    next_row.bind(1, after);
+    int rc = next_row.step();
+    std::optional<int64_t> row;
+    if (rc == SQLITE_ROW)
+      row = next_row.integer(0);
+    next_row.reset();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+      return sqliteError(db_, "cannot prune issuances");
+    return row;
+  };
+  MESHID_ASSIGN_OR_RETURN(std::optional<int64_t> from,
+                          rowAfter(std::numeric_limits<int64_t>::min()));
+  while (from) {  // a window starts at a row: gaps left by deletions are skipped
+    if (out.issuances >= max_rows) {
+      out.complete = false;
+      break;
+    }
+    window.bind(1, *from).bind(2, *from + kWindow).bind(3, cutoff);
+    int rc = window.step();
+    window.reset();
+    if (rc != SQLITE_DONE)
+      return sqliteError(db_, "cannot prune issuances");
+    const auto deleted = static_cast<uint64_t>(sqlite3_changes(db_));
+    out.issuances += deleted;
+    if (deleted == 0) {
+      older.bind(1, *from).bind(2, *from + kWindow).bind(3, cutoff);
+      rc = older.step();
+      older.reset();
+      if (rc == SQLITE_DONE)
+        break;  // everything here was recorded at or after the cutoff
+      if (rc != SQLITE_ROW)
+        return sqliteError(db_, "cannot prune issuances");
+    }
+    MESHID_ASSIGN_OR_RETURN(from, rowAfter(*from + kWindow - 1));
+    // Between windows the connection is free (the statements are reset),
+    // and a batch of new records waiting for it gets it: an unlock followed
+    // at once by a lock would usually win again.
+    lock.unlock();
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    lock.lock();
+  }
+  return out;
 }
 
 }  // namespace meshid::store

@@ -44,6 +44,7 @@ class SqliteStore final : public Store {
   Result<BundleVersion> saveBundle(const std::string& roots_pem, const std::string& sha256,
                                    SystemTime now) override;
   Result<std::optional<BundleVersion>> latestBundle() override;
+  Result<PruneResult> pruneExpired(SystemTime expired_before, uint64_t max_rows) override;
   Result<int> schemaVersion() override;
 
  private:

@@ -39,6 +39,13 @@ struct BundleVersion {
   SystemTime created_at;
 };
 
+// What one pruneExpired call deleted.
+struct PruneResult {
+  uint64_t issuances = 0;
+  uint64_t join_tokens = 0;
+  bool complete = true;  // false: it stopped at max_rows and more may be due; call again
+};
+
 // Implementations are thread-safe. Every method may block on I/O. A failed
 // write returns UNAVAILABLE (busy, I/O error) or INTERNAL, and the caller
 // must then refuse its request: nothing goes out unrecorded.
@@ -69,6 +76,12 @@ class Store {
   virtual Result<BundleVersion> saveBundle(const std::string& roots_pem, const std::string& sha256,
                                            SystemTime now) = 0;
   virtual Result<std::optional<BundleVersion>> latestBundle() = 0;
+
+  // Retention: deletes the records of certificates that expired before
+  // `expired_before` and the join tokens that did (used or not), in short
+  // transactions so that recording never waits long behind it. Stops once it
+  // has deleted about `max_rows` issuance records.
+  virtual Result<PruneResult> pruneExpired(SystemTime expired_before, uint64_t max_rows) = 0;
 
   // The applied schema version (migrations are numbered from 1).
   virtual Result<int> schemaVersion() = 0;

@@ -833,6 +833,41 @@ TEST_F(CaGrpcTest, AdminPortServesHealthReadinessAndMetrics) {
   MESHID_EXPECT_NOT_CONTAINS(debug, "PRIVATE KEY");
 }
 
+// Retention: the running CA deletes the records of certificates expired
+// longer than store.retention, counts them, and keeps everything else.
+TEST_F(CaGrpcTest, ExpiredRecordsAreDeletedAfterTheRetention) {
+  start(config("store:\n  retention: 1h\n  prune_interval: 1s\n"));
+  std::string root = selfSignedRootPem();
+  auto key = pki::testing::newKey();
+  Signed fresh = sign(port(), root, csrPem(key.get(), kHost), joinToken());
+  ASSERT_TRUE(fresh.status.ok()) << describe(fresh.status);
+  const SystemTime now = clock_.now();
+  auto row = [&](std::string serial, SystemTime not_after) {
+    return store::IssuanceRecord{.serial = std::move(serial),
+                                 .spiffe_id = std::string(kHost),
+                                 .not_before = not_after - 24h,
+                                 .not_after = not_after,
+                                 .signer = "selfsigned",
+                                 .caller = std::string(kHost),
+                                 .method = "join_token",
+                                 .api = "meshid",
+                                 .issued_at = not_after - 24h};
+  };
+  // Written beside the server, as an older CA run would have left them.
+  MESHID_ASSERT_OK(db_->recordIssuance(row("0bad", now - 2h)));     // due
+  MESHID_ASSERT_OK(db_->recordIssuance(row("0bae", now - 30min)));  // expired, within retention
+  int admin = server_->adminPort();
+  ASSERT_TRUE(eventually(
+      [&] { return metric(admin, "meshid_ca_records_pruned_total{table=\"issuances\"}") >= 1; },
+      10s));
+  EXPECT_FALSE(orThrow(db_->findIssuance("0bad"), "find").has_value());
+  EXPECT_TRUE(orThrow(db_->findIssuance("0bae"), "find").has_value());
+  EXPECT_TRUE(orThrow(db_->findIssuance(fresh.response.serial()), "find").has_value());
+  EXPECT_EQ(metric(admin, "meshid_ca_records_pruned_total{table=\"issuances\"}"), 1);
+  EXPECT_GE(metric(admin, "meshid_ca_record_prune_runs_total{result=\"ok\"}"), 1);
+  MESHID_EXPECT_CONTAINS(httpGet(admin, "/debug/ca"), "\"records_retention\": \"1h\"");
+}
+
 // The CA's own serving certificate is renewed at half-life and new
 // connections get the new one without a restart; calls keep working.
 TEST_F(CaGrpcTest, ServingCertificateIsRenewedWithoutRestart) {

@@ -43,6 +43,28 @@ TEST(CaConfig, MinimalConfigGetsDefaults) {
   EXPECT_TRUE(c->join_tokens);
   EXPECT_FALSE(c->kubernetes.enabled);
   EXPECT_EQ(c->databasePath(), fs::path("/var/lib/meshid/meshid-ca.db"));
+  EXPECT_EQ(c->records.retention, 90 * 24h);
+  EXPECT_EQ(c->records.prune_interval, 1h);
+}
+
+TEST(CaConfig, StoreRetention) {
+  auto c = parse(std::string(kMinimal) + "store:\n  retention: 30d\n  prune_interval: 10m\n");
+  MESHID_ASSERT_OK(c);
+  EXPECT_EQ(c->records.retention, 30 * 24h);
+  EXPECT_EQ(c->records.prune_interval, 10min);
+  auto forever = parse(std::string(kMinimal) + "store:\n  retention: 0\n");
+  MESHID_ASSERT_OK(forever);
+  EXPECT_EQ(forever->records.retention, 0s);
+  for (const auto& [yaml, key] : std::vector<std::pair<std::string, std::string>>{
+           {"store:\n  retention: -1d\n", "store.retention"},
+           {"store:\n  retention: 90\n", "store.retention"},
+           {"store:\n  retention: never\n", "store.retention"},
+           {"store:\n  prune_interval: 0\n", "store.prune_interval"},
+           {"store:\n  keep: 1d\n", "keep"}}) {
+    auto r = parse(std::string(kMinimal) + yaml);
+    EXPECT_EQ(errorOf(r).code, Code::kInvalidArgument) << yaml;
+    MESHID_EXPECT_CONTAINS(errorOf(r).message, key);
+  }
 }
 
 TEST(CaConfig, FullValidConfig) {

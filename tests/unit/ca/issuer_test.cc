@@ -113,6 +113,9 @@ class UnrecordingStore final : public store::Store {
   Result<std::optional<store::BundleVersion>> latestBundle() override {
     return real_.latestBundle();
   }
+  Result<store::PruneResult> pruneExpired(SystemTime before, uint64_t max_rows) override {
+    return real_.pruneExpired(before, max_rows);
+  }
   Result<int> schemaVersion() override { return real_.schemaVersion(); }
   int record_attempts = 0;
 

@@ -168,6 +168,7 @@ TEST_F(JoinTokenAuthenticatorTest, StoreOutageIsUnavailable) {
       return down();
     }
     Result<std::optional<store::BundleVersion>> latestBundle() override { return down(); }
+    Result<store::PruneResult> pruneExpired(SystemTime, uint64_t) override { return down(); }
     Result<int> schemaVersion() override { return down(); }
 
    private:

@@ -41,6 +41,9 @@ class NoSaveStore final : public store::Store {
   Result<std::optional<store::BundleVersion>> latestBundle() override {
     return std::optional<store::BundleVersion>();
   }
+  Result<store::PruneResult> pruneExpired(SystemTime, uint64_t) override {
+    return store::PruneResult{};
+  }
   Result<int> schemaVersion() override { return 1; }
 };
 

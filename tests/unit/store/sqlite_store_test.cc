@@ -391,6 +391,157 @@ TEST(SqliteStore, BundleVersionIncreasesOnlyWhenDigestChanges) {
   EXPECT_EQ((*latest)->created_at, kT0 + 3h);
 }
 
+// A record issued at `issued` for `lifetime`.
+IssuanceRecord issued(std::string serial, SystemTime issued, std::chrono::seconds lifetime) {
+  IssuanceRecord r = record(std::move(serial));
+  r.issued_at = issued;
+  r.not_before = issued - 60s;
+  r.not_after = issued + lifetime;
+  return r;
+}
+
+std::vector<std::string> serialsIn(SqliteStore& store, const std::vector<std::string>& serials) {
+  std::vector<std::string> found;
+  for (const auto& s : serials)
+    if (orThrow(store.findIssuance(s), "find").has_value())
+      found.push_back(s);
+  return found;
+}
+
+// Retention: expired before the cutoff goes, whatever was recorded around it;
+// a longer-lived certificate recorded earlier neither goes early nor holds
+// back the rows after it, across many of the store's windows.
+TEST(SqliteStore, PruneDeletesExactlyTheRecordsExpiredBeforeTheCutoff) {
+  TempDir dir;
+  auto store = openStore(dir / "ca.db");
+  std::vector<std::string> expired, kept;
+  auto add = [&](const IssuanceRecord& r, bool expires_before_cutoff) {
+    MESHID_ASSERT_OK(store->recordIssuance(r));
+    (expires_before_cutoff ? expired : kept).push_back(r.serial);
+  };
+  const SystemTime cutoff = kT0 + 30 * 24h;
+  add(issued("long-0", kT0, 90 * 24h), false);  // recorded first, lives past the cutoff
+  for (int i = 0; i < 1000; ++i) {
+    auto at = kT0 + std::chrono::minutes(i);
+    add(issued("short-" + std::to_string(i), at, 24h), true);
+    if (i % 97 == 0)
+      add(issued("long-" + std::to_string(i + 1), at, 60 * 24h), false);
+  }
+  add(issued("edge", cutoff - 24h, 24h), false);  // not_after == cutoff: not before it
+  add(issued("recent", cutoff - 1h, 24h), false);
+  add(issued("after", cutoff + 1h, 1h), false);
+
+  auto pruned = store->pruneExpired(cutoff, 1'000'000);
+  MESHID_ASSERT_OK(pruned);
+  EXPECT_EQ(pruned->issuances, expired.size());
+  EXPECT_TRUE(pruned->complete);
+  EXPECT_TRUE(serialsIn(*store, expired).empty());
+  EXPECT_EQ(serialsIn(*store, kept), kept);
+  EXPECT_EQ(orThrow(store->countIssuances(), "count"), kept.size());
+
+  // Nothing more is due at the same cutoff; a later one takes the next.
+  EXPECT_EQ(orThrow(store->pruneExpired(cutoff, 1'000'000), "again").issuances, 0u);
+  EXPECT_EQ(orThrow(store->pruneExpired(cutoff + 1s, 1'000'000), "later").issuances, 1u);  // edge
+  // New rows after the deletions (rowids move on) are swept like the old.
+  MESHID_ASSERT_OK(store->recordIssuance(issued("late-short", cutoff + 2h, 1h)));
+  EXPECT_EQ(orThrow(store->pruneExpired(cutoff + 4h, 1'000'000), "late").issuances, 2u);
+  EXPECT_EQ(serialsIn(*store, {"late-short", "recent", "after"}),
+            std::vector<std::string>{"recent"});
+}
+
+// Rows recorded out of issue order (a clock stepped back, rows copied in
+// from another CA) are found when they sit among rows the sweep reaches.
+TEST(SqliteStore, PruneFindsRowsRecordedOutOfOrder) {
+  TempDir dir;
+  auto store = openStore(dir / "ca.db");
+  const SystemTime cutoff = kT0 + 48h;
+  MESHID_ASSERT_OK(store->recordIssuance(issued("new", cutoff + 1h, 24h)));
+  MESHID_ASSERT_OK(store->recordIssuance(issued("old", kT0, 1h)));
+  MESHID_ASSERT_OK(store->recordIssuance(issued("old-live", kT0, 90 * 24h)));
+  auto r = store->pruneExpired(cutoff, 1000);
+  MESHID_ASSERT_OK(r);
+  EXPECT_EQ(r->issuances, 1u);
+  EXPECT_EQ(serialsIn(*store, {"new", "old", "old-live"}),
+            (std::vector<std::string>{"new", "old-live"}));
+}
+
+// Pruning beside recording: every record made during a long prune lands,
+// and the pruner takes exactly the due ones.
+TEST(SqliteStore, PruneAndRecordingInterleave) {
+  TempDir dir;
+  auto store = openStore(dir / "ca.db");
+  std::vector<IssuanceRecord> old;
+  for (int i = 0; i < 5000; ++i)
+    old.push_back(issued("old-" + std::to_string(i), kT0, 1h));
+  std::vector<const IssuanceRecord*> ptrs;
+  for (const auto& r : old)
+    ptrs.push_back(&r);
+  MESHID_ASSERT_OK(store->recordIssuances(ptrs));
+  std::atomic<bool> pruning{true};
+  std::atomic<int> recorded{0};
+  std::thread writer([&] {
+    for (int i = 0; pruning || i < 50; ++i) {
+      if (store->recordIssuance(issued("new-" + std::to_string(i), kT0 + 72h, 24h)).ok())
+        ++recorded;
+    }
+  });
+  auto r = store->pruneExpired(kT0 + 48h, 1'000'000);
+  pruning = false;
+  writer.join();
+  MESHID_ASSERT_OK(r);
+  EXPECT_EQ(r->issuances, 5000u);
+  EXPECT_GE(recorded.load(), 50);
+  EXPECT_EQ(orThrow(store->countIssuances(), "count"), static_cast<uint64_t>(recorded.load()));
+}
+
+TEST(SqliteStore, PruneStopsNearMaxRowsAndResumes) {
+  TempDir dir;
+  auto store = openStore(dir / "ca.db");
+  for (int i = 0; i < 1500; ++i)
+    MESHID_ASSERT_OK(store->recordIssuance(issued("s" + std::to_string(i), kT0, 1h)));
+  auto first = store->pruneExpired(kT0 + 2h, 400);
+  MESHID_ASSERT_OK(first);
+  EXPECT_FALSE(first->complete);
+  EXPECT_GE(first->issuances, 400u);
+  EXPECT_LT(first->issuances, 400u + 256u);  // one window past the limit at most
+  uint64_t total = first->issuances;
+  for (int calls = 1; total < 1500; ++calls) {
+    auto r = store->pruneExpired(kT0 + 2h, 400);
+    MESHID_ASSERT_OK(r);
+    total += r->issuances;
+    ASSERT_LT(calls, 10);
+    if (r->complete)
+      break;
+  }
+  EXPECT_EQ(total, 1500u);
+  EXPECT_EQ(orThrow(store->countIssuances(), "count"), 0u);
+}
+
+TEST(SqliteStore, PruneDeletesJoinTokensExpiredBeforeTheCutoff) {
+  TempDir dir;
+  auto store = openStore(dir / "ca.db");
+  MESHID_ASSERT_OK(store->createJoinToken(token("old-unused", kT0 + 1h)));
+  MESHID_ASSERT_OK(store->createJoinToken(token("old-used", kT0 + 1h)));
+  MESHID_ASSERT_OK(store->consumeJoinToken("old-used", kT0 + 1s));
+  MESHID_ASSERT_OK(store->createJoinToken(token("live", kT0 + 48h)));
+  auto r = store->pruneExpired(kT0 + 24h, 1000);
+  MESHID_ASSERT_OK(r);
+  EXPECT_EQ(r->join_tokens, 2u);
+  EXPECT_EQ(errorOf(store->consumeJoinToken("old-unused", kT0)).code, Code::kNotFound);
+  EXPECT_EQ(errorOf(store->consumeJoinToken("old-used", kT0)).code, Code::kNotFound);
+  MESHID_EXPECT_OK(store->consumeJoinToken("live", kT0 + 25h));
+}
+
+TEST(SqliteStore, PruneOfAnEmptyStoreDeletesNothing) {
+  TempDir dir;
+  auto store = openStore(dir / "ca.db");
+  auto r = store->pruneExpired(kT0, 10);
+  MESHID_ASSERT_OK(r);
+  EXPECT_EQ(r->issuances, 0u);
+  EXPECT_EQ(r->join_tokens, 0u);
+  EXPECT_TRUE(r->complete);
+}
+
 TEST(SqliteStore, DatabaseFilesAreOwnerOnly) {
   TempDir dir;
   fs::path db = dir / "ca.db";
