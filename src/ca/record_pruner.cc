@@ -10,23 +10,9 @@ RecordPruner::RecordPruner(store::Store& store, const Clock& clock, Seconds rete
                            std::chrono::milliseconds interval, CaMetrics& metrics)
     : store_(store), clock_(clock), retention_(retention), interval_(interval), metrics_(metrics) {}
 
-RecordPruner::~RecordPruner() {
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable())
-    thread_.join();
-}
-
 void RecordPruner::start() {
-  thread_ = std::thread([this] { run(); });
-}
-
-bool RecordPruner::stopping() const {
-  std::lock_guard lock(mu_);
-  return stopping_;
+  thread_ = std::make_unique<PeriodicThread>(interval_, PeriodicThread::First::kNow,
+                                             [this] { (void)pruneNow(); });
 }
 
 Result<store::PruneResult> RecordPruner::pruneNow() {
@@ -41,7 +27,7 @@ Result<store::PruneResult> RecordPruner::pruneNow() {
     }
     total.issuances += r->issuances;
     total.join_tokens += r->join_tokens;
-    if (r->complete || stopping()) {
+    if (r->complete || (thread_ && thread_->stopping())) {
       total.complete = r->complete;
       break;
     }
@@ -52,16 +38,6 @@ Result<store::PruneResult> RecordPruner::pruneNow() {
                  total.issuances, total.join_tokens, formatRfc3339(cutoff));
   }
   return total;
-}
-
-void RecordPruner::run() {
-  std::unique_lock lock(mu_);
-  while (!stopping_) {
-    lock.unlock();
-    (void)pruneNow();
-    lock.lock();
-    cv_.wait_for(lock, interval_, [this] { return stopping_; });
-  }
 }
 
 }  // namespace meshid::ca

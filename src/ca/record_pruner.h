@@ -4,12 +4,11 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
-#include <thread>
+#include <memory>
 
 #include "ca/metrics.h"
 #include "common/clock.h"
+#include "common/periodic_thread.h"
 #include "common/result.h"
 #include "store/store.h"
 
@@ -22,7 +21,8 @@ class RecordPruner {
 
   RecordPruner(store::Store& store, const Clock& clock, Seconds retention,
                std::chrono::milliseconds interval, CaMetrics& metrics);
-  ~RecordPruner();  // stops the thread; a pass in progress ends after its current call
+  // Destroying it stops the thread; a pass in progress ends after its
+  // current store call.
   RecordPruner(const RecordPruner&) = delete;
   RecordPruner& operator=(const RecordPruner&) = delete;
 
@@ -31,18 +31,12 @@ class RecordPruner {
   Result<store::PruneResult> pruneNow();
 
  private:
-  void run();
-  bool stopping() const;
-
   store::Store& store_;
   const Clock& clock_;
   const Seconds retention_;
   const std::chrono::milliseconds interval_;
   CaMetrics& metrics_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;  // guarded by mu_
-  std::thread thread_;
+  std::unique_ptr<PeriodicThread> thread_;  // last: stops first
 };
 
 }  // namespace meshid::ca

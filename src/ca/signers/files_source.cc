@@ -28,19 +28,12 @@ FilesSource::FilesSource(std::filesystem::path dir, LocalAuthority& authority, C
       on_reload_(std::move(on_reload)) {
   last_fingerprint_ = fingerprint();
   if (poll_interval_.count() > 0) {
-    thread_ = std::thread([this] { run(); });
+    poller_ = std::make_unique<PeriodicThread>(
+        poll_interval_, PeriodicThread::First::kAfterInterval, [this] { (void)checkOnce(); });
   }
 }
 
-FilesSource::~FilesSource() {
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable())
-    thread_.join();
-}
+FilesSource::~FilesSource() = default;
 
 // A hash over every file either layout uses (content, not mtime: a symlink
 // swap keeps mtimes of the link itself).
@@ -88,15 +81,6 @@ bool FilesSource::checkOnce() {
   if (on_reload_)
     on_reload_(*loaded);
   return true;
-}
-
-void FilesSource::run() {
-  std::unique_lock lock(mu_);
-  while (!cv_.wait_for(lock, poll_interval_, [this] { return stopping_; })) {
-    lock.unlock();
-    checkOnce();
-    lock.lock();
-  }
 }
 
 }  // namespace meshid::ca

@@ -2,16 +2,15 @@
 // cert-manager's, watched and reloaded when it changes.
 #pragma once
 
-#include <condition_variable>
 #include <filesystem>
 #include <functional>
-#include <mutex>
+#include <memory>
 #include <string>
-#include <thread>
 
 #include "ca/authority.h"
 #include "ca/metrics.h"
 #include "common/clock.h"
+#include "common/periodic_thread.h"
 
 namespace meshid::ca {
 
@@ -46,7 +45,6 @@ class FilesSource {
 
  private:
   std::string fingerprint() const;
-  void run();
 
   const std::filesystem::path dir_;
   LocalAuthority& authority_;
@@ -55,14 +53,11 @@ class FilesSource {
   const std::chrono::milliseconds poll_interval_;
   const OnReload on_reload_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;  // guarded by mu_
   // Only touched by checkOnce's caller (one thread at a time):
   std::string last_fingerprint_;
   bool last_refused_ = false;
   SystemTime retry_at_{};
-  std::thread thread_;
+  std::unique_ptr<PeriodicThread> poller_;  // last: stops first
 };
 
 }  // namespace meshid::ca
