@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   meshid::cli::addCertCommands(app, ctx);
   meshid::cli::addCsrCommands(app, ctx);
   meshid::cli::addServeCommands(app, ctx);
+  meshid::cli::addRecordsCommand(app, ctx);
   meshid::cli::addRequestCommand(app, ctx);
   meshid::cli::addAgentCommands(app, ctx);
 #ifdef MESHID_WITH_PROXY

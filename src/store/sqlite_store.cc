@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <limits>
@@ -365,11 +366,29 @@ Result<void> SqliteStore::insertIssuancesLocked(const std::vector<const Issuance
   return result;
 }
 
+namespace {
+
+constexpr std::string_view kIssuanceColumns =
+    "serial, spiffe_id, not_before, not_after, signer, caller, method, api, issued_at";
+
+// The row `s` is on, selected with kIssuanceColumns.
+IssuanceRecord issuanceAt(Statement& s) {
+  return IssuanceRecord{s.text(0),
+                        s.text(1),
+                        fromUnixSeconds(s.integer(2)),
+                        fromUnixSeconds(s.integer(3)),
+                        s.text(4),
+                        s.text(5),
+                        s.text(6),
+                        s.text(7),
+                        fromUnixSeconds(s.integer(8))};
+}
+
+}  // namespace
+
 Result<std::optional<IssuanceRecord>> SqliteStore::findIssuance(const std::string& serial) {
   std::lock_guard lock(mu_);
-  Statement s(db_,
-              "SELECT serial, spiffe_id, not_before, not_after, signer, caller, method, api, "
-              "issued_at FROM issuances WHERE serial = ?");
+  Statement s(db_, fmt::format("SELECT {} FROM issuances WHERE serial = ?", kIssuanceColumns));
   if (!s.ok()) {
     return sqliteError(db_, "cannot query issuance");
   }
@@ -381,16 +400,34 @@ Result<std::optional<IssuanceRecord>> SqliteStore::findIssuance(const std::strin
   if (rc != SQLITE_ROW) {
     return sqliteError(db_, "cannot query issuance");
   }
-  IssuanceRecord r{s.text(0),
-                   s.text(1),
-                   fromUnixSeconds(s.integer(2)),
-                   fromUnixSeconds(s.integer(3)),
-                   s.text(4),
-                   s.text(5),
-                   s.text(6),
-                   s.text(7),
-                   fromUnixSeconds(s.integer(8))};
-  return std::optional<IssuanceRecord>(std::move(r));
+  return std::optional<IssuanceRecord>(issuanceAt(s));
+}
+
+// By identity the (spiffe_id, issued_at) index answers; across identities
+// the rows are read newest first in recording order.
+Result<std::vector<IssuanceRecord>> SqliteStore::listIssuances(const IssuanceQuery& q) {
+  std::lock_guard lock(mu_);
+  const bool by_id = !q.spiffe_id.empty();
+  Statement s(db_, fmt::format("SELECT {} FROM issuances WHERE {} issued_at >= ? ORDER BY {} "
+                               "LIMIT ?",
+                               kIssuanceColumns, by_id ? "spiffe_id = ? AND" : "",
+                               by_id ? "issued_at DESC, rowid DESC" : "rowid DESC"));
+  if (!s.ok()) {
+    return sqliteError(db_, "cannot list issuances");
+  }
+  int i = 1;
+  if (by_id)
+    s.bind(i++, q.spiffe_id);
+  s.bind(i++, q.since ? unix(*q.since) : std::numeric_limits<int64_t>::min());
+  s.bind(i, static_cast<int64_t>(std::min<size_t>(q.limit, std::numeric_limits<int64_t>::max())));
+  std::vector<IssuanceRecord> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW)
+    out.push_back(issuanceAt(s));
+  if (rc != SQLITE_DONE) {
+    return sqliteError(db_, "cannot list issuances");
+  }
+  return out;
 }
 
 Result<uint64_t> SqliteStore::countIssuances() {

@@ -38,6 +38,7 @@ class SqliteStore final : public Store {
   Result<void> recordIssuance(const IssuanceRecord& record) override;
   Result<void> recordIssuances(const std::vector<const IssuanceRecord*>& records) override;
   Result<std::optional<IssuanceRecord>> findIssuance(const std::string& serial) override;
+  Result<std::vector<IssuanceRecord>> listIssuances(const IssuanceQuery& query) override;
   Result<uint64_t> countIssuances() override;
   Result<void> createJoinToken(const JoinTokenRecord& record) override;
   Result<JoinTokenRecord> consumeJoinToken(const std::string& token_hash, SystemTime now) override;

@@ -39,6 +39,13 @@ struct BundleVersion {
   SystemTime created_at;
 };
 
+// Which records listIssuances returns: newest first, at most `limit`.
+struct IssuanceQuery {
+  std::string spiffe_id;            // empty: every identity
+  std::optional<SystemTime> since;  // recorded at or after
+  size_t limit = 100;
+};
+
 // What one pruneExpired call deleted.
 struct PruneResult {
   uint64_t issuances = 0;
@@ -62,6 +69,7 @@ class Store {
     return okResult();
   }
   virtual Result<std::optional<IssuanceRecord>> findIssuance(const std::string& serial) = 0;
+  virtual Result<std::vector<IssuanceRecord>> listIssuances(const IssuanceQuery& query) = 0;
   virtual Result<uint64_t> countIssuances() = 0;
 
   // ALREADY_EXISTS if a token with this hash exists.

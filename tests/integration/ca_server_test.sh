@@ -447,6 +447,23 @@ for ((i = 0; i < 40 && $(date +%s) <= SHORT_NOT_AFTER; i++)); do sleep 0.1; done
 deny "mTLS: expired client certificate" 14 --csr ec2.csr --client-cert short-client.pem --client-key ec2.key
 deny_wait
 
+########## the CA's records (meshid ca issuances, read beside the running CA) ##########
+serial_of() { openssl x509 -in "$1" -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f'; }
+run "$M" ca issuances --config ca.yaml --spiffe-id "$VM" --json
+expect_eq "ca issuances: $VM has two certificates" 2 "$(jq length <<<"$OUT" 2>/dev/null)"
+expect_eq "ca issuances: newest first, the mTLS renewal" "$(serial_of vm-renew.1.pem) mtls" \
+  "$(jq -r '.[0].serial + " " + .[0].method' <<<"$OUT" 2>/dev/null)"
+expect_eq "ca issuances: then the join-token certificate" "$(serial_of vm.1.pem) join_token $VM" \
+  "$(jq -r '.[1].serial + " " + .[1].method + " " + .[1].caller' <<<"$OUT" 2>/dev/null)"
+run "$M" ca issuances --config ca.yaml --serial "$(openssl x509 -in ec-clamp.1.pem -noout -serial)"
+expect_contains "ca issuances --serial (pasted from openssl): the Istio certificate" "$OUT" \
+  "$(serial_of ec-clamp.1.pem)"
+expect_contains "ca issuances --serial: its API" "$OUT" "istio API"
+check_fails_with "ca issuances --serial of a certificate never issued" 1 "no issuance with serial" \
+  "$M" ca issuances --config ca.yaml --serial 0123abcd
+run "$M" ca issuances --config ca.yaml --since 1h --limit 3 --json
+expect_eq "ca issuances --limit 3" 3 "$(jq length <<<"$OUT" 2>/dev/null)"
+
 ########## GetTrustBundle ##########
 agent --call bundle
 expect_eq "GetTrustBundle: ok" true "$(jq -r .ok <<<"$OUT" 2>/dev/null)"

@@ -116,6 +116,9 @@ class UnrecordingStore final : public store::Store {
   Result<store::PruneResult> pruneExpired(SystemTime before, uint64_t max_rows) override {
     return real_.pruneExpired(before, max_rows);
   }
+  Result<std::vector<store::IssuanceRecord>> listIssuances(const store::IssuanceQuery& q) override {
+    return real_.listIssuances(q);
+  }
   Result<int> schemaVersion() override { return real_.schemaVersion(); }
   int record_attempts = 0;
 

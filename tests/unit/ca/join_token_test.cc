@@ -158,6 +158,9 @@ TEST_F(JoinTokenAuthenticatorTest, StoreOutageIsUnavailable) {
     Result<std::optional<store::IssuanceRecord>> findIssuance(const std::string&) override {
       return down();
     }
+    Result<std::vector<store::IssuanceRecord>> listIssuances(const store::IssuanceQuery&) override {
+      return down();
+    }
     Result<uint64_t> countIssuances() override { return down(); }
     Result<void> createJoinToken(const store::JoinTokenRecord&) override { return down(); }
     Result<store::JoinTokenRecord> consumeJoinToken(const std::string&, SystemTime) override {

@@ -29,6 +29,9 @@ class NoSaveStore final : public store::Store {
   Result<std::optional<store::IssuanceRecord>> findIssuance(const std::string&) override {
     return std::optional<store::IssuanceRecord>();
   }
+  Result<std::vector<store::IssuanceRecord>> listIssuances(const store::IssuanceQuery&) override {
+    return std::vector<store::IssuanceRecord>();
+  }
   Result<uint64_t> countIssuances() override { return uint64_t{0}; }
   Result<void> createJoinToken(const store::JoinTokenRecord&) override { return okResult(); }
   Result<store::JoinTokenRecord> consumeJoinToken(const std::string&, SystemTime) override {

@@ -542,6 +542,40 @@ TEST(SqliteStore, PruneOfAnEmptyStoreDeletesNothing) {
   EXPECT_TRUE(r->complete);
 }
 
+TEST(SqliteStore, ListsIssuancesNewestFirstByIdentityAndTime) {
+  TempDir dir;
+  auto store = openStore(dir / "ca.db");
+  const std::string a = "spiffe://example.org/ns/a/sa/a", b = "spiffe://example.org/ns/b/sa/b";
+  auto at = [&](std::string serial, const std::string& id, SystemTime t) {
+    IssuanceRecord r = issued(std::move(serial), t, 24h);
+    r.spiffe_id = id;
+    MESHID_ASSERT_OK(store->recordIssuance(r));
+  };
+  at("a1", a, kT0);
+  at("b1", b, kT0 + 1h);
+  at("a2", a, kT0 + 2h);
+  at("a3", a, kT0 + 3h);
+  auto serials = [&](const IssuanceQuery& q) {
+    std::vector<std::string> out;
+    for (const auto& r : orThrow(store->listIssuances(q), "list"))
+      out.push_back(r.serial);
+    return out;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(serials({}), (V{"a3", "a2", "b1", "a1"}));
+  EXPECT_EQ(serials({.spiffe_id = a}), (V{"a3", "a2", "a1"}));
+  EXPECT_EQ(serials({.spiffe_id = a, .limit = 2}), (V{"a3", "a2"}));
+  EXPECT_EQ(serials({.spiffe_id = a, .since = kT0 + 2h}), (V{"a3", "a2"}));
+  EXPECT_EQ(serials({.since = kT0 + 1h}), (V{"a3", "a2", "b1"}));
+  EXPECT_EQ(serials({.spiffe_id = "spiffe://example.org/none"}), V{});
+  EXPECT_EQ(serials({.limit = 0}), V{});
+  auto all = orThrow(store->listIssuances({.spiffe_id = b}), "b");
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].issued_at, kT0 + 1h);
+  EXPECT_EQ(all[0].not_after, kT0 + 25h);
+  EXPECT_EQ(all[0].method, "jwt");
+}
+
 TEST(SqliteStore, DatabaseFilesAreOwnerOnly) {
   TempDir dir;
   fs::path db = dir / "ca.db";
