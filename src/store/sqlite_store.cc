@@ -119,6 +119,22 @@ Result<void> commit(sqlite3* db, std::string_view what) {
   return r;
 }
 
+constexpr std::string_view kIssuanceColumns =
+    "serial, spiffe_id, not_before, not_after, signer, caller, method, api, issued_at";
+
+// The row `s` is on, selected with kIssuanceColumns.
+IssuanceRecord issuanceAt(Statement& s) {
+  return IssuanceRecord{s.text(0),
+                        s.text(1),
+                        fromUnixSeconds(s.integer(2)),
+                        fromUnixSeconds(s.integer(3)),
+                        s.text(4),
+                        s.text(5),
+                        s.text(6),
+                        s.text(7),
+                        fromUnixSeconds(s.integer(8))};
+}
+
 }  // namespace
 
 Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::path& path,
@@ -365,26 +381,6 @@ Result<void> SqliteStore::insertIssuancesLocked(const std::vector<const Issuance
   }
   return result;
 }
-
-namespace {
-
-constexpr std::string_view kIssuanceColumns =
-    "serial, spiffe_id, not_before, not_after, signer, caller, method, api, issued_at";
-
-// The row `s` is on, selected with kIssuanceColumns.
-IssuanceRecord issuanceAt(Statement& s) {
-  return IssuanceRecord{s.text(0),
-                        s.text(1),
-                        fromUnixSeconds(s.integer(2)),
-                        fromUnixSeconds(s.integer(3)),
-                        s.text(4),
-                        s.text(5),
-                        s.text(6),
-                        s.text(7),
-                        fromUnixSeconds(s.integer(8))};
-}
-
-}  // namespace
 
 Result<std::optional<IssuanceRecord>> SqliteStore::findIssuance(const std::string& serial) {
   std::lock_guard lock(mu_);

@@ -15,6 +15,7 @@
 #include "pki/csr.h"
 #include "pki/general_names.h"
 #include "pki/key.h"
+#include "pki/ossl.h"
 #include "pki/public_key.h"
 
 namespace {
@@ -22,22 +23,19 @@ namespace {
 // The contents of the one PEM block OpenSSL's reader finds in `pem`, which
 // must be a certificate request's.
 std::string openSslPemContents(std::string_view pem) {
-  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  meshid::pki::BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   char* name = nullptr;
   char* header = nullptr;
   unsigned char* contents = nullptr;
   long len = 0;
-  if (bio == nullptr || PEM_read_bio(bio, &name, &header, &contents, &len) != 1)
+  if (!bio || PEM_read_bio(bio.get(), &name, &header, &contents, &len) != 1)
     std::abort();
+  meshid::pki::OsslStringPtr owned_name(name), owned_header(header);
+  meshid::pki::OsslBytesPtr owned_contents(contents);
   std::string_view n(name);
   if ((n != "CERTIFICATE REQUEST" && n != "NEW CERTIFICATE REQUEST") || header[0] != '\0')
     std::abort();
-  std::string out(reinterpret_cast<const char*>(contents), static_cast<size_t>(len));
-  OPENSSL_free(name);
-  OPENSSL_free(header);
-  OPENSSL_free(contents);
-  BIO_free(bio);
-  return out;
+  return std::string(reinterpret_cast<const char*>(contents), static_cast<size_t>(len));
 }
 
 }  // namespace
