@@ -273,10 +273,7 @@ class PlainSocket {
   bool readable() const { return ready_.readReady(); }
   auto waitForRead(asio::error_code& ec) { return ready_.waitRead(withError(ec)); }
   ptrdiff_t tryRead(char* buf, size_t len) {
-    ssize_t n;
-    do {
-      n = ::recv(fd_, buf, len, 0);
-    } while (n < 0 && errno == EINTR);
+    ssize_t n = recvNow(fd_, buf, len, 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       ready_.readDrained();
       return kWouldBlock;
@@ -289,14 +286,12 @@ class PlainSocket {
   }
   awaitable<bool> write(const char* buf, size_t len) {
     while (len > 0) {
-      ssize_t n = ::send(fd_, buf, len, MSG_NOSIGNAL);
+      ssize_t n = sendNow(fd_, buf, len);
       if (n >= 0) {
         buf += n;
         len -= static_cast<size_t>(n);
         continue;
       }
-      if (errno == EINTR)
-        continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK)
         co_return false;
       ready_.writeBlocked();
@@ -347,7 +342,7 @@ awaitable<void> pipe(From& from, To& to, Session& s, prometheus::Counter* counte
           got += static_cast<size_t>(n);
       } while (n > 0 && got < kBufferBytes && !from.drained());
       if (got > 0) {
-        s.last_activity = Steady::now();
+        s.last_activity = s.loop.now();
         counter->Increment(static_cast<double>(got));
         if (!co_await to.write(buf.data(), got)) {
           s.abort();

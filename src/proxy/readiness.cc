@@ -143,6 +143,7 @@ void ReadinessLoop::runOnce(LoopTimer::Clock::time_point until) {
   }
   std::array<epoll_event, 128> events;
   int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout);
+  now_ = LoopTimer::Clock::now();
   for (int i = 0; i < n; ++i) {
     if (events[i].data.ptr == nullptr) {
       uint64_t count = 0;
@@ -159,7 +160,7 @@ void ReadinessLoop::runOnce(LoopTimer::Clock::time_point until) {
 }
 
 void ReadinessLoop::runDueTimers() {
-  const auto now = LoopTimer::Clock::now();
+  const auto now = now_;
   // Taken out before it runs: its callback may set it again, or end others.
   while (!timers_.empty() && timers_.begin()->first <= now) {
     LoopTimer* t = timers_.begin()->second;

@@ -226,6 +226,11 @@ class ReadinessLoop {
   void run();
   // The same for at most `d`, or until stop() (tests).
   void runFor(std::chrono::milliseconds d);
+  // When the loop last woke from epoll_wait: what its handlers take for
+  // "now" where a clock read per call would cost more than it tells (the
+  // pipe's activity stamp, read against idle timeouts of seconds). Late by
+  // at most the handlers run since.
+  LoopTimer::Clock::time_point now() const { return now_; }
   // From any thread: run() returns soon after.
   void stop();
 
@@ -246,6 +251,7 @@ class ReadinessLoop {
   void remove(Readiness& r);
 
   std::vector<std::unique_ptr<detail::Waiter>> woken_;  // reused by every round
+  LoopTimer::Clock::time_point now_ = LoopTimer::Clock::now();
 
   asio::io_context& io_;
   int epoll_fd_ = -1;

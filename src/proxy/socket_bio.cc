@@ -1,10 +1,9 @@
 #include "proxy/socket_bio.h"
 
-#include <sys/socket.h>
-
 #include <cerrno>
 
 #include "proxy/readiness.h"
+#include "proxy/socket_fd.h"
 
 namespace meshid::proxy {
 namespace {
@@ -21,10 +20,7 @@ int readSocket(BIO* bio, char* buf, size_t len, size_t* got) {
   SocketBioState& s = stateOf(bio);
   BIO_clear_retry_flags(bio);
   *got = 0;
-  ssize_t n;
-  do {
-    n = ::recv(s.fd, buf, len, 0);
-  } while (n < 0 && errno == EINTR);
+  ssize_t n = recvNow(s.fd, buf, len, 0);
   if (n < 0 || static_cast<size_t>(n) < len)
     s.ready->readDrained();
   if (n > 0) {
@@ -43,10 +39,7 @@ int writeSocket(BIO* bio, const char* buf, size_t len, size_t* put) {
   SocketBioState& s = stateOf(bio);
   BIO_clear_retry_flags(bio);
   *put = 0;
-  ssize_t n;
-  do {
-    n = ::send(s.fd, buf, len, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
+  ssize_t n = sendNow(s.fd, buf, len);
   if (n >= 0) {
     *put = static_cast<size_t>(n);
     return 1;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -65,6 +66,22 @@ int connectError(int fd) {
 void setNoDelay(int fd) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+ssize_t recvNow(int fd, void* buf, size_t len, int flags) {
+  long n;
+  do {
+    n = ::syscall(SYS_recvfrom, fd, buf, len, flags, nullptr, nullptr);
+  } while (n < 0 && errno == EINTR);
+  return static_cast<ssize_t>(n);
+}
+
+ssize_t sendNow(int fd, const void* buf, size_t len) {
+  long n;
+  do {
+    n = ::syscall(SYS_sendto, fd, buf, len, MSG_NOSIGNAL, nullptr, 0);
+  } while (n < 0 && errno == EINTR);
+  return static_cast<ssize_t>(n);
 }
 
 }  // namespace meshid::proxy
