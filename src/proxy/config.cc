@@ -30,6 +30,20 @@ constexpr std::chrono::milliseconds kMaxMillis = std::chrono::hours(24 * 365 * 1
 // with a leaf + intermediate chain), so this is about 1.2 GB.
 constexpr size_t kMaxSessionCache = 100'000;
 
+// Microseconds only ("50us"), or 0 for off: a spin longer than a
+// millisecond would be a worker that never sleeps under any traffic.
+Result<std::chrono::microseconds> busyPoll(const YAML::Node& n) {
+  const std::string text = n.as<std::string>();
+  if (text == "0")
+    return std::chrono::microseconds(0);
+  char* end = nullptr;
+  long v = std::strtol(text.c_str(), &end, 10);
+  if (!text.ends_with("us") || end != text.c_str() + text.size() - 2 || v <= 0 || v > 1000)
+    return Error::invalidArgument(
+        fmt::format("busy_poll: \"{}\" is not 0 (off) or 1us to 1000us, e.g. 50us", text));
+  return std::chrono::microseconds(v);
+}
+
 Result<std::chrono::milliseconds> millis(const YAML::Node& n, std::string_view what) {
   std::string text = n.as<std::string>();
   if (text.ends_with("ms")) {
@@ -80,9 +94,10 @@ Result<std::vector<std::string>> alpnList(const YAML::Node& n, std::string_view 
 }
 
 Result<ProxyConfig> parse(const YAML::Node& root, const fs::path& base) {
-  MESHID_RETURN_IF_ERROR(onlyKeys(root, "proxy config",
-                                  {"trust_domain", "certificates", "inbound", "outbound",
-                                   "admin_listen", "workers", "timeouts", "limits", "tls"}));
+  MESHID_RETURN_IF_ERROR(
+      onlyKeys(root, "proxy config",
+               {"trust_domain", "certificates", "inbound", "outbound", "admin_listen", "workers",
+                "busy_poll", "timeouts", "limits", "tls"}));
   if (!root["trust_domain"])
     return Error::invalidArgument("proxy config: trust_domain is required");
   MESHID_ASSIGN_OR_RETURN(pki::TrustDomain td,
@@ -196,6 +211,9 @@ Result<ProxyConfig> parse(const YAML::Node& root, const fs::path& base) {
     c.workers = root["workers"].as<size_t>();
   if (c.workers > 256)
     return Error::invalidArgument("workers must be 0 (one per core) to 256");
+  if (root["busy_poll"]) {
+    MESHID_ASSIGN_OR_RETURN(c.busy_poll, busyPoll(root["busy_poll"]));
+  }
   if (const auto t = root["timeouts"]) {
     MESHID_RETURN_IF_ERROR(onlyKeys(t, "timeouts", {"handshake", "idle"}));
     if (t["handshake"]) {
@@ -274,6 +292,8 @@ Result<void> checkReloadable(const ProxyConfig& a, const ProxyConfig& b) {
     return needsRestart("admin_listen");
   if (a.workers != b.workers)
     return needsRestart("workers");
+  if (a.busy_poll != b.busy_poll)
+    return needsRestart("busy_poll");
   if (a.handshake_timeout != b.handshake_timeout || a.idle_timeout != b.idle_timeout)
     return needsRestart("timeouts");
   if (a.max_connections != b.max_connections)

@@ -71,6 +71,10 @@ struct ProxyConfig {
   std::vector<OutboundListener> outbound;
   std::string admin_listen = "127.0.0.1:15090";
   size_t workers = 0;  // 0: one per core
+  // How long a worker with nothing to do keeps asking epoll before it
+  // sleeps (0: it sleeps at once). Opt-in: it trades CPU for latency
+  // (docs/PROXY.md, "Busy polling").
+  std::chrono::microseconds busy_poll{0};
   std::chrono::milliseconds handshake_timeout{10'000};
   std::chrono::milliseconds idle_timeout{300'000};
   size_t max_connections = 10'000;  // per listener

@@ -511,6 +511,7 @@ Result<void> ProxyImpl::init(const CertSourceFactory& sources) {
     loops_.push_back(std::make_unique<ReadinessLoop>(*workers_.back()));
     if (!loops_.back()->ok())
       return Error::internal(fmt::format("epoll_create1: {}", std::strerror(errno)));
+    loops_.back()->setBusyPoll(config_.busy_poll);
   }
 
   auto bind = [&](ListenerRuntime& l, const std::string& listen) -> Result<void> {

@@ -142,7 +142,15 @@ void ReadinessLoop::runOnce(LoopTimer::Clock::time_point until) {
     timeout = static_cast<int>(std::clamp<int64_t>(ms, 0, 60'000));
   }
   std::array<epoll_event, 128> events;
-  int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout);
+  int n = 0;
+  if (busy_poll_.count() > 0 && timeout != 0) {
+    const auto spin_until = std::min(LoopTimer::Clock::now() + busy_poll_, deadline);
+    do {
+      n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), 0);
+    } while (n == 0 && LoopTimer::Clock::now() < spin_until);
+  }
+  if (n == 0)
+    n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout);
   now_ = LoopTimer::Clock::now();
   for (int i = 0; i < n; ++i) {
     if (events[i].data.ptr == nullptr) {

@@ -35,6 +35,10 @@ Result<void> runUntilSignalled(const std::string& config_path, const std::string
     ports += fmt::format(" {}=inbound:{}:{}", l.name, modeName(l.mode), p->port(l.name));
   for (const auto& l : config.outbound)
     ports += fmt::format(" {}=outbound:{}", l.name, p->port(l.name));
+  // Before the "running" line, which tests and scripts wait for.
+  if (config.busy_poll.count() > 0)
+    spdlog::info("busy polling: each worker polls for {}us before it sleeps (CPU for latency)",
+                 config.busy_poll.count());
   spdlog::info("meshid proxy running admin={}:{}{}",
                config.admin_listen.substr(0, config.admin_listen.rfind(':')), p->adminPort(),
                ports);

@@ -110,6 +110,7 @@ trust_domain: $TD
 certificates: {cert_file: client/cert-chain.pem, key_file: client/key.pem, bundle_file: ca/root-cert.pem}
 admin_listen: 127.0.0.1:0
 workers: 1
+busy_poll: 50us  # the worker polls before it sleeps: every check below goes through that path
 outbound:
   - {name: web, listen: 127.0.0.1:0, destination: 127.0.0.1:$STRICT,
      expected_ids: [spiffe://$TD/ns/web/sa/web]}
@@ -122,6 +123,7 @@ YAML
 start_server client.log "${PROXY[@]}" --config client.yaml
 CLIENT_PID=$LAST_SERVER_PID
 wait_for_log client.log "meshid proxy running" || { cat client.log; finish; }
+check_output_contains "busy_poll is taken and said" "busy polling: each worker polls for 50us" cat client.log
 CADMIN=$(grep -oE 'admin=127\.0\.0\.1:[0-9]+' client.log | cut -d: -f2)
 cstat() { curl -s "http://127.0.0.1:$CADMIN/stats" | jq -r ".listeners.$1$2"; }
 check_output_contains "outbound -> inbound: plaintext in, mTLS between, plaintext out" "hello" \

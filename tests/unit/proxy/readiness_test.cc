@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <asio/io_context.hpp>
@@ -110,6 +111,39 @@ TEST_F(ReadinessTest, APeerFinThatCameWithTheLastBytesIsNotLost) {
   auto done = waitReadOutcome();
   ASSERT_TRUE(done);
   EXPECT_EQ(readNow(), "<eof>");
+}
+
+// Busy polling changes how the loop waits for an edge, not what it does
+// with one.
+TEST_F(ReadinessTest, WithBusyPollAWaitStillEndsOnlyWhenDataArrives) {
+  loop_->setBusyPoll(200us);
+  EXPECT_EQ(readNow(), "<again>");
+  std::optional<asio::error_code> done;
+  ready_.waitRead([&](asio::error_code ec) { done = ec; });
+  runBriefly();
+  EXPECT_FALSE(done) << "woke with no data";
+  peerSends("hello");
+  runUntil(done);
+  ASSERT_TRUE(done);
+  EXPECT_FALSE(*done);
+  EXPECT_EQ(readNow(), "hello");
+}
+
+// The poll is bounded: a loop with nothing to do polls for its budget and
+// then sleeps, so an idle proxy costs no CPU.
+TEST_F(ReadinessTest, AnIdleLoopWithBusyPollSleepsAfterItsBudget) {
+  loop_->setBusyPoll(1000us);
+  auto cpu = [] {
+    timespec t{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return std::chrono::seconds(t.tv_sec) + std::chrono::nanoseconds(t.tv_nsec);
+  };
+  const auto before = cpu();
+  loop_->runFor(300ms);
+  const auto used = cpu() - before;
+  EXPECT_LT(used, 100ms) << "the loop kept polling for "
+                         << std::chrono::duration_cast<std::chrono::milliseconds>(used).count()
+                         << " ms of 300";
 }
 
 TEST_F(ReadinessTest, AWriteWaitEndsWhenThePeerMakesRoom) {
