@@ -57,7 +57,32 @@ cleanup() {
 }
 trap cleanup EXIT
 cd "$W"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A free port below the kernel's ephemeral range (32768-60999 here): the ports
+# are picked once and bound again by every fresh start of a system, and an
+# ephemeral port can meanwhile be taken by one of the load's thousands of
+# outgoing connections (seen: meshid's admin port, in round 4 of 5). Never
+# the same port twice in a run (picked-ports).
+free_port() {
+  python3 -c '
+import os, random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+picked = set(open("picked-ports").read().split()) if os.path.exists("picked-ports") else set()
+for _ in range(1000):
+    p = random.randrange(10000, low)
+    if str(p) in picked:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    open("picked-ports", "a").write(f"{p}\n")
+    print(p)
+    break
+'
+}
 wait_port() { for _ in $(seq 200); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2" | head -1; }  # KEY LINE
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }                       # FORMAT EXPR
