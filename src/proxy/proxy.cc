@@ -148,8 +148,8 @@ void clearTlsErrors() {
 }
 
 // TLS on a non-blocking socket with OpenSSL driving the fd itself through
-// our socket BIO (socket_bio.h): no BIO pair and no copy, and SSL_shutdown can send close_notify
-// (half-close) while the other direction keeps reading.
+// our socket BIO (socket_bio.h): no BIO pair and no copy, and SSL_shutdown
+// can send close_notify (half-close) while the other direction keeps reading.
 //
 // The pipe's reading side (TlsSocket and PlainSocket have the same shape):
 // readable() says whether tryRead() may make progress now, waitForRead()
