@@ -20,6 +20,7 @@
 #   one binary (A and B the same file), e.g. B_CONFIG="busy_poll: 50us".
 # Example (≈ 6 min): flock /tmp/meshid-build.lock bash bench/proxy_ab.sh /tmp/meshid.old build/meshid
 set -euo pipefail
+HERE=$(dirname "$(realpath "${BASH_SOURCE[0]}")")  # before any cd
 A=$(realpath "$1")
 B=$(realpath "$2")
 BUILD=$(realpath "${3:-build}")
@@ -40,39 +41,9 @@ cleanup() {
 }
 trap cleanup EXIT
 cd "$W"
-# A free port below the kernel's ephemeral range (32768-60999 here): the ports
-# are picked once and bound again by every fresh start of a system, and an
-# ephemeral port can meanwhile be taken by one of the load's thousands of
-# outgoing connections (seen: meshid's admin port, in round 4 of 5). Never
-# the same port twice in a run (picked-ports).
-free_port() {
-  python3 -c '
-import os, random, socket
-low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-picked = set(open("picked-ports").read().split()) if os.path.exists("picked-ports") else set()
-for _ in range(1000):
-    p = random.randrange(10000, low)
-    if str(p) in picked:
-        continue
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-    except OSError:
-        continue
-    finally:
-        s.close()
-    open("picked-ports", "a").write(f"{p}\n")
-    print(p)
-    break
-'
-}
-wait_port() { for _ in $(seq 200); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
-kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2" | head -1; }
+source "$HERE/proxy_lib.sh"
 
-"$A" ca init --trust-domain example.org --out ca >/dev/null
-"$A" cert issue --ca ca --spiffe-id spiffe://example.org/ns/web/sa/web --out server >/dev/null
-"$A" cert issue --ca ca --spiffe-id spiffe://example.org/ns/shop/sa/client --out client >/dev/null
-cat ca/root-cert.pem ca/ca-cert.pem >trust.pem
+make_mesh_certs "$A"
 TLS=(--cert client/cert-chain.pem --key client/key.pem --ca trust.pem)
 BACKEND=$(free_port)
 taskset -c 1 "$LOAD" serve --listen "127.0.0.1:$BACKEND" >backend.log 2>&1 &
@@ -87,27 +58,7 @@ workers: 1
 inbound: [{name: in, listen: 127.0.0.1:$PORT, forward: 127.0.0.1:$BACKEND}]
 YAML
 { cat proxy.yaml; printf '%s\n' "${B_CONFIG:-}"; } >proxy-b.yaml
-cat >nginx.conf <<CONF
-load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-daemon off;
-pid $W/nginx.pid;
-error_log $W/nginx-error.log;
-worker_processes 1;
-worker_rlimit_nofile 10000;
-events { worker_connections 5000; }
-stream {
-  server {
-    listen 127.0.0.1:$PORT ssl;
-    ssl_certificate $W/server/cert-chain.pem;
-    ssl_certificate_key $W/server/key.pem;
-    ssl_client_certificate $W/trust.pem;
-    ssl_verify_client on;
-    ssl_verify_depth 3;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    proxy_pass 127.0.0.1:$BACKEND;
-  }
-}
-CONF
+write_nginx_conf "$W" "$PORT" "$BACKEND"
 
 SYS_PID=
 start() {

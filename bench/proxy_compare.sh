@@ -34,6 +34,7 @@
 # Final numbers: hold the build lock for the whole run,
 #   flock /tmp/meshid-build.lock bash bench/proxy_compare.sh build
 set -euo pipefail
+HERE=$(dirname "$(realpath "${BASH_SOURCE[0]}")")  # before any cd
 BUILD=$(realpath "${1:-build}")
 SECS=${2:-8}
 SYSTEMS=${SYSTEMS:-direct meshid haproxy nginx stunnel}
@@ -57,46 +58,16 @@ cleanup() {
 }
 trap cleanup EXIT
 cd "$W"
-# A free port below the kernel's ephemeral range (32768-60999 here): the ports
-# are picked once and bound again by every fresh start of a system, and an
-# ephemeral port can meanwhile be taken by one of the load's thousands of
-# outgoing connections (seen: meshid's admin port, in round 4 of 5). Never
-# the same port twice in a run (picked-ports).
-free_port() {
-  python3 -c '
-import os, random, socket
-low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-picked = set(open("picked-ports").read().split()) if os.path.exists("picked-ports") else set()
-for _ in range(1000):
-    p = random.randrange(10000, low)
-    if str(p) in picked:
-        continue
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-    except OSError:
-        continue
-    finally:
-        s.close()
-    open("picked-ports", "a").write(f"{p}\n")
-    print(p)
-    break
-'
-}
-wait_port() { for _ in $(seq 200); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
-kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2" | head -1; }  # KEY LINE
+source "$HERE/proxy_lib.sh"
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }                       # FORMAT EXPR
 
 # --- certificates -----------------------------------------------------------
-"$M" ca init --trust-domain example.org --out ca >/dev/null
-"$M" cert issue --ca ca --spiffe-id spiffe://example.org/ns/web/sa/web --out server >/dev/null
-"$M" cert issue --ca ca --spiffe-id spiffe://example.org/ns/shop/sa/client --out client >/dev/null
+make_mesh_certs "$M"
 # A client from another mesh: every system must refuse it.
 "$M" ca init --trust-domain example.org --out foreign-ca >/dev/null
 "$M" cert issue --ca foreign-ca --spiffe-id spiffe://example.org/ns/shop/sa/client --out foreign >/dev/null
-# Servers trust root + intermediate, so the client may present its leaf alone
-# (s_time) or its chain (meshid_tls_load, like a mesh workload).
-cat ca/root-cert.pem ca/ca-cert.pem >trust.pem
+# trust.pem: the client may present its leaf alone (s_time) or its chain
+# (meshid_tls_load, like a mesh workload).
 cat server/cert-chain.pem server/key.pem >server/combined.pem
 TLS=(--cert client/cert-chain.pem --key client/key.pem --ca trust.pem)
 
@@ -146,27 +117,7 @@ frontend f
 backend b
   server s 127.0.0.1:$BACKEND
 CFG
-  cat >nginx.conf <<CONF
-load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-daemon off;
-pid $W/nginx.pid;
-error_log $W/nginx-error.log;
-worker_processes 1;
-worker_rlimit_nofile 10000;
-events { worker_connections 5000; }
-stream {
-  server {
-    listen 127.0.0.1:${port[nginx]} ssl;
-    ssl_certificate $W/server/cert-chain.pem;
-    ssl_certificate_key $W/server/key.pem;
-    ssl_client_certificate $W/trust.pem;
-    ssl_verify_client on;
-    ssl_verify_depth 3;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    proxy_pass 127.0.0.1:$BACKEND;
-  }
-}
-CONF
+  write_nginx_conf "$W" "${port[nginx]}" "$BACKEND"
   # debug = warning: stunnel's default (notice) logs every connection, which
   # none of the others is set up to do.
   cat >stunnel.conf <<CONF

@@ -61,6 +61,20 @@ class ReadinessTest : public ::testing::Test {
   void peerSends(const std::string& s) { asio::write(pair_.peer, asio::buffer(s)); }
   // Runs the worker for a while, so edges are harvested.
   void runBriefly() { loop_->runFor(50ms); }
+  void expectAWaitOnADrainedSocketToEndOnlyWhenDataArrives() {
+    EXPECT_EQ(readNow(), "<again>");  // nothing yet
+    EXPECT_FALSE(ready_.readReady());
+    std::optional<asio::error_code> done;
+    ready_.waitRead([&](asio::error_code ec) { done = ec; });
+    runBriefly();
+    EXPECT_FALSE(done) << "woke with no data";
+
+    peerSends("hello");
+    runUntil(done);
+    ASSERT_TRUE(done);
+    EXPECT_FALSE(*done);
+    EXPECT_EQ(readNow(), "hello");
+  }
   // Waits for reading and reports how the wait ended (nothing: not in 2 s).
   std::optional<asio::error_code> waitReadOutcome() {
     std::optional<asio::error_code> done;
@@ -76,18 +90,7 @@ class ReadinessTest : public ::testing::Test {
 };
 
 TEST_F(ReadinessTest, AWaitOnADrainedSocketEndsWhenDataArrives) {
-  EXPECT_EQ(readNow(), "<again>");  // nothing yet
-  EXPECT_FALSE(ready_.readReady());
-  std::optional<asio::error_code> done;
-  ready_.waitRead([&](asio::error_code ec) { done = ec; });
-  runBriefly();
-  EXPECT_FALSE(done) << "woke with no data";
-
-  peerSends("hello");
-  runUntil(done);
-  ASSERT_TRUE(done);
-  EXPECT_FALSE(*done);
-  EXPECT_EQ(readNow(), "hello");
+  expectAWaitOnADrainedSocketToEndOnlyWhenDataArrives();
 }
 
 TEST_F(ReadinessTest, DataThatCameBeforeTheWaitEndsItAtOnce) {
@@ -117,16 +120,7 @@ TEST_F(ReadinessTest, APeerFinThatCameWithTheLastBytesIsNotLost) {
 // with one.
 TEST_F(ReadinessTest, WithBusyPollAWaitStillEndsOnlyWhenDataArrives) {
   loop_->setBusyPoll(200us);
-  EXPECT_EQ(readNow(), "<again>");
-  std::optional<asio::error_code> done;
-  ready_.waitRead([&](asio::error_code ec) { done = ec; });
-  runBriefly();
-  EXPECT_FALSE(done) << "woke with no data";
-  peerSends("hello");
-  runUntil(done);
-  ASSERT_TRUE(done);
-  EXPECT_FALSE(*done);
-  EXPECT_EQ(readNow(), "hello");
+  expectAWaitOnADrainedSocketToEndOnlyWhenDataArrives();
 }
 
 // The poll is bounded: a loop with nothing to do polls for its budget and

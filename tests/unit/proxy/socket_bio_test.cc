@@ -42,94 +42,83 @@ struct BioFree {
 };
 using BioPtr = std::unique_ptr<BIO, BioFree>;
 
-TEST(SocketBio, AReadThatEmptiesTheSocketClearsItsReadiness) {
-  SocketPair p;
-  Readiness ready;
-  SocketBioState state{p.fd[0], &ready, false};
-  BioPtr bio(newSocketBio(state));
-  ASSERT_TRUE(bio);
-  ASSERT_EQ(write(p.fd[1], "hello", 5), 5);
+// One end of a socket pair behind a socket BIO; the other end plays the peer.
+class SocketBioTest : public ::testing::Test {
+ protected:
+  SocketBioTest() : state_{p_.fd[0], &ready_, false}, bio_(newSocketBio(state_)) {}
+  BIO* bio() const { return bio_.get(); }
+  int peer() const { return p_.fd[1]; }
+
+  SocketPair p_;
+  Readiness ready_;
+  SocketBioState state_;
+  BioPtr bio_;
+};
+
+TEST_F(SocketBioTest, AReadThatEmptiesTheSocketClearsItsReadiness) {
+  ASSERT_TRUE(bio_);
+  ASSERT_EQ(write(peer(), "hello", 5), 5);
 
   char buf[64];
   size_t n = 0;
   // A full read: the socket may hold more, readiness stays.
-  ASSERT_EQ(BIO_read_ex(bio.get(), buf, 2, &n), 1);
+  ASSERT_EQ(BIO_read_ex(bio(), buf, 2, &n), 1);
   EXPECT_EQ(std::string(buf, n), "he");
-  EXPECT_TRUE(ready.readReady());
+  EXPECT_TRUE(ready_.readReady());
   // A short read: the socket is empty now.
-  ASSERT_EQ(BIO_read_ex(bio.get(), buf, sizeof buf, &n), 1);
+  ASSERT_EQ(BIO_read_ex(bio(), buf, sizeof buf, &n), 1);
   EXPECT_EQ(std::string(buf, n), "llo");
-  EXPECT_FALSE(ready.readReady());
+  EXPECT_FALSE(ready_.readReady());
 }
 
-TEST(SocketBio, EmptySocketAsksOpensslToRetryTheRead) {
-  SocketPair p;
-  Readiness ready;
-  SocketBioState state{p.fd[0], &ready, false};
-  BioPtr bio(newSocketBio(state));
+TEST_F(SocketBioTest, EmptySocketAsksOpensslToRetryTheRead) {
   char buf[8];
   size_t n = 0;
-  EXPECT_EQ(BIO_read_ex(bio.get(), buf, sizeof buf, &n), 0);
+  EXPECT_EQ(BIO_read_ex(bio(), buf, sizeof buf, &n), 0);
   EXPECT_EQ(n, 0u);
-  EXPECT_TRUE(BIO_should_retry(bio.get()));
-  EXPECT_TRUE(BIO_should_read(bio.get()));
-  EXPECT_FALSE(ready.readReady());
-  EXPECT_EQ(BIO_eof(bio.get()), 0);
+  EXPECT_TRUE(BIO_should_retry(bio()));
+  EXPECT_TRUE(BIO_should_read(bio()));
+  EXPECT_FALSE(ready_.readReady());
+  EXPECT_EQ(BIO_eof(bio()), 0);
 }
 
-TEST(SocketBio, ThePeersCloseIsAnEofNotARetry) {
-  SocketPair p;
-  Readiness ready;
-  SocketBioState state{p.fd[0], &ready, false};
-  BioPtr bio(newSocketBio(state));
-  p.closeEnd(1);
+TEST_F(SocketBioTest, ThePeersCloseIsAnEofNotARetry) {
+  p_.closeEnd(1);
   char buf[8];
   size_t n = 0;
-  EXPECT_EQ(BIO_read_ex(bio.get(), buf, sizeof buf, &n), 0);
-  EXPECT_FALSE(BIO_should_retry(bio.get()));
-  EXPECT_EQ(BIO_eof(bio.get()), 1);
+  EXPECT_EQ(BIO_read_ex(bio(), buf, sizeof buf, &n), 0);
+  EXPECT_FALSE(BIO_should_retry(bio()));
+  EXPECT_EQ(BIO_eof(bio()), 1);
 }
 
-TEST(SocketBio, WritesGoToTheSocketAndAFullOneAsksToRetry) {
-  SocketPair p;
-  Readiness ready;
-  SocketBioState state{p.fd[0], &ready, false};
-  BioPtr bio(newSocketBio(state));
+TEST_F(SocketBioTest, WritesGoToTheSocketAndAFullOneAsksToRetry) {
   size_t n = 0;
-  ASSERT_EQ(BIO_write_ex(bio.get(), "ping", 4, &n), 1);
+  ASSERT_EQ(BIO_write_ex(bio(), "ping", 4, &n), 1);
   EXPECT_EQ(n, 4u);
   char buf[8];
-  EXPECT_EQ(read(p.fd[1], buf, sizeof buf), 4);
+  EXPECT_EQ(read(peer(), buf, sizeof buf), 4);
   // Fill the socket until the kernel has no room.
   std::string chunk(64 * 1024, 'x');
   int guard = 0;
-  while (BIO_write_ex(bio.get(), chunk.data(), chunk.size(), &n) == 1 && ++guard < 10000) {
+  while (BIO_write_ex(bio(), chunk.data(), chunk.size(), &n) == 1 && ++guard < 10000) {
   }
-  EXPECT_TRUE(BIO_should_retry(bio.get()));
-  EXPECT_TRUE(BIO_should_write(bio.get()));
-  EXPECT_EQ(BIO_flush(bio.get()), 1);
+  EXPECT_TRUE(BIO_should_retry(bio()));
+  EXPECT_TRUE(BIO_should_write(bio()));
+  EXPECT_EQ(BIO_flush(bio()), 1);
 }
 
-TEST(SocketBio, WritingToAClosedPeerFailsWithoutSigpipe) {
-  SocketPair p;
-  Readiness ready;
-  SocketBioState state{p.fd[0], &ready, false};
-  BioPtr bio(newSocketBio(state));
-  p.closeEnd(1);
+TEST_F(SocketBioTest, WritingToAClosedPeerFailsWithoutSigpipe) {
+  p_.closeEnd(1);
   size_t n = 0;
   // SIGPIPE's default would end this test binary: MSG_NOSIGNAL must hold.
-  EXPECT_EQ(BIO_write_ex(bio.get(), "x", 1, &n), 0);
-  EXPECT_FALSE(BIO_should_retry(bio.get()));
+  EXPECT_EQ(BIO_write_ex(bio(), "x", 1, &n), 0);
+  EXPECT_FALSE(BIO_should_retry(bio()));
 }
 
-TEST(SocketBio, GivesItsDescriptorToSslGetFd) {
-  SocketPair p;
-  Readiness ready;
-  SocketBioState state{p.fd[0], &ready, false};
-  BioPtr bio(newSocketBio(state));
+TEST_F(SocketBioTest, GivesItsDescriptorToSslGetFd) {
   int fd = -1;
-  EXPECT_EQ(BIO_get_fd(bio.get(), &fd), p.fd[0]);
-  EXPECT_EQ(fd, p.fd[0]);
+  EXPECT_EQ(BIO_get_fd(bio(), &fd), p_.fd[0]);
+  EXPECT_EQ(fd, p_.fd[0]);
 }
 
 // A handshake, bytes both ways, then the client's socket closes without a
