@@ -32,16 +32,8 @@ RR_CONNS=${RR_CONNS:-32}
 BULK_MB=${BULK_MB:-4096}
 [[ -x $A && -x $B && -x $LOAD ]] || { echo "need $A, $B and $LOAD" >&2; exit 1; }
 ulimit -n "$(ulimit -Hn)"
-W=$(mktemp -d /tmp/meshid-ab.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
-cd "$W"
 source "$HERE/proxy_lib.sh"
+enter_workdir meshid-ab
 
 make_mesh_certs "$A"
 TLS=(--cert client/cert-chain.pem --key client/key.pem --ca trust.pem)

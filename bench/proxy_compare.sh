@@ -49,16 +49,8 @@ LOAD="$BUILD/bench/meshid_tls_load"
 [[ -x $M && -x $LOAD ]] || { echo "need $M and $LOAD (ninja -C $BUILD meshid_tls_load)" >&2; exit 1; }
 # 1,000 idle connections are 2,000 sockets in a proxy.
 ulimit -n "$(ulimit -Hn)"
-W=$(mktemp -d /tmp/meshid-bench.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
-cd "$W"
 source "$HERE/proxy_lib.sh"
+enter_workdir meshid-bench
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }                       # FORMAT EXPR
 
 # --- certificates -----------------------------------------------------------

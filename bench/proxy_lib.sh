@@ -1,5 +1,18 @@
-# Shared by bench/proxy_compare.sh and bench/proxy_ab.sh (sourced, after
-# they cd into their work directory).
+# Shared by bench/proxy_compare.sh and bench/proxy_ab.sh (sourced).
+
+# A work directory for the run, made and entered now, removed at exit after
+# every process in `pids` was stopped. The helpers below work in it.
+enter_workdir() {  # NAME
+  W=$(mktemp -d "/tmp/$1.XXXXXX")
+  pids=()
+  trap cleanup EXIT
+  cd "$W"
+}
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$W"
+}
 
 # A free port below the kernel's ephemeral range (32768-60999 here): the ports
 # are picked once and bound again by every fresh start of a system, and an
