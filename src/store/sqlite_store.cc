@@ -198,31 +198,19 @@ void SqliteStore::startCheckpointer(const std::filesystem::path& path,
       return;
     }
   }
-  checkpointer_ = std::thread([this, db, interval] { checkpointLoop(db, interval); });
-}
-
-void SqliteStore::checkpointLoop(sqlite3* db, std::chrono::milliseconds interval) {
-  std::unique_lock lock(checkpoint_mu_);
-  while (!checkpoint_cv_.wait_for(lock, interval, [&] { return stopping_; })) {
-    lock.unlock();
-    // PASSIVE never waits for, nor blocks, the writer: it copies what is
-    // committed and not in use, and the writer restarts the WAL from its
-    // start once everything was copied. A busy round is retried next time.
-    sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-    lock.lock();
-  }
-  sqlite3_close(db);
+  checkpoint_db_ = db;
+  // PASSIVE never waits for, nor blocks, the writer: it copies what is
+  // committed and not in use, and the writer restarts the WAL from its
+  // start once everything was copied. A busy round is retried next time.
+  checkpointer_ =
+      std::make_unique<PeriodicThread>(interval, PeriodicThread::First::kAfterInterval, [db] {
+        sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      });
 }
 
 SqliteStore::~SqliteStore() {
-  if (checkpointer_.joinable()) {
-    {
-      std::lock_guard lock(checkpoint_mu_);
-      stopping_ = true;
-    }
-    checkpoint_cv_.notify_all();
-    checkpointer_.join();
-  }
+  checkpointer_.reset();  // joined before its connection closes
+  sqlite3_close(checkpoint_db_);
   for (sqlite3_stmt* st : {begin_, insert_, commit_})
     sqlite3_finalize(st);
   sqlite3_close(db_);

@@ -4,9 +4,9 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <vector>
 
+#include "common/periodic_thread.h"
 #include "store/store.h"
 
 struct sqlite3;
@@ -52,7 +52,6 @@ class SqliteStore final : public Store {
   explicit SqliteStore(sqlite3* db) : db_(db) {}
   Result<void> migrate();
   void startCheckpointer(const std::filesystem::path& path, std::chrono::milliseconds interval);
-  void checkpointLoop(sqlite3* db, std::chrono::milliseconds interval);
   Result<std::optional<BundleVersion>> latestBundleLocked();
   Result<void> insertIssuancesLocked(const std::vector<const IssuanceRecord*>& batch);
 
@@ -75,10 +74,8 @@ class SqliteStore final : public Store {
   std::vector<PendingIssuance*> pending_;  // guarded by batch_mu_
   bool committing_ = false;                // guarded by batch_mu_
 
-  std::mutex checkpoint_mu_;
-  std::condition_variable checkpoint_cv_;
-  bool stopping_ = false;  // guarded by checkpoint_mu_
-  std::thread checkpointer_;
+  sqlite3* checkpoint_db_ = nullptr;  // the checkpointer's own connection
+  std::unique_ptr<PeriodicThread> checkpointer_;
 };
 
 }  // namespace meshid::store
