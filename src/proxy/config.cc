@@ -30,18 +30,26 @@ constexpr std::chrono::milliseconds kMaxMillis = std::chrono::hours(24 * 365 * 1
 // with a leaf + intermediate chain), so this is about 1.2 GB.
 constexpr size_t kMaxSessionCache = 100'000;
 
-// Microseconds only ("50us"), or 0 for off: a spin longer than a
+// "auto", 0 for off, or microseconds only ("50us"): a spin longer than a
 // millisecond would be a worker that never sleeps under any traffic.
-Result<std::chrono::microseconds> busyPoll(const YAML::Node& n) {
+Result<void> busyPoll(const YAML::Node& n, ProxyConfig& c) {
   const std::string text = n.as<std::string>();
-  if (text == "0")
-    return std::chrono::microseconds(0);
+  c.busy_poll_adaptive = text == "auto";
+  if (text == "auto") {
+    c.busy_poll = kAutoBusyPoll;
+    return okResult();
+  }
+  if (text == "0") {
+    c.busy_poll = std::chrono::microseconds(0);
+    return okResult();
+  }
   char* end = nullptr;
   long v = std::strtol(text.c_str(), &end, 10);
   if (!text.ends_with("us") || end != text.c_str() + text.size() - 2 || v <= 0 || v > 1000)
-    return Error::invalidArgument(
-        fmt::format("busy_poll: \"{}\" is not 0 (off) or 1us to 1000us, e.g. 50us", text));
-  return std::chrono::microseconds(v);
+    return Error::invalidArgument(fmt::format(
+        "busy_poll: \"{}\" is not auto (the default), 0 (off) or 1us to 1000us, e.g. 50us", text));
+  c.busy_poll = std::chrono::microseconds(v);
+  return okResult();
 }
 
 Result<std::chrono::milliseconds> millis(const YAML::Node& n, std::string_view what) {
@@ -212,7 +220,7 @@ Result<ProxyConfig> parse(const YAML::Node& root, const fs::path& base) {
   if (c.workers > 256)
     return Error::invalidArgument("workers must be 0 (one per core) to 256");
   if (root["busy_poll"]) {
-    MESHID_ASSIGN_OR_RETURN(c.busy_poll, busyPoll(root["busy_poll"]));
+    MESHID_RETURN_IF_ERROR(busyPoll(root["busy_poll"], c));
   }
   if (const auto t = root["timeouts"]) {
     MESHID_RETURN_IF_ERROR(onlyKeys(t, "timeouts", {"handshake", "idle"}));
@@ -292,7 +300,7 @@ Result<void> checkReloadable(const ProxyConfig& a, const ProxyConfig& b) {
     return needsRestart("admin_listen");
   if (a.workers != b.workers)
     return needsRestart("workers");
-  if (a.busy_poll != b.busy_poll)
+  if (a.busy_poll != b.busy_poll || a.busy_poll_adaptive != b.busy_poll_adaptive)
     return needsRestart("busy_poll");
   if (a.handshake_timeout != b.handshake_timeout || a.idle_timeout != b.idle_timeout)
     return needsRestart("timeouts");

@@ -6,6 +6,7 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -110,8 +111,19 @@ struct ProxyMetrics::Impl {
           .Name("meshid_proxy_config_reloads_total")
           .Help("Configuration reloads (SIGHUP), by result (ok, refused)")
           .Register(*registry);
+  prometheus::Family<prometheus::Counter>& busy_polls =
+      prometheus::BuildCounter()
+          .Name("meshid_proxy_busy_polls_total")
+          .Help(
+              "Waits in which a worker polled before sleeping (busy_poll), by result: caught "
+              "(an event came within the budget) or missed")
+          .Register(*registry);
+  prometheus::Counter& polls_caught = busy_polls.Add({{"result", "caught"}});
+  prometheus::Counter& polls_missed = busy_polls.Add({{"result", "missed"}});
   std::mutex mu;
   std::map<std::string, std::unique_ptr<ListenerStats>> listeners;  // guarded by mu
+  uint64_t caught_reported = 0;                                     // guarded by mu
+  uint64_t missed_reported = 0;                                     // guarded by mu
 };
 
 ProxyMetrics::ProxyMetrics() : impl_(std::make_unique<Impl>()) {
@@ -159,6 +171,18 @@ void ProxyMetrics::sessionCache(size_t sessions, uint64_t evicted) {
   impl_->evicted_sessions.Set(static_cast<double>(evicted));
 }
 
+void ProxyMetrics::busyPolls(uint64_t caught, uint64_t missed) {
+  std::lock_guard lock(impl_->mu);
+  // The workers' totals only grow; each scrape adds what came since the last.
+  auto add = [](prometheus::Counter& c, uint64_t total, uint64_t& reported) {
+    if (total > reported)
+      c.Increment(static_cast<double>(total - reported));
+    reported = std::max(reported, total);
+  };
+  add(impl_->polls_caught, caught, impl_->caught_reported);
+  add(impl_->polls_missed, missed, impl_->missed_reported);
+}
+
 void ProxyMetrics::reload(bool ok) {
   impl_->reloads.Add({{"result", ok ? "ok" : "refused"}}).Increment();
 }
@@ -188,11 +212,14 @@ std::string ProxyMetrics::statsJson() const {
     j["errors"] = errors;
     out[name] = j;
   }
-  return nlohmann::json{{"listeners", out},
-                        {"certificate_expiration", impl_->expiry.Value()},
-                        {"tls_session_cache",
-                         {{"sessions", impl_->cached_sessions.Value()},
-                          {"evicted", impl_->evicted_sessions.Value()}}}}
+  return nlohmann::json{
+      {"listeners", out},
+      {"certificate_expiration", impl_->expiry.Value()},
+      {"tls_session_cache",
+       {{"sessions", impl_->cached_sessions.Value()},
+        {"evicted", impl_->evicted_sessions.Value()}}},
+      {"busy_polls",
+       {{"caught", impl_->polls_caught.Value()}, {"missed", impl_->polls_missed.Value()}}}}
       .dump(2);
 }
 

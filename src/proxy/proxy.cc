@@ -468,7 +468,9 @@ class ProxyImpl final : public Proxy {
   awaitable<bool> connectUp(Session& s, ListenerRuntime& l);
   std::string certsJson() const;
   std::string listenersJson() const;
-  void noteSessionCache();
+  // Values kept elsewhere (the session cache, the workers' busy polls),
+  // copied into the metrics before each scrape.
+  void noteScrapedValues();
   HttpReply modeCall(const std::map<std::string, std::string>& params);
   ListenerRuntime* find(const std::string& name) const;
 
@@ -511,7 +513,7 @@ Result<void> ProxyImpl::init(const CertSourceFactory& sources) {
     loops_.push_back(std::make_unique<ReadinessLoop>(*workers_.back()));
     if (!loops_.back()->ok())
       return Error::internal(fmt::format("epoll_create1: {}", std::strerror(errno)));
-    loops_.back()->setBusyPoll(config_.busy_poll);
+    loops_.back()->setBusyPoll(config_.busy_poll, config_.busy_poll_adaptive);
   }
 
   auto bind = [&](ListenerRuntime& l, const std::string& listen) -> Result<void> {
@@ -560,11 +562,11 @@ Result<void> ProxyImpl::init(const CertSourceFactory& sources) {
   std::vector<HttpRoute> routes;
   routes.push_back(
       {"/metrics", [this] {
-         noteSessionCache();
+         noteScrapedValues();
          return HttpReply{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.serialize()};
        }});
   routes.push_back({"/stats", [this] {
-                      noteSessionCache();
+                      noteScrapedValues();
                       return HttpReply{200, "application/json", metrics_.statsJson()};
                     }});
   routes.push_back({"/certs", [this] { return HttpReply{200, "application/json", certsJson()}; }});
@@ -865,12 +867,19 @@ awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRun
   co_await both(pipe(down, up, *s, l.stats->bytes_in), pipe(up, down, *s, l.stats->bytes_out), *s);
 }
 
-void ProxyImpl::noteSessionCache() {
+void ProxyImpl::noteScrapedValues() {
   auto snap = store_.current();
   if (snap && snap->sessions)
     metrics_.sessionCache(snap->sessions->size(), snap->sessions->evicted());
   else
     metrics_.sessionCache(0, 0);
+  ReadinessLoop::PollStats polls;
+  for (const auto& loop : loops_) {
+    auto s = loop->pollStats();
+    polls.caught += s.caught;
+    polls.missed += s.missed;
+  }
+  metrics_.busyPolls(polls.caught, polls.missed);
 }
 
 // The agent's /certs shape (Envoy's): the bundle's roots as ca_cert, our

@@ -134,23 +134,25 @@ void ReadinessLoop::runOnce(LoopTimer::Clock::time_point until) {
   auto deadline = until;
   if (!timers_.empty())
     deadline = std::min(deadline, timers_.begin()->first);
-  int timeout = -1;
-  if (deadline != LoopTimer::Clock::time_point::max()) {
+  auto timeout = [&] {
+    if (deadline == LoopTimer::Clock::time_point::max())
+      return -1;
     auto left = deadline - LoopTimer::Clock::now();
     // Rounded up: waking before the deadline would only wait again.
     auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
-    timeout = static_cast<int>(std::clamp<int64_t>(ms, 0, 60'000));
-  }
+    return static_cast<int>(std::clamp<int64_t>(ms, 0, 60'000));
+  };
   std::array<epoll_event, 128> events;
+  const int max = static_cast<int>(events.size());
+  int wait_ms = timeout();
   int n = 0;
-  if (busy_poll_.count() > 0 && timeout != 0) {
-    const auto spin_until = std::min(LoopTimer::Clock::now() + busy_poll_, deadline);
-    do {
-      n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), 0);
-    } while (n == 0 && LoopTimer::Clock::now() < spin_until);
+  if (busy_poll_.count() > 0 && wait_ms != 0 && (!adaptive_ || backoff_.shouldPoll())) {
+    n = poll(events.data(), max, deadline);
+    if (n == 0 && wait_ms > 0)
+      wait_ms = timeout();  // the poll took some of it
   }
   if (n == 0)
-    n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout);
+    n = epoll_wait(epoll_fd_, events.data(), max, wait_ms);
   now_ = LoopTimer::Clock::now();
   for (int i = 0; i < n; ++i) {
     if (events[i].data.ptr == nullptr) {
@@ -165,6 +167,19 @@ void ReadinessLoop::runOnce(LoopTimer::Clock::time_point until) {
   woken_.clear();  // keeps the capacity for the next round
   if (!timers_.empty())
     runDueTimers();
+}
+
+int ReadinessLoop::poll(epoll_event* events, int max, LoopTimer::Clock::time_point deadline) {
+  const auto until = std::min(LoopTimer::Clock::now() + busy_poll_, deadline);
+  int n = 0;
+  do {
+    n = epoll_wait(epoll_fd_, events, max, 0);
+  } while (n == 0 && LoopTimer::Clock::now() < until);
+  auto& counter = n > 0 ? caught_ : missed_;
+  counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  if (adaptive_)
+    backoff_.pollEnded(n > 0);
+  return n;
 }
 
 void ReadinessLoop::runDueTimers() {

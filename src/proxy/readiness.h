@@ -49,6 +49,8 @@
 #include <utility>
 #include <vector>
 
+#include "proxy/poll_backoff.h"
+
 namespace meshid::proxy {
 
 class ReadinessLoop;
@@ -226,7 +228,20 @@ class ReadinessLoop {
   // before sleeping in it (0: sleep at once). An event that comes within `d`
   // then needs no wake-up of this thread, which on this VM costs tens of
   // microseconds of latency per hop; the price is the CPU spent polling.
-  void setBusyPoll(std::chrono::microseconds d) { busy_poll_ = d; }
+  // `adaptive`: poll only while polls catch events (PollBackoff).
+  void setBusyPoll(std::chrono::microseconds d, bool adaptive) {
+    busy_poll_ = d;
+    adaptive_ = adaptive;
+  }
+  // Waits that polled before sleeping, by whether an event came within the
+  // budget. From any thread (the admin port's scrapes).
+  struct PollStats {
+    uint64_t caught = 0;
+    uint64_t missed = 0;
+  };
+  PollStats pollStats() const {
+    return {caught_.load(std::memory_order_relaxed), missed_.load(std::memory_order_relaxed)};
+  }
 
   // The worker: posted handlers, edges and timers, until stop().
   void run();
@@ -253,12 +268,19 @@ class ReadinessLoop {
   // most until `until`), then the timers that are due.
   void runOnce(LoopTimer::Clock::time_point until);
   void runDueTimers();
+  // Polls epoll for up to the budget (not past `deadline`): the events seen.
+  int poll(epoll_event* events, int max, LoopTimer::Clock::time_point deadline);
   void add(Readiness& r);
   void remove(Readiness& r);
 
   std::vector<std::unique_ptr<detail::Waiter>> woken_;  // reused by every round
   LoopTimer::Clock::time_point now_ = LoopTimer::Clock::now();
   std::chrono::microseconds busy_poll_{0};
+  bool adaptive_ = false;
+  PollBackoff backoff_;
+  // Written by the worker only; atomics so that scrapes may read them.
+  std::atomic<uint64_t> caught_{0};
+  std::atomic<uint64_t> missed_{0};
 
   asio::io_context& io_;
   int epoll_fd_ = -1;

@@ -36,7 +36,12 @@ Result<void> runUntilSignalled(const std::string& config_path, const std::string
   for (const auto& l : config.outbound)
     ports += fmt::format(" {}=outbound:{}", l.name, p->port(l.name));
   // Before the "running" line, which tests and scripts wait for.
-  if (config.busy_poll.count() > 0)
+  if (config.busy_poll.count() == 0)
+    spdlog::info("busy polling: off");
+  else if (config.busy_poll_adaptive)
+    spdlog::info("busy polling: auto (up to {}us before a sleep, while that catches events)",
+                 config.busy_poll.count());
+  else
     spdlog::info("busy polling: each worker polls for {}us before it sleeps (CPU for latency)",
                  config.busy_poll.count());
   spdlog::info("meshid proxy running admin={}:{}{}",

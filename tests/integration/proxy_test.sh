@@ -52,6 +52,7 @@ STRICT=$(port_of strict)
 PERM=$(port_of permissive)
 DIS=$(port_of disable)
 ADMIN=$(grep -oE 'admin=127\.0\.0\.1:[0-9]+' proxy.log | cut -d: -f2)
+check_output_contains "busy_poll is auto unless set" "busy polling: auto (up to 5us" cat proxy.log
 stat() { curl -s "http://127.0.0.1:$ADMIN/stats" | jq -r ".listeners.$1$2"; }
 
 # curl cannot check a SPIFFE ID (there is no DNS name): -k, and the chain is
@@ -147,6 +148,8 @@ expect_true "inbound counted resumed handshakes too ($(stat strict .resumed_hand
   test "$(stat strict .resumed_handshakes)" -ge 2
 check "5 MB through two proxies arrives intact" \
   sh -c "curl -sS http://127.0.0.1:$(port_of web client.log)/big.bin | cmp - www/big.bin"
+polls=$(curl -s "http://127.0.0.1:$CADMIN/stats" | jq -r '.busy_polls.caught + .busy_polls.missed')
+expect_true "busy_poll 50us: the worker's polls are counted in /stats ($polls)" test "$polls" -gt 0
 # Half-close: the client sends its request and closes its sending side; the
 # answer must still come back through both proxies.
 check_output_contains "half-close: the answer arrives after the client shut its side" "hello" \
@@ -186,6 +189,9 @@ check_output_contains "the refusal is logged" "refused" cat proxy.log
 curl -s "http://127.0.0.1:$ADMIN/metrics" >metrics.txt
 STDIN=metrics.txt check "proxy /metrics passes promtool check metrics" promtool check metrics
 expect_true "reloads counted" grep -q 'meshid_proxy_certificate_reloads_total{result="refused"} [1-9]' metrics.txt
+expect_true "busy polls in /metrics, caught and missed" \
+  sh -c "grep -q '^meshid_proxy_busy_polls_total{result=\"caught\"} [0-9]' metrics.txt &&
+         grep -q '^meshid_proxy_busy_polls_total{result=\"missed\"} [0-9]' metrics.txt"
 
 stop_server "$PROXY_PID"
 check_output_contains "proxy stops on SIGTERM" "stopped" cat proxy.log

@@ -41,21 +41,31 @@ outbound:
   EXPECT_EQ(c->outbound[0].ca_file, "/etc/meshid/pin.pem");
 }
 
-// Off unless asked for; microseconds only, at most a millisecond.
-TEST(ProxyConfig, BusyPollIsOptInMicroseconds) {
+// Adaptive unless set otherwise; a fixed budget in microseconds only, at
+// most a millisecond; 0 is off.
+TEST(ProxyConfig, BusyPollIsAutoUnlessSetOtherwise) {
   const std::string in = "inbound: [{name: a, listen: 1.2.3.4:1, forward: 1.2.3.4:2}]\n";
   auto plain = parseProxyConfig(kHead + in, "/");
   MESHID_ASSERT_OK(plain);
-  EXPECT_EQ(plain->busy_poll, 0us);
-  auto on = parseProxyConfig(kHead + in + "busy_poll: 50us", "/");
-  MESHID_ASSERT_OK(on);
-  EXPECT_EQ(on->busy_poll, 50us);
+  EXPECT_EQ(plain->busy_poll, kAutoBusyPoll);
+  EXPECT_TRUE(plain->busy_poll_adaptive);
+  auto aut = orThrow(parseProxyConfig(kHead + in + "busy_poll: auto", "/"));
+  EXPECT_EQ(aut.busy_poll, kAutoBusyPoll);
+  EXPECT_TRUE(aut.busy_poll_adaptive);
+  auto fixed = parseProxyConfig(kHead + in + "busy_poll: 50us", "/");
+  MESHID_ASSERT_OK(fixed);
+  EXPECT_EQ(fixed->busy_poll, 50us);
+  EXPECT_FALSE(fixed->busy_poll_adaptive);
   EXPECT_EQ(orThrow(parseProxyConfig(kHead + in + "busy_poll: 1000us", "/")).busy_poll, 1000us);
-  EXPECT_EQ(orThrow(parseProxyConfig(kHead + in + "busy_poll: 0", "/")).busy_poll, 0us);
-  for (const char* bad : {"50", "1ms", "1001us", "0us", "-5us", "5.5us", "us", "lots"}) {
+  auto off = orThrow(parseProxyConfig(kHead + in + "busy_poll: 0", "/"));
+  EXPECT_EQ(off.busy_poll, 0us);
+  EXPECT_FALSE(off.busy_poll_adaptive);
+  for (const char* bad :
+       {"50", "1ms", "1001us", "0us", "-5us", "5.5us", "us", "lots", "AUTO", "auto5us", "on"}) {
     auto r = parseProxyConfig(kHead + in + "busy_poll: " + bad, "/");
     EXPECT_EQ(errorOf(r).code, Code::kInvalidArgument) << bad;
     MESHID_EXPECT_CONTAINS(messageOf(r), "busy_poll") << bad;
+    MESHID_EXPECT_CONTAINS(messageOf(r), "auto") << bad;
   }
 }
 
@@ -165,6 +175,8 @@ outbound: [{name: out, listen: 1.2.3.4:3, destination: 1.2.3.4:4, expected_ids: 
            {"tls: {ciphers: ECDHE-ECDSA-AES128-GCM-SHA256}", "tls"},
            {"tls: {session_cache_size: 10}", "tls"},
            {"busy_poll: 50us", "busy_poll"},
+           {"busy_poll: 0", "busy_poll"},
+           {"busy_poll: 5us", "busy_poll"},  // auto's budget, but fixed
        }) {
     auto r = checkReloadable(
         running, make("STRICT", "spiffe://example.org/ns/a/sa/b", "spiffe://example.org", c.extra));

@@ -12,6 +12,7 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
 #include <asio/write.hpp>
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -119,25 +120,106 @@ TEST_F(ReadinessTest, APeerFinThatCameWithTheLastBytesIsNotLost) {
 // Busy polling changes how the loop waits for an edge, not what it does
 // with one.
 TEST_F(ReadinessTest, WithBusyPollAWaitStillEndsOnlyWhenDataArrives) {
-  loop_->setBusyPoll(200us);
+  loop_->setBusyPoll(200us, false);
   expectAWaitOnADrainedSocketToEndOnlyWhenDataArrives();
+}
+
+std::chrono::nanoseconds threadCpu() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return std::chrono::seconds(t.tv_sec) + std::chrono::nanoseconds(t.tv_nsec);
 }
 
 // The poll is bounded: a loop with nothing to do polls for its budget and
 // then sleeps, so an idle proxy costs no CPU.
 TEST_F(ReadinessTest, AnIdleLoopWithBusyPollSleepsAfterItsBudget) {
-  loop_->setBusyPoll(1000us);
-  auto cpu = [] {
-    timespec t{};
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return std::chrono::seconds(t.tv_sec) + std::chrono::nanoseconds(t.tv_nsec);
-  };
-  const auto before = cpu();
+  loop_->setBusyPoll(1000us, false);
+  const auto before = threadCpu();
   loop_->runFor(300ms);
-  const auto used = cpu() - before;
+  const auto used = threadCpu() - before;
   EXPECT_LT(used, 100ms) << "the loop kept polling for "
                          << std::chrono::duration_cast<std::chrono::milliseconds>(used).count()
                          << " ms of 300";
+}
+
+// A timer every 2 ms wakes the loop, and nothing else comes: every poll
+// after a wake-up runs to its budget for nothing. A fixed budget keeps
+// polling each time; an adaptive one soon polls only now and then.
+class BusyPollBudgetTest : public ReadinessTest {
+ protected:
+  struct Outcome {
+    ReadinessLoop::PollStats stats;
+    std::chrono::nanoseconds cpu;
+    int ticks = 0;
+  };
+  Outcome tickFor(std::chrono::microseconds budget, bool adaptive, std::chrono::milliseconds d) {
+    loop_->runFor(5ms);  // takes the socket's first edge (writable), without polling
+    loop_->setBusyPoll(budget, adaptive);
+    Outcome out;
+    LoopTimer timer;
+    std::function<void()> tick = [&] {
+      ++out.ticks;
+      timer.set(*loop_, LoopTimer::Clock::now() + 2ms, tick);
+    };
+    timer.set(*loop_, LoopTimer::Clock::now() + 2ms, tick);
+    const auto before = threadCpu();
+    loop_->runFor(d);
+    out.cpu = threadCpu() - before;
+    out.stats = loop_->pollStats();
+    timer.cancel();
+    return out;
+  }
+};
+
+TEST_F(BusyPollBudgetTest, AFixedBudgetPollsAfterEveryWakeUp) {
+  auto o = tickFor(1000us, false, 300ms);
+  ASSERT_GT(o.ticks, 20);
+  EXPECT_EQ(o.stats.caught, 0u);
+  EXPECT_GE(o.stats.missed, static_cast<uint64_t>(o.ticks) - 1);
+}
+
+TEST_F(BusyPollBudgetTest, AnAdaptiveBudgetStopsPollingWhenPollsCatchNothing) {
+  auto o = tickFor(1000us, true, 300ms);
+  ASSERT_GT(o.ticks, 20);
+  EXPECT_EQ(o.stats.caught, 0u);
+  // Misses in a row skip 1, 3, 7, 15 ... sleeps: 6 polls in the first 63
+  // wake-ups (whether the run ends on one or two wake-ups per tick).
+  EXPECT_LE(o.stats.missed, 8u) << o.ticks << " ticks";
+  EXPECT_GE(o.stats.missed, 3u);
+  EXPECT_LT(o.cpu, 50ms) << "with a fixed budget each tick would poll for up to 1 ms";
+}
+
+// When events keep coming within the budget, the adaptive loop keeps polling.
+TEST_F(ReadinessTest, AnAdaptiveBudgetKeepsPollingWhilePollsCatchEvents) {
+  // A budget far above the writer's pace: a poll misses only when this
+  // machine keeps the writer off its core for 20 ms.
+  loop_->setBusyPoll(20ms, true);
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {  // a byte every 100 us
+    while (!stop.load()) {
+      asio::error_code ec;
+      asio::write(pair_.peer, asio::buffer("x", 1), ec);
+      std::this_thread::sleep_for(100us);
+    }
+  });
+  int reads = 0;
+  std::function<void(asio::error_code)> onReadable = [&](asio::error_code ec) {
+    if (ec)
+      return;
+    while (readNow() != "<again>") {
+    }
+    ++reads;
+    ready_.waitRead(onReadable);
+  };
+  ready_.waitRead(onReadable);
+  loop_->runFor(300ms);
+  stop = true;
+  writer.join();
+  const auto s = loop_->pollStats();
+  ASSERT_GT(reads, 20);
+  // Without the reset after each catch, a few misses would make polls rare.
+  EXPECT_GT(s.caught, 10u);
+  EXPECT_GT(s.caught, s.missed) << "caught " << s.caught << ", missed " << s.missed;
 }
 
 TEST_F(ReadinessTest, AWriteWaitEndsWhenThePeerMakesRoom) {
