@@ -35,12 +35,8 @@ constexpr size_t kMaxSessionCache = 100'000;
 Result<void> busyPoll(const YAML::Node& n, ProxyConfig& c) {
   const std::string text = n.as<std::string>();
   c.busy_poll_adaptive = text == "auto";
-  if (text == "auto") {
-    c.busy_poll = kAutoBusyPoll;
-    return okResult();
-  }
-  if (text == "0") {
-    c.busy_poll = std::chrono::microseconds(0);
+  if (text == "auto" || text == "0") {
+    c.busy_poll = text == "auto" ? kAutoBusyPoll : std::chrono::microseconds(0);
     return okResult();
   }
   char* end = nullptr;

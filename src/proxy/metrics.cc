@@ -173,7 +173,9 @@ void ProxyMetrics::sessionCache(size_t sessions, uint64_t evicted) {
 
 void ProxyMetrics::busyPolls(uint64_t caught, uint64_t missed) {
   std::lock_guard lock(impl_->mu);
-  // The workers' totals only grow; each scrape adds what came since the last.
+  // The workers' totals only grow; each scrape adds what came since the
+  // last. Two scrapes may read the workers before either locks, so the
+  // later one here can bring the smaller total: that adds nothing.
   auto add = [](prometheus::Counter& c, uint64_t total, uint64_t& reported) {
     if (total > reported)
       c.Increment(static_cast<double>(total - reported));

@@ -274,7 +274,7 @@ class PlainSocket {
   auto waitForRead(asio::error_code& ec) { return ready_.waitRead(withError(ec)); }
   ptrdiff_t tryRead(char* buf, size_t len) {
     ssize_t n = recvNow(fd_, buf, len, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    if (n < 0 && wouldBlock(errno)) {
       ready_.readDrained();
       return kWouldBlock;
     }
@@ -292,7 +292,7 @@ class PlainSocket {
         len -= static_cast<size_t>(n);
         continue;
       }
-      if (errno != EAGAIN && errno != EWOULDBLOCK)
+      if (!wouldBlock(errno))
         co_return false;
       ready_.writeBlocked();
       asio::error_code ec;
@@ -604,7 +604,7 @@ awaitable<void> ProxyImpl::acceptLoop(ListenerRuntime& l, size_t worker) {
     if (fd < 0) {
       const int e = errno;
       asio::error_code ec;
-      if (e == EAGAIN || e == EWOULDBLOCK) {
+      if (wouldBlock(e)) {
         acceptor.ready.readDrained();
         co_await acceptor.ready.waitRead(withError(ec));
       } else if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
@@ -768,11 +768,9 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
     std::array<unsigned char, kSniffBytes> first{};
     ssize_t n = -1;
     for (;;) {
-      n = ::recv(s->down.get(), first.data(), first.size(), MSG_PEEK);
-      if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+      n = recvNow(s->down.get(), first.data(), first.size(), MSG_PEEK);
+      if (n >= 0 || !wouldBlock(errno))
         break;
-      if (errno == EINTR)
-        continue;
       s->down_ready.readDrained();
       asio::error_code ec;
       co_await s->down_ready.waitRead(withError(ec));

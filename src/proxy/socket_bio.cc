@@ -12,10 +12,6 @@ SocketBioState& stateOf(BIO* bio) {
   return *static_cast<SocketBioState*>(BIO_get_data(bio));
 }
 
-bool retriable(int err) {
-  return err == EAGAIN || err == EWOULDBLOCK;
-}
-
 int readSocket(BIO* bio, char* buf, size_t len, size_t* got) {
   SocketBioState& s = stateOf(bio);
   BIO_clear_retry_flags(bio);
@@ -29,7 +25,7 @@ int readSocket(BIO* bio, char* buf, size_t len, size_t* got) {
   }
   if (n == 0) {
     s.eof = true;
-  } else if (retriable(errno)) {
+  } else if (wouldBlock(errno)) {
     BIO_set_retry_read(bio);
   }
   return 0;
@@ -44,7 +40,7 @@ int writeSocket(BIO* bio, const char* buf, size_t len, size_t* put) {
     *put = static_cast<size_t>(n);
     return 1;
   }
-  if (retriable(errno))
+  if (wouldBlock(errno))
     BIO_set_retry_write(bio);
   return 0;
 }

@@ -5,6 +5,8 @@
 
 #include <sys/socket.h>
 
+#include <cerrno>
+
 #include "common/result.h"
 
 namespace meshid::proxy {
@@ -52,6 +54,11 @@ Result<SocketFd> startConnect(const sockaddr* addr, socklen_t len, bool& in_prog
 int connectError(int fd);
 
 void setNoDelay(int fd);
+
+// A non-blocking call's "try again when the socket is ready".
+inline bool wouldBlock(int err) {
+  return err == EAGAIN || err == EWOULDBLOCK;
+}
 
 // recv(2) and send(2) on the data path, without glibc's cancellation-point
 // wrapper: the proxy never cancels a thread, and the wrapper's two calls
