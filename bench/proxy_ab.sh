@@ -104,8 +104,7 @@ for m in $MODES; do
       ratios+=("$q")
       awk -v q="$q" 'BEGIN { exit !(q > 1) }' && wins=$((wins + 1))
     done
-    med=$(printf '%s\n' "${ratios[@]}" | sort -n |
-      awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
+    med=$(calc %.3f "$(printf '%s\n' "${ratios[@]}" | median)")
     echo "$m per CPU-second $x/$y: median $med, $x better in $wins of $ROUNDS rounds (${ratios[*]})"
   done
 done

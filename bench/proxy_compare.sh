@@ -51,7 +51,6 @@ LOAD="$BUILD/bench/meshid_tls_load"
 ulimit -n "$(ulimit -Hn)"
 source "$HERE/proxy_lib.sh"
 enter_workdir meshid-bench
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }                       # FORMAT EXPR
 
 # --- certificates -----------------------------------------------------------
 make_mesh_certs "$M"
@@ -622,7 +621,7 @@ if ((ROUNDS > 1)); then
       fi
       any=1
       local med
-      med=$(printf '%s\n' "${ratios[@]}" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+      med=$(printf '%s\n' "${ratios[@]}" | median)
       line+=" $(calc %.2f "$med")× ($wins of ${#ratios[@]}) |"
     done
     [[ -n $any ]] && echo "$line"

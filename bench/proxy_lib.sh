@@ -42,6 +42,9 @@ for _ in range(1000):
 }
 wait_port() { for _ in $(seq 200); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2" | head -1; }  # KEY LINE
+calc() { awk "BEGIN { printf \"$1\", $2 }"; }  # FORMAT EXPR
+# The median of the numbers on stdin, one per line.
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # The mesh's certificates (ECDSA P-256 root + intermediate + leaves) from
 # MESHID: ca/, server/ (spiffe://example.org/ns/web/sa/web), client/, and
