@@ -268,8 +268,10 @@ int runBulk(const Options& o, SSL_CTX* ctx) {
   double cpu = cpuSeconds(o.pids) - cpu0;
   if (!ok)
     die("bulk transfer broke off: " + sslErrors());
-  std::printf("mode=bulk bytes=%llu secs=%.3f mb_per_s=%.1f cpu_s=%.2f\n",
-              static_cast<unsigned long long>(o.bytes), secs, o.bytes / secs / 1e6, cpu);
+  // The suite is printed so that a run shows every system did the same crypto.
+  const char* suite = l.ssl ? SSL_get_cipher_name(l.ssl.get()) : "none";
+  std::printf("mode=bulk bytes=%llu secs=%.3f mb_per_s=%.1f cpu_s=%.2f cipher=%s\n",
+              static_cast<unsigned long long>(o.bytes), secs, o.bytes / secs / 1e6, cpu, suite);
   return 0;
 }
 
