@@ -149,9 +149,12 @@ Result<CaConfig> parse(const YAML::Node& root, const fs::path& base) {
   }
 
   if (const auto s = root["limits"]) {
-    MESHID_RETURN_IF_ERROR(onlyKeys(
-        s, "limits",
-        {"max_concurrent_signings", "max_message_bytes", "signing_workers", "transport_threads"}));
+    MESHID_RETURN_IF_ERROR(
+        onlyKeys(s, "limits",
+                 {"max_concurrent_signings", "max_message_bytes", "signing_workers",
+                  "transport_threads", "malloc_thread_cache"}));
+    if (s["malloc_thread_cache"])
+      c.malloc_thread_cache = s["malloc_thread_cache"].as<size_t>();
     if (s["signing_workers"])
       c.signing_workers = s["signing_workers"].as<size_t>();
     if (s["transport_threads"])
@@ -161,11 +164,12 @@ Result<CaConfig> parse(const YAML::Node& root, const fs::path& base) {
     if (s["max_message_bytes"])
       c.max_message_bytes = s["max_message_bytes"].as<size_t>();
     if (c.max_concurrent_signings == 0 || c.max_message_bytes < 4096 || c.signing_workers > 256 ||
-        c.transport_threads > 256 || c.max_message_bytes > (64u << 20)) {
+        c.transport_threads > 256 || c.max_message_bytes > (64u << 20) ||
+        c.malloc_thread_cache > 65535) {
       return Error::invalidArgument(
           "limits: max_concurrent_signings >= 1, max_message_bytes 4096 to 64 MiB, "
           "signing_workers 0 (sign on the gRPC loops) to 256, transport_threads 0 (one per "
-          "core) to 256");
+          "core) to 256, malloc_thread_cache 0 (glibc's default) to 65535");
     }
   }
 

@@ -46,6 +46,9 @@ struct CaConfig {
   // sign what they read (no hand-off between threads).
   size_t signing_workers = 0;
   size_t transport_threads = 0;  // gRPC event loops; 0 = one per core
+  // Freed blocks of each size glibc keeps per thread (GLIBC_TUNABLES
+  // glibc.malloc.tcache_count; cli/thread_cache.h); 0 = glibc's default, 7.
+  size_t malloc_thread_cache = 64;
 
   struct Kubernetes {
     bool enabled = false;

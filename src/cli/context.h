@@ -1,4 +1,4 @@
-// What every command gets from main: the clock and where output goes.
+// What every command gets from main: the clock, its arguments and where output goes.
 #pragma once
 
 #include <iostream>
@@ -9,6 +9,7 @@ namespace meshid::cli {
 
 struct Context {
   const Clock& clock;
+  char* const* argv = nullptr;  // main's, for a server that restarts itself (thread_cache.h)
   std::ostream& out = std::cout;
   std::ostream& err = std::cerr;
   int exit_code = 0;

@@ -8,7 +8,7 @@
 
 int main(int argc, char** argv) {
   meshid::SystemClock clock;
-  meshid::cli::Context ctx{.clock = clock};
+  meshid::cli::Context ctx{.clock = clock, .argv = argv};
 
   CLI::App app{"meshid: SPIFFE identities for a service mesh, issued and rotated"};
   app.require_subcommand(1);

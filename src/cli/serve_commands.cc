@@ -13,6 +13,7 @@
 #include "cli/commands.h"
 #include "cli/context.h"
 #include "cli/output.h"
+#include "cli/thread_cache.h"
 #include "common/duration.h"
 #include "store/sqlite_store.h"
 
@@ -49,7 +50,13 @@ void setUpLogging(const std::string& level) {
 Result<int> runServe(Context& ctx, const ServeOptions& o) {
   MESHID_ASSIGN_OR_RETURN(ca::CaConfig config, ca::loadCaConfig(o.config));
   MESHID_ASSIGN_OR_RETURN(Seconds grace, parseDuration(o.shutdown_grace));
+  // First, before any file or thread is opened: it may exec this binary again.
+  ThreadCacheNote cache = ensureThreadCache(config.malloc_thread_cache, ctx.argv);
   setUpLogging(o.log_level);
+  if (cache.warning)
+    spdlog::warn("{}", cache.line);
+  else
+    spdlog::info("{}", cache.line);
   // Block the stop signals before any thread starts, so every thread inherits
   // the mask and sigwait below is the only place they land.
   sigset_t stop;

@@ -309,6 +309,48 @@ pass
 expect_true "CA root file exists" test -s "$ROOT"
 expect_eq "/debug/ca: no issuances at start" 0 "$(issuances)"
 
+########## the allocator's thread cache (src/cli/thread_cache.h) ##########
+# The CA execs itself once with GLIBC_TUNABLES extended: still timeout's only
+# child (same PID), the value in its environment, one line in its log.
+# glibc parses GLIBC_TUNABLES in place: in /proc/PID/environ each ':' has become
+# a NUL, so the pairs after the first read as entries of their own.
+ca_env() {  # ca_env TIMEOUT_PID: the CA's GLIBC_TUNABLES as it was exec'd
+  local child
+  child=$(pgrep -P "$1" | head -n 1)
+  tr '\0' '\n' <"/proc/$child/environ" 2>/dev/null |
+    awk '/^GLIBC_TUNABLES=/ { v = $0; on = 1; next }
+         on && /^glibc\./ { v = v ":" $0; next }
+         { on = 0 }
+         END { print v == "" ? "(unset)" : v }'
+}
+expect_eq "thread cache: the CA runs with glibc.malloc.tcache_count=64" \
+  "GLIBC_TUNABLES=glibc.malloc.tcache_count=64" "$(ca_env "$CA_PID")"
+expect_eq "thread cache: the exec kept the process (one child of timeout)" 1 "$(pgrep -P "$CA_PID" | wc -l)"
+expect_true "thread cache: logged once" test "$(grep -c 'malloc thread cache: 64 blocks of each size per thread' ca1.log)" -eq 1
+other_ca() {  # other_ca NAME CONFIG_LINES [VAR=VALUE...]: a CA on state-NAME until it serves; prints its GLIBC_TUNABLES
+  local name=$1 extra=$2 i
+  shift 2
+  { sed "s/^state_dir: state$/state_dir: state-$name/" ca.yaml; printf '%b' "$extra"; } >"ca-$name.yaml"
+  start_server "ca-$name.log" env "$@" "$M" ca serve --config "ca-$name.yaml"
+  for ((i = 0; i < 200; i++)); do
+    grep -q "meshid CA serving" "ca-$name.log" 2>/dev/null && break
+    sleep 0.05
+  done
+  ca_env "$LAST_SERVER_PID"
+  stop_server "$LAST_SERVER_PID"
+}
+expect_eq "thread cache: malloc_thread_cache 0 leaves the environment alone" "(unset)" \
+  "$(other_ca cache0 'limits:\n  malloc_thread_cache: 0\n')"
+expect_true "thread cache: 0 is logged as glibc's default" \
+  grep -q "malloc thread cache: glibc's default (limits.malloc_thread_cache: 0)" ca-cache0.log
+expect_eq "thread cache: a count in GLIBC_TUNABLES already stands" \
+  "GLIBC_TUNABLES=glibc.malloc.tcache_count=10" "$(other_ca env10 '' GLIBC_TUNABLES=glibc.malloc.tcache_count=10)"
+expect_true "thread cache: the environment's count is logged as not ours" \
+  grep -q "glibc.malloc.tcache_count=10 as GLIBC_TUNABLES sets it; limits.malloc_thread_cache 64 not applied" ca-env10.log
+expect_eq "thread cache: other tunables are kept and the count appended" \
+  "GLIBC_TUNABLES=glibc.malloc.arena_max=4:glibc.malloc.tcache_count=64" \
+  "$(other_ca arena '' GLIBC_TUNABLES=glibc.malloc.arena_max=4)"
+
 ########## Istio agent happy path ##########
 for k in rsa ec; do
   check_output_contains "openssl accepts the Istio-agent-shaped $k CSR" "verify OK" \

@@ -93,6 +93,7 @@ limits:
   max_concurrent_signings: 8
   max_message_bytes: 8192
   signing_workers: 3
+  malloc_thread_cache: 0
 authentication:
   mtls: false
   join_tokens: false
@@ -125,6 +126,7 @@ authentication:
   EXPECT_EQ(c->max_concurrent_signings, 8u);
   EXPECT_EQ(c->max_message_bytes, 8192u);
   EXPECT_EQ(c->signing_workers, 3u);
+  EXPECT_EQ(c->malloc_thread_cache, 0u);
   EXPECT_FALSE(c->mtls);
   EXPECT_FALSE(c->join_tokens);
   EXPECT_TRUE(c->kubernetes.enabled);
@@ -303,6 +305,20 @@ TEST(CaConfig, LimitsAreChecked) {
             Code::kInvalidArgument);
   EXPECT_EQ(errorOf(parse(std::string(kMinimal) + "limits:\n  signing_workers: 1000\n")).code,
             Code::kInvalidArgument);
+  auto cache = parse(std::string(kMinimal) + "limits:\n  malloc_thread_cache: 65536\n");
+  EXPECT_EQ(errorOf(cache).code, Code::kInvalidArgument);
+  MESHID_EXPECT_CONTAINS(errorOf(cache).message,
+                         "malloc_thread_cache 0 (glibc's default) to 65535");
+  for (const char* bad : {"-1", "many", "[64]", "6.5"}) {
+    auto r = parse(std::string(kMinimal) + "limits:\n  malloc_thread_cache: " + bad + "\n");
+    EXPECT_EQ(errorOf(r).code, Code::kInvalidArgument) << bad;
+  }
+}
+
+TEST(CaConfig, MallocThreadCacheDefaultsTo64) {
+  auto c = parse(kMinimal);
+  MESHID_ASSERT_OK(c);
+  EXPECT_EQ(c->malloc_thread_cache, 64u);
 }
 
 TEST(CaConfig, EmptyFileIsRefused) {
