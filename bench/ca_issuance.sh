@@ -10,6 +10,8 @@
 # runs each cell N times (meshid and cfssl alternating) and prints medians;
 # with N > 1 the bound is measured again right before and right after each
 # meshid round, and each round is also shown against the mean of the two.
+# CA_LIMITS adds keys to ca.yaml's limits, e.g. CA_LIMITS="malloc_thread_cache: 0"
+# to run the CA without its allocator setting (docs/PERFORMANCE.md).
 set -euo pipefail
 BUILD=$(realpath "${1:-build}")
 SECS=${2:-10}
@@ -42,7 +44,7 @@ listen: 127.0.0.1:0
 admin_listen: 127.0.0.1:0
 state_dir: state
 issuance: { default_ttl: 1h, max_ttl: 24h }
-limits: { max_concurrent_signings: 256 }
+limits: { max_concurrent_signings: 256${CA_LIMITS:+, $CA_LIMITS} }
 YAML
 # Info level, as in production: every issuance writes its "CSR signed" line.
 taskset -c "$SERVER_CPU" "$M" ca serve --config ca.yaml > ca.log 2>&1 &
@@ -81,6 +83,7 @@ median() {
 printf '\nCA issuance, %ss per cell x %s round(s) (medians), server on cpu %s, load on cpu %s (%s transport) (%s)\n' \
   "$SECS" "$ROUNDS" "$SERVER_CPU" "$LOAD_CPU" "$LOAD_TRANSPORT" "$(date -u +%FT%TZ)"
 printf 'openssl speed on cpu %s: P-256 sign %s/s, verify %s/s; RSA-2048 verify %s/s\n' "$SERVER_CPU" "$p256_sign" "$p256_verify" "$rsa_verify"
+printf 'meshid CA: %s\n' "$(grep -m1 -o 'malloc thread cache: .*' ca.log || echo 'no thread-cache line in its log')"
 printf '%-9s %4s | %9s %8s %8s | %9s %8s %8s | %6s %9s %9s\n' csr conc "meshid/s" "p50 ms" "p99 ms" "cfssl/s" "p50 ms" "p99 ms" bound "% bound" "x cfssl"
 for kt in ${KEY_TYPES:-ec-p256 rsa-2048}; do
   keys=2000; [[ $kt == rsa-2048 ]] && keys=64
