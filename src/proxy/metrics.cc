@@ -120,6 +120,14 @@ struct ProxyMetrics::Impl {
           .Register(*registry);
   prometheus::Counter& polls_caught = busy_polls.Add({{"result", "caught"}});
   prometheus::Counter& polls_missed = busy_polls.Add({{"result", "missed"}});
+  prometheus::Gauge& poll_budget =
+      prometheus::BuildGauge()
+          .Name("meshid_proxy_busy_poll_budget_seconds")
+          .Help(
+              "How long the next busy poll would last, the longest over the workers (busy_poll: "
+              "auto sizes it to the waits seen; 0: the workers sleep at once)")
+          .Register(*registry)
+          .Add({});
   std::mutex mu;
   std::map<std::string, std::unique_ptr<ListenerStats>> listeners;  // guarded by mu
   uint64_t caught_reported = 0;                                     // guarded by mu
@@ -171,8 +179,9 @@ void ProxyMetrics::sessionCache(size_t sessions, uint64_t evicted) {
   impl_->evicted_sessions.Set(static_cast<double>(evicted));
 }
 
-void ProxyMetrics::busyPolls(uint64_t caught, uint64_t missed) {
+void ProxyMetrics::busyPolls(uint64_t caught, uint64_t missed, std::chrono::nanoseconds budget) {
   std::lock_guard lock(impl_->mu);
+  impl_->poll_budget.Set(std::chrono::duration<double>(budget).count());
   // The workers' totals only grow; each scrape adds what came since the
   // last. Two scrapes may read the workers before either locks, so the
   // later one here can bring the smaller total: that adds nothing.
@@ -214,14 +223,15 @@ std::string ProxyMetrics::statsJson() const {
     j["errors"] = errors;
     out[name] = j;
   }
-  return nlohmann::json{
-      {"listeners", out},
-      {"certificate_expiration", impl_->expiry.Value()},
-      {"tls_session_cache",
-       {{"sessions", impl_->cached_sessions.Value()},
-        {"evicted", impl_->evicted_sessions.Value()}}},
-      {"busy_polls",
-       {{"caught", impl_->polls_caught.Value()}, {"missed", impl_->polls_missed.Value()}}}}
+  return nlohmann::json{{"listeners", out},
+                        {"certificate_expiration", impl_->expiry.Value()},
+                        {"tls_session_cache",
+                         {{"sessions", impl_->cached_sessions.Value()},
+                          {"evicted", impl_->evicted_sessions.Value()}}},
+                        {"busy_polls",
+                         {{"caught", impl_->polls_caught.Value()},
+                          {"missed", impl_->polls_missed.Value()},
+                          {"budget_us", impl_->poll_budget.Value() * 1e6}}}}
       .dump(2);
 }
 

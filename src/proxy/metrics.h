@@ -53,8 +53,9 @@ class ProxyMetrics {
   void certificateLoaded(SystemTime not_after);
   // The current snapshot's TLS 1.3 session cache, set when scraped.
   void sessionCache(size_t sessions, uint64_t evicted);
-  // The workers' busy-poll totals (ReadinessLoop::pollStats), set when scraped.
-  void busyPolls(uint64_t caught, uint64_t missed);
+  // The workers' busy-poll totals and their longest current budget
+  // (ReadinessLoop::pollStats), set when scraped.
+  void busyPolls(uint64_t caught, uint64_t missed, std::chrono::nanoseconds budget);
   void reload(bool ok);
   void configReload(bool ok);
   std::string serialize() const;

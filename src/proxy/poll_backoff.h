@@ -13,6 +13,8 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
+#include <cstdint>
 
 namespace meshid::proxy {
 
@@ -40,6 +42,50 @@ class PollBackoff {
  private:
   unsigned misses_ = 0;  // empty polls in a row, capped
   unsigned skip_ = 0;    // sleeps left before the next poll
+};
+
+// How long an "auto" poll lasts: `min`, or 1.5 times the worker's usual wait
+// for its next event once that is twice `min` or more, up to `max`. "Usual"
+// is the median wait (a running estimate that moves 0.5 us towards each new
+// wait), over every wait that ended with events, polled or slept.
+//
+// Under load the next event is already on its way (32 keep-alive
+// connections: caught 1-3 us into a poll), and the budget stays at `min`; a
+// median, unlike an average, is not pulled up by the few waits that were
+// slept through. A bulk transfer's waits (median 3-6 us) keep `min` too: a
+// poll that outlasts a few microseconds costs this worker more than the
+// sleep it saves, whose wake-up is mostly paid on the sender's core (bulk MB
+// per CPU-second 0.97-0.99x with 1.5 times the median there, three paired runs). With one busy
+// connection the next event is the peer's answer, 35-45 us away on this VM: a 5 us poll never
+// reaches it, and the sleep after it costs a cross-core wake-up per hop. A slept wait also counts
+// that wake-up, so the estimate may reach twice `max` before polling stops
+// paying; beyond that the worker does not poll at all (its waits are long:
+// handshakes, light traffic).
+class PollBudget {
+ public:
+  using Duration = std::chrono::nanoseconds;
+  static constexpr int64_t kStep = 500;  // ns, towards each wait
+  PollBudget(Duration min, Duration max) : min_(min.count()), max_(max.count()) {}
+
+  // After a wait that ended with events: how long it lasted.
+  void noteWait(Duration waited) {
+    if (waited.count() > usual_)
+      usual_ = std::min(usual_ + kStep, 4 * max_);
+    else if (waited.count() < usual_)
+      usual_ = std::max<int64_t>(usual_ - kStep, 0);
+  }
+  bool worthPolling() const { return usual_ <= 2 * max_; }
+  Duration budget() const {
+    if (usual_ < 2 * min_)
+      return Duration(min_);
+    return Duration(std::clamp<int64_t>(usual_ * 3 / 2, min_, max_));
+  }
+  Duration usual() const { return Duration(usual_); }
+
+ private:
+  int64_t min_;
+  int64_t max_;
+  int64_t usual_ = 0;  // ns
 };
 
 }  // namespace meshid::proxy

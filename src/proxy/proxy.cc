@@ -513,7 +513,7 @@ Result<void> ProxyImpl::init(const CertSourceFactory& sources) {
     loops_.push_back(std::make_unique<ReadinessLoop>(*workers_.back()));
     if (!loops_.back()->ok())
       return Error::internal(fmt::format("epoll_create1: {}", std::strerror(errno)));
-    loops_.back()->setBusyPoll(config_.busy_poll, config_.busy_poll_adaptive);
+    loops_.back()->setBusyPoll(config_.busy_poll, config_.busy_poll_adaptive, kAutoBusyPollMax);
   }
 
   auto bind = [&](ListenerRuntime& l, const std::string& listen) -> Result<void> {
@@ -876,8 +876,9 @@ void ProxyImpl::noteScrapedValues() {
     auto s = loop->pollStats();
     polls.caught += s.caught;
     polls.missed += s.missed;
+    polls.budget = std::max(polls.budget, s.budget);
   }
-  metrics_.busyPolls(polls.caught, polls.missed);
+  metrics_.busyPolls(polls.caught, polls.missed, polls.budget);
 }
 
 // The agent's /certs shape (Envoy's): the bundle's roots as ca_cert, our

@@ -146,7 +146,9 @@ void ReadinessLoop::runOnce(LoopTimer::Clock::time_point until) {
   const int max = static_cast<int>(events.size());
   int wait_ms = timeout();
   int n = 0;
-  if (busy_poll_.count() > 0 && wait_ms != 0 && (!adaptive_ || backoff_.shouldPoll())) {
+  const auto wait_start = adaptive_ ? LoopTimer::Clock::now() : LoopTimer::Clock::time_point();
+  if (busy_poll_.count() > 0 && wait_ms != 0 &&
+      (!adaptive_ || (budget_.worthPolling() && backoff_.shouldPoll()))) {
     n = poll(events.data(), max, deadline);
     if (n == 0 && wait_ms > 0)
       wait_ms = timeout();  // the poll took some of it
@@ -154,6 +156,11 @@ void ReadinessLoop::runOnce(LoopTimer::Clock::time_point until) {
   if (n == 0)
     n = epoll_wait(epoll_fd_, events.data(), max, wait_ms);
   now_ = LoopTimer::Clock::now();
+  if (adaptive_ && n > 0) {
+    budget_.noteWait(now_ - wait_start);
+    budget_ns_.store(budget_.worthPolling() ? budget_.budget().count() : 0,
+                     std::memory_order_relaxed);
+  }
   for (int i = 0; i < n; ++i) {
     if (events[i].data.ptr == nullptr) {
       uint64_t count = 0;
@@ -170,7 +177,10 @@ void ReadinessLoop::runOnce(LoopTimer::Clock::time_point until) {
 }
 
 int ReadinessLoop::poll(epoll_event* events, int max, LoopTimer::Clock::time_point deadline) {
-  const auto until = std::min(LoopTimer::Clock::now() + busy_poll_, deadline);
+  const auto length = adaptive_
+                          ? std::chrono::duration_cast<LoopTimer::Clock::duration>(budget_.budget())
+                          : std::chrono::duration_cast<LoopTimer::Clock::duration>(busy_poll_);
+  const auto until = std::min(LoopTimer::Clock::now() + length, deadline);
   int n = 0;
   do {
     n = epoll_wait(epoll_fd_, events, max, 0);

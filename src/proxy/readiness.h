@@ -228,19 +228,26 @@ class ReadinessLoop {
   // before sleeping in it (0: sleep at once). An event that comes within `d`
   // then needs no wake-up of this thread, which on this VM costs tens of
   // microseconds of latency per hop; the price is the CPU spent polling.
-  // `adaptive`: poll only while polls catch events (PollBackoff).
-  void setBusyPoll(std::chrono::microseconds d, bool adaptive) {
+  // `adaptive`: poll only while polls catch events (PollBackoff), for `d` to
+  // `adaptive_max`, as long as the waits the worker sees (PollBudget).
+  void setBusyPoll(std::chrono::microseconds d, bool adaptive,
+                   std::chrono::microseconds adaptive_max = std::chrono::microseconds(0)) {
     busy_poll_ = d;
     adaptive_ = adaptive;
+    budget_ = PollBudget(d, std::max(d, adaptive_max));
+    budget_ns_.store(std::chrono::nanoseconds(d).count(), std::memory_order_relaxed);
   }
   // Waits that polled before sleeping, by whether an event came within the
-  // budget. From any thread (the admin port's scrapes).
+  // budget, and how long the next poll would last (0: the next wait sleeps
+  // at once). From any thread (the admin port's scrapes).
   struct PollStats {
     uint64_t caught = 0;
     uint64_t missed = 0;
+    std::chrono::nanoseconds budget{0};
   };
   PollStats pollStats() const {
-    return {caught_.load(std::memory_order_relaxed), missed_.load(std::memory_order_relaxed)};
+    return {caught_.load(std::memory_order_relaxed), missed_.load(std::memory_order_relaxed),
+            std::chrono::nanoseconds(budget_ns_.load(std::memory_order_relaxed))};
   }
 
   // The worker: posted handlers, edges and timers, until stop().
@@ -278,9 +285,11 @@ class ReadinessLoop {
   std::chrono::microseconds busy_poll_{0};
   bool adaptive_ = false;
   PollBackoff backoff_;
+  PollBudget budget_{std::chrono::microseconds(0), std::chrono::microseconds(0)};
   // Written by the worker only; atomics so that scrapes may read them.
   std::atomic<uint64_t> caught_{0};
   std::atomic<uint64_t> missed_{0};
+  std::atomic<int64_t> budget_ns_{0};
 
   asio::io_context& io_;
   int epoll_fd_ = -1;

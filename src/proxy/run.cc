@@ -39,8 +39,10 @@ Result<void> runUntilSignalled(const std::string& config_path, const std::string
   if (config.busy_poll.count() == 0)
     spdlog::info("busy polling: off");
   else if (config.busy_poll_adaptive)
-    spdlog::info("busy polling: auto (up to {}us before a sleep, while that catches events)",
-                 config.busy_poll.count());
+    spdlog::info(
+        "busy polling: auto ({}us before a sleep, up to {}us when the usual wait is longer; "
+        "while that catches events)",
+        config.busy_poll.count(), kAutoBusyPollMax.count());
   else
     spdlog::info("busy polling: each worker polls for {}us before it sleeps (CPU for latency)",
                  config.busy_poll.count());

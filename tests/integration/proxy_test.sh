@@ -52,7 +52,7 @@ STRICT=$(port_of strict)
 PERM=$(port_of permissive)
 DIS=$(port_of disable)
 ADMIN=$(grep -oE 'admin=127\.0\.0\.1:[0-9]+' proxy.log | cut -d: -f2)
-check_output_contains "busy_poll is auto unless set" "busy polling: auto (up to 5us" cat proxy.log
+check_output_contains "busy_poll is auto unless set" "busy polling: auto (5us before a sleep, up to 50us" cat proxy.log
 stat() { curl -s "http://127.0.0.1:$ADMIN/stats" | jq -r ".listeners.$1$2"; }
 
 # curl cannot check a SPIFFE ID (there is no DNS name): -k, and the chain is
@@ -150,6 +150,8 @@ check "5 MB through two proxies arrives intact" \
   sh -c "curl -sS http://127.0.0.1:$(port_of web client.log)/big.bin | cmp - www/big.bin"
 polls=$(curl -s "http://127.0.0.1:$CADMIN/stats" | jq -r '.busy_polls.caught + .busy_polls.missed')
 expect_true "busy_poll 50us: the worker's polls are counted in /stats ($polls)" test "$polls" -gt 0
+expect_eq "busy_poll 50us: /stats says the budget is 50 us" "50" \
+  "$(curl -s "http://127.0.0.1:$CADMIN/stats" | jq -r '.busy_polls.budget_us')"
 # Half-close: the client sends its request and closes its sending side; the
 # answer must still come back through both proxies.
 check_output_contains "half-close: the answer arrives after the client shut its side" "hello" \
@@ -192,6 +194,10 @@ expect_true "reloads counted" grep -q 'meshid_proxy_certificate_reloads_total{re
 expect_true "busy polls in /metrics, caught and missed" \
   sh -c "grep -q '^meshid_proxy_busy_polls_total{result=\"caught\"} [0-9]' metrics.txt &&
          grep -q '^meshid_proxy_busy_polls_total{result=\"missed\"} [0-9]' metrics.txt"
+# auto: 5 us at the least, 50 us at the most; 0 only while its waits are too long to poll.
+budget=$(awk '/^meshid_proxy_busy_poll_budget_seconds / { print $2 }' metrics.txt)
+expect_true "auto's current poll budget in /metrics ($budget s): 0 or 5-50 us" \
+  awk -v b="${budget:-x}" 'BEGIN { exit !(b == 0 || (b >= 5e-06 && b <= 5e-05)) }'
 
 stop_server "$PROXY_PID"
 check_output_contains "proxy stops on SIGTERM" "stopped" cat proxy.log
