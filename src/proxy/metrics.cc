@@ -7,6 +7,7 @@
 #include <prometheus/text_serializer.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -231,7 +232,7 @@ std::string ProxyMetrics::statsJson() const {
                         {"busy_polls",
                          {{"caught", impl_->polls_caught.Value()},
                           {"missed", impl_->polls_missed.Value()},
-                          {"budget_us", impl_->poll_budget.Value() * 1e6}}}}
+                          {"budget_us", std::round(impl_->poll_budget.Value() * 1e9) / 1e3}}}}
       .dump(2);
 }
 
