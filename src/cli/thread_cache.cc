@@ -38,8 +38,7 @@ ThreadCacheNote ensureThreadCache(size_t count, char* const* argv) {
             "GLIBC_TUNABLES"};
   if (!argv || !argv[0])
     return {true, "malloc thread cache: glibc's default; no arguments to restart with"};
-  const std::string value =
-      withTunable(had_env ? current.c_str() : nullptr, kTcacheCountTunable, want);
+  const std::string value = withTunable(current.c_str(), kTcacheCountTunable, want);
   if (setenv("GLIBC_TUNABLES", value.c_str(), 1) != 0)
     return {true, fmt::format("malloc thread cache: glibc's default; cannot set "
                               "GLIBC_TUNABLES: {}",

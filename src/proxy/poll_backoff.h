@@ -52,15 +52,16 @@ class PollBackoff {
 // Under load the next event is already on its way (32 keep-alive
 // connections: caught 1-3 us into a poll), and the budget stays at `min`; a
 // median, unlike an average, is not pulled up by the few waits that were
-// slept through. A bulk transfer's waits (median 3-6 us) keep `min` too: a
-// poll that outlasts a few microseconds costs this worker more than the
-// sleep it saves, whose wake-up is mostly paid on the sender's core (bulk MB
-// per CPU-second 0.97-0.99x with 1.5 times the median there, three paired runs). With one busy
-// connection the next event is the peer's answer, 35-45 us away on this VM: a 5 us poll never
-// reaches it, and the sleep after it costs a cross-core wake-up per hop. A slept wait also counts
-// that wake-up, so the estimate may reach twice `max` before polling stops
-// paying; beyond that the worker does not poll at all (its waits are long:
-// handshakes, light traffic).
+// slept through. The threshold of twice `min` keeps a bulk transfer's waits
+// (median 3-6 us) at `min` as well: without it, 1.5 times that median
+// lengthened bulk's polls (0.97x bulk MB per CPU-second in paired rounds;
+// with it still 0.96x, a cost whose cause was not found, docs/PERFORMANCE.md).
+// With one busy connection the next event is the peer's answer, 35-45 us
+// away on this VM: a 5 us poll never reaches it, and the sleep after it
+// costs a cross-core wake-up per hop. A slept wait also counts that wake-up,
+// so the estimate may reach twice `max` before polling stops paying; beyond
+// that the worker does not poll at all (its waits are long: handshakes,
+// light traffic).
 class PollBudget {
  public:
   using Duration = std::chrono::nanoseconds;

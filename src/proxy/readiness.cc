@@ -177,9 +177,8 @@ void ReadinessLoop::runOnce(LoopTimer::Clock::time_point until) {
 }
 
 int ReadinessLoop::poll(epoll_event* events, int max, LoopTimer::Clock::time_point deadline) {
-  const auto length = adaptive_
-                          ? std::chrono::duration_cast<LoopTimer::Clock::duration>(budget_.budget())
-                          : std::chrono::duration_cast<LoopTimer::Clock::duration>(busy_poll_);
+  // A fixed budget is a PollBudget whose minimum and maximum are the same.
+  const auto length = std::chrono::duration_cast<LoopTimer::Clock::duration>(budget_.budget());
   const auto until = std::min(LoopTimer::Clock::now() + length, deadline);
   int n = 0;
   do {

@@ -328,16 +328,13 @@ expect_eq "thread cache: the CA runs with glibc.malloc.tcache_count=64" \
 expect_eq "thread cache: the exec kept the process (one child of timeout)" 1 "$(pgrep -P "$CA_PID" | wc -l)"
 expect_true "thread cache: logged once" test "$(grep -c 'malloc thread cache: 64 blocks of each size per thread' ca1.log)" -eq 1
 other_ca() {  # other_ca NAME CONFIG_LINES [VAR=VALUE...]: a CA on state-NAME until it serves; prints its GLIBC_TUNABLES
-  local name=$1 extra=$2 i
+  local name=$1 extra=$2 main=("$CA_PID" "$GRPC" "$ADMIN")
   shift 2
   { sed "s/^state_dir: state$/state_dir: state-$name/" ca.yaml; printf '%b' "$extra"; } >"ca-$name.yaml"
-  start_server "ca-$name.log" env "$@" "$M" ca serve --config "ca-$name.yaml"
-  for ((i = 0; i < 200; i++)); do
-    grep -q "meshid CA serving" "ca-$name.log" 2>/dev/null && break
-    sleep 0.05
-  done
-  ca_env "$LAST_SERVER_PID"
-  stop_server "$LAST_SERVER_PID"
+  start_ca "ca-$name.log" "ca-$name.yaml" "$@" >/dev/null
+  ca_env "$CA_PID"
+  stop_server "$CA_PID"
+  CA_PID=${main[0]} GRPC=${main[1]} ADMIN=${main[2]}  # the main CA's, used below
 }
 expect_eq "thread cache: malloc_thread_cache 0 leaves the environment alone" "(unset)" \
   "$(other_ca cache0 'limits:\n  malloc_thread_cache: 0\n')"

@@ -316,9 +316,10 @@ split_chain() {
 # start_ca LOG: starts `meshid ca serve --config ca.yaml` (listening on port 0
 # or the one in ca.yaml) and sets CA_PID, GRPC and ADMIN from its
 # "meshid CA serving ... grpc=127.0.0.1:P admin=127.0.0.1:P" line (bounded wait).
-start_ca() {
-  local log=$1 i line re='grpc=127\.0\.0\.1:([0-9]+) admin=127\.0\.0\.1:([0-9]+)'
-  start_server "$log" "$MESHID" ca serve --config ca.yaml
+start_ca() {  # start_ca LOG [CONFIG [VAR=VALUE...]]: CONFIG defaults to ca.yaml; VARs go to its environment
+  local log=$1 config=${2:-ca.yaml} i line re='grpc=127\.0\.0\.1:([0-9]+) admin=127\.0\.0\.1:([0-9]+)'
+  shift $(($# < 2 ? $# : 2))
+  start_server "$log" env "$@" "$MESHID" ca serve --config "$config"
   CA_PID=$LAST_SERVER_PID
   GRPC="" ADMIN=""
   for ((i = 0; i < 200; i++)); do  # up to 10 s
