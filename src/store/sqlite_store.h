@@ -24,8 +24,14 @@ namespace meshid::store {
 // (a passive checkpoint every `checkpoint_interval`, on a second connection),
 // not by whichever commit crosses SQLite's 1,000-page mark: that commit ran on
 // a CA event loop and held up every call behind it (docs/PERFORMANCE.md).
+//
+// The WAL starts over once it is all copied, and the checkpointer makes sure
+// that happens under steady load too; past `wal_restart_bytes` it holds the
+// writer back briefly to force it. A WAL file that grew past that size is cut
+// back to it when it starts over.
 struct SqliteStoreOptions {
   std::chrono::milliseconds checkpoint_interval{1000};
+  uint64_t wal_restart_bytes = 64u << 20;
 };
 
 class SqliteStore final : public Store {
@@ -51,7 +57,8 @@ class SqliteStore final : public Store {
  private:
   explicit SqliteStore(sqlite3* db) : db_(db) {}
   Result<void> migrate();
-  void startCheckpointer(const std::filesystem::path& path, std::chrono::milliseconds interval);
+  void startCheckpointer(const std::filesystem::path& path, std::chrono::milliseconds interval,
+                         uint64_t wal_restart_bytes);
   Result<std::optional<BundleVersion>> latestBundleLocked();
   Result<void> insertIssuancesLocked(const std::vector<const IssuanceRecord*>& batch);
 

@@ -1,5 +1,6 @@
 #include "store/sqlite_store.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -9,6 +10,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -224,6 +226,99 @@ TEST(SqliteStore, TheWalIsCheckpointedInTheBackground) {
   }
   EXPECT_TRUE(grew) << "the database file stayed at " << before << " bytes";
   EXPECT_EQ(*store->countIssuances(), 2000u);
+}
+
+// Random serials, as a CA's are: each batch touches pages all over the
+// serial index, as in production.
+std::vector<IssuanceRecord> randomRows(std::mt19937_64& rng, int n) {
+  std::vector<IssuanceRecord> rows;
+  for (int i = 0; i < n; ++i)
+    rows.push_back(record(fmt::format("{:016x}{:016x}", rng(), rng())));
+  return rows;
+}
+
+Result<void> recordAll(Store& store, const std::vector<IssuanceRecord>& rows) {
+  std::vector<const IssuanceRecord*> batch;
+  for (const auto& r : rows)
+    batch.push_back(&r);
+  return store.recordIssuances(batch);
+}
+
+uintmax_t sizeOr0(const fs::path& p) {
+  std::error_code ec;
+  uintmax_t n = fs::file_size(p, ec);
+  return ec ? 0 : n;
+}
+
+// The WAL header's checkpoint sequence number: SQLite adds one each time the
+// WAL starts over.
+uint32_t walRestarts(const fs::path& wal) {
+  std::ifstream in(wal, std::ios::binary);
+  unsigned char h[16] = {};
+  in.read(reinterpret_cast<char*>(h), sizeof h);
+  return in ? (uint32_t{h[12]} << 24) | (uint32_t{h[13]} << 16) | (uint32_t{h[14]} << 8) | h[15]
+            : 0;
+}
+
+// A CA under steady load commits a batch every few milliseconds. One passive
+// checkpoint per round then never found the WAL fully copied (the writer
+// appends while it copies), so the WAL never started over and grew with
+// every row: 360 MB after 30 s at full load. Here the writer keeps going for
+// about a second and puts some 176 MB through the WAL: it must start over
+// again and again (31-33 times here) and stay a fraction of that (7-12 MB).
+// With one passive checkpoint per round it started over 0 times and kept all
+// 176 MB.
+TEST(SqliteStore, TheWalStartsOverUnderSteadyWrites) {
+  TempDir dir;
+  auto store = orThrow(
+      SqliteStore::open(dir / "ca.db", {.checkpoint_interval = 20ms, .wal_restart_bytes = 1 << 20}),
+      "open");
+  std::mt19937_64 rng(7);
+  MESHID_ASSERT_OK(recordAll(*store, randomRows(rng, 64)));
+  const uint32_t restarts_before = walRestarts(dir / "ca.db-wal");
+  uintmax_t largest_wal = 0;
+  for (int i = 0; i < 600; ++i) {
+    MESHID_ASSERT_OK(recordAll(*store, randomRows(rng, 64)));
+    largest_wal = std::max(largest_wal, sizeOr0(dir / "ca.db-wal"));
+    std::this_thread::sleep_for(1ms);  // the CA signs the next batch
+  }
+  const uint32_t restarts = walRestarts(dir / "ca.db-wal") - restarts_before;
+  EXPECT_EQ(*store->countIssuances(), 601u * 64);
+  EXPECT_GE(restarts, 10u);
+  EXPECT_LT(largest_wal, uintmax_t{24} << 20) << restarts << " restarts";
+}
+
+// A reader's snapshot holds the WAL back (no checkpoint may overwrite pages it
+// reads), so the file grows; once the reader lets go the WAL starts over, and
+// the file is cut back to the limit instead of keeping its largest size.
+TEST(SqliteStore, AWalThatGrewIsCutBackOnceItStartsOver) {
+  TempDir dir;
+  constexpr uintmax_t kLimit = 256 << 10;
+  auto store = orThrow(
+      SqliteStore::open(dir / "ca.db", {.checkpoint_interval = 20ms, .wal_restart_bytes = kLimit}),
+      "open");
+  sqlite3* reader = nullptr;
+  ASSERT_EQ(sqlite3_open(std::string(dir / "ca.db").c_str(), &reader), SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM issuances;", nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 40; ++i)
+    MESHID_ASSERT_OK(recordAll(*store, randomRows(rng, 64)));
+  std::this_thread::sleep_for(100ms);  // rounds that cannot copy past the reader
+  const uintmax_t held = fs::file_size(dir / "ca.db-wal");
+  EXPECT_GT(held, 4 * kLimit);
+  ASSERT_EQ(sqlite3_exec(reader, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(reader);
+  uintmax_t now = held;
+  uint64_t more = 0;
+  for (; more < 100 && now > kLimit; ++more) {  // a commit after the restart cuts the file
+    std::this_thread::sleep_for(50ms);
+    MESHID_ASSERT_OK(recordAll(*store, randomRows(rng, 1)));
+    now = fs::file_size(dir / "ca.db-wal");
+  }
+  EXPECT_LE(now, kLimit) << "the WAL stayed at " << now << " bytes after growing to " << held;
+  EXPECT_EQ(*store->countIssuances(), 40u * 64 + more);
 }
 
 TEST(SqliteStore, DuplicateSerialIsRefusedAndFirstRecordKept) {
