@@ -132,12 +132,52 @@ class TransportCollectable final : public prometheus::Collectable {
   std::function<rpc::GrpcServerStats()> source_;  // guarded by mu_
 };
 
+// meshid_ca_store_*_bytes: the database's files, read when scraped (the WAL
+// once grew by every row under steady load; docs/CA.md "State").
+class StoreCollectable final : public prometheus::Collectable {
+ public:
+  void setSource(std::function<StoreFileSizes()> source) {
+    std::lock_guard lock(mu_);
+    source_ = std::move(source);
+  }
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    std::function<StoreFileSizes()> source;
+    {
+      std::lock_guard lock(mu_);
+      source = source_;
+    }
+    if (!source)
+      return {};
+    StoreFileSizes sizes = source();
+    std::vector<prometheus::MetricFamily> out;
+    auto gauge = [&](const char* name, const char* help, uint64_t v) {
+      prometheus::MetricFamily f{name, help, prometheus::MetricType::Gauge, {}};
+      prometheus::ClientMetric m;
+      m.gauge.value = static_cast<double>(v);
+      f.metric.push_back(m);
+      out.push_back(std::move(f));
+    };
+    gauge("meshid_ca_store_database_bytes", "Size of the CA's SQLite database file",
+          sizes.database);
+    gauge("meshid_ca_store_wal_bytes",
+          "Size of the database's write-ahead log file (bounded: it starts over once copied)",
+          sizes.wal);
+    return out;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::function<StoreFileSizes()> source_;  // guarded by mu_
+};
+
 }  // namespace
 
 struct CaMetrics::Impl {
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
   std::shared_ptr<CitadelCollectable> citadel = std::make_shared<CitadelCollectable>();
   std::shared_ptr<TransportCollectable> transport = std::make_shared<TransportCollectable>();
+  std::shared_ptr<StoreCollectable> store = std::make_shared<StoreCollectable>();
 
   prometheus::Family<prometheus::Counter>& requests =
       prometheus::BuildCounter()
@@ -309,12 +349,17 @@ void CaMetrics::setReady(bool ready) {
 void CaMetrics::setTransportSource(std::function<rpc::GrpcServerStats()> source) {
   impl_->transport->setSource(std::move(source));
 }
+void CaMetrics::setStoreSource(std::function<StoreFileSizes()> source) {
+  impl_->store->setSource(std::move(source));
+}
 
 std::string CaMetrics::serialize() const {
   std::vector<prometheus::MetricFamily> families = impl_->registry->Collect();
   for (auto& f : impl_->citadel->Collect())
     families.push_back(std::move(f));
   for (auto& f : impl_->transport->Collect())
+    families.push_back(std::move(f));
+  for (auto& f : impl_->store->Collect())
     families.push_back(std::move(f));
   return prometheus::TextSerializer().Serialize(families);
 }

@@ -14,6 +14,12 @@
 
 namespace meshid::ca {
 
+// The store's files on disk, in bytes.
+struct StoreFileSizes {
+  uint64_t database = 0;
+  uint64_t wal = 0;
+};
+
 class CaMetrics {
  public:
   CaMetrics();
@@ -38,6 +44,8 @@ class CaMetrics {
   void setReady(bool ready);
   // Where the meshid_ca_grpc_* families come from; unset, they are absent.
   void setTransportSource(std::function<rpc::GrpcServerStats()> source);
+  // Where meshid_ca_store_*_bytes come from (read when scraped); unset, absent.
+  void setStoreSource(std::function<StoreFileSizes()> source);
 
   // Prometheus text exposition format, for /metrics.
   std::string serialize() const;

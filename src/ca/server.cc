@@ -123,6 +123,10 @@ Result<void> CaServerImpl::init() {
   }
   fs::permissions(config_.state_dir, fs::perms::owner_all, ec);
   MESHID_ASSIGN_OR_RETURN(store_, store::SqliteStore::open(config_.databasePath()));
+  metrics_.setStoreSource([s = store_.get()] {
+    auto f = s->fileSizes();
+    return StoreFileSizes{f.database, f.wal};
+  });
   MESHID_ASSIGN_OR_RETURN(auto material, loadSigner());
   authority_ = std::make_unique<LocalAuthority>(config_.signer.type, material);
   bundle_ = std::make_unique<TrustBundle>(config_.trust_domain, *store_, clock_);
@@ -225,6 +229,10 @@ std::string CaServerImpl::debugJson() const {
   j["bundle"] = {{"version", b ? b->version : 0}, {"sha256", b ? b->sha256 : ""}};
   auto issued = store_->countIssuances();
   j["issuances_recorded"] = issued.ok() ? nlohmann::json(*issued) : nlohmann::json(nullptr);
+  auto files = store_->fileSizes();
+  j["database"] = {{"path", config_.databasePath().string()},
+                   {"bytes", files.database},
+                   {"wal_bytes", files.wal}};
   j["records_retention"] = config_.records.retention > Seconds(0)
                                ? nlohmann::json(formatDuration(config_.records.retention))
                                : nlohmann::json("forever");
@@ -247,6 +255,7 @@ void CaServerImpl::shutdown(std::chrono::milliseconds grace) {
     grpc_->shutdown(grace);
   }
   metrics_.setTransportSource(nullptr);  // the server's counts die with it
+  metrics_.setStoreSource(nullptr);
   // After gRPC: calls still queued are signed, their answers go nowhere.
   if (signing_)
     signing_->stop();

@@ -195,7 +195,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
     sqlite3_close(db);
     return Error::unavailable(fmt::format("cannot open database {}: {}", path.string(), msg));
   }
-  std::unique_ptr<SqliteStore> store(new SqliteStore(db));
+  std::unique_ptr<SqliteStore> store(new SqliteStore(db, path));
   sqlite3_busy_timeout(db, 5000);
   // Switching a fresh database to WAL takes an exclusive lock, and SQLite
   // answers SQLITE_BUSY at once, without the busy handler, when another
@@ -256,6 +256,17 @@ void SqliteStore::startCheckpointer(const std::filesystem::path& path,
   checkpointer_ = std::make_unique<PeriodicThread>(
       interval, PeriodicThread::First::kAfterInterval,
       [db, restart_frames] { checkpointRound(db, restart_frames); });
+}
+
+SqliteStore::FileSizes SqliteStore::fileSizes() const {
+  auto size = [](const std::filesystem::path& p) -> uint64_t {
+    std::error_code ec;
+    uintmax_t n = std::filesystem::file_size(p, ec);
+    return ec ? 0 : static_cast<uint64_t>(n);
+  };
+  std::filesystem::path wal = path_;
+  wal += "-wal";
+  return FileSizes{size(path_), size(wal)};
 }
 
 SqliteStore::~SqliteStore() {

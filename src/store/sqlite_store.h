@@ -54,8 +54,16 @@ class SqliteStore final : public Store {
   Result<PruneResult> pruneExpired(SystemTime expired_before, uint64_t max_rows) override;
   Result<int> schemaVersion() override;
 
+  // The database file and its WAL, in bytes (0 for a file that is not there):
+  // what the store takes on disk, for /metrics and /debug/ca.
+  struct FileSizes {
+    uint64_t database = 0;
+    uint64_t wal = 0;
+  };
+  FileSizes fileSizes() const;
+
  private:
-  explicit SqliteStore(sqlite3* db) : db_(db) {}
+  SqliteStore(sqlite3* db, std::filesystem::path path) : path_(std::move(path)), db_(db) {}
   Result<void> migrate();
   void startCheckpointer(const std::filesystem::path& path, std::chrono::milliseconds interval,
                          uint64_t wal_restart_bytes);
@@ -68,6 +76,7 @@ class SqliteStore final : public Store {
     Result<void> result;
   };
 
+  const std::filesystem::path path_;
   std::mutex mu_;
   sqlite3* db_;  // guarded by mu_
   // Prepared once: parsing BEGIN/INSERT/COMMIT for every batch showed up in

@@ -527,6 +527,18 @@ done
 metric() { awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2; f = 1 } END { if (f) printf "%.0f", s; else print "missing" }' metrics.txt; }
 metric_label() { awk -v n="$1" -v l="$2" 'index($1, n "{") == 1 && index($1, l) { s += $2; f = 1 } END { if (f) printf "%.0f", s; else print "missing" }' metrics.txt; }
 expect_eq "/debug/ca issuances_recorded = the harness's successes" "$N_OK" "$(issuances)"
+# The store's files: /metrics and /debug/ca read them from disk; the database
+# only grows here (no VACUUM), so what they said is at most what is there now.
+DEBUG_DB=$(curl -s --max-time 5 "http://127.0.0.1:$ADMIN/debug/ca" | jq -c .database)
+DB_FILE=$(jq -r .path <<<"$DEBUG_DB")
+expect_eq "/debug/ca database.path is state_dir's meshid-ca.db" "$(realpath state/meshid-ca.db)" "$(realpath "$DB_FILE" 2>/dev/null)"
+DB_NOW=$(stat -c %s state/meshid-ca.db)
+check "/debug/ca database.bytes: >0 and at most the file's size now ($DB_NOW)" \
+  test "$(jq -r '.bytes' <<<"$DEBUG_DB")" -gt 0 -a "$(jq -r '.bytes' <<<"$DEBUG_DB")" -le "$DB_NOW"
+check "/debug/ca database.wal_bytes > 0 (rows went through the WAL)" test "$(jq -r .wal_bytes <<<"$DEBUG_DB")" -gt 0
+check "meshid_ca_store_database_bytes: >0 and at most the file's size now" \
+  test "$(metric meshid_ca_store_database_bytes)" -gt 0 -a "$(metric meshid_ca_store_database_bytes)" -le "$DB_NOW"
+check "meshid_ca_store_wal_bytes > 0" test "$(metric meshid_ca_store_wal_bytes)" -gt 0
 expect_eq "citadel_server_success_cert_issuance_count = successes" "$N_OK" "$(metric citadel_server_success_cert_issuance_count)"
 expect_eq "citadel_server_csr_count = calls that reached the CA" "$((N_OK + N_DENIED))" "$(metric citadel_server_csr_count)"
 expect_eq "citadel_server_authentication_failure_count = UNAUTHENTICATED answers" "$N_UNAUTH" \

@@ -321,6 +321,21 @@ TEST(SqliteStore, AWalThatGrewIsCutBackOnceItStartsOver) {
   EXPECT_EQ(*store->countIssuances(), 40u * 64 + more);
 }
 
+// What /metrics and /debug/ca report as the store's size: the two files as
+// they are on disk, the WAL included.
+TEST(SqliteStore, FileSizesAreTheFilesOnDisk) {
+  TempDir dir;
+  auto store = orThrow(SqliteStore::open(dir / "ca.db", {.checkpoint_interval = 1h}), "open");
+  std::mt19937_64 rng(3);
+  MESHID_ASSERT_OK(recordAll(*store, randomRows(rng, 200)));
+  SqliteStore::FileSizes sizes = store->fileSizes();
+  EXPECT_EQ(sizes.database, fs::file_size(dir / "ca.db"));
+  EXPECT_EQ(sizes.wal, fs::file_size(dir / "ca.db-wal"));
+  EXPECT_GT(sizes.wal, 200u * 64);  // the rows are in the WAL, not yet copied
+  store.reset();                    // the last connection to close removes the WAL
+  EXPECT_FALSE(fs::exists(dir / "ca.db-wal"));
+}
+
 TEST(SqliteStore, DuplicateSerialIsRefusedAndFirstRecordKept) {
   TempDir dir;
   auto store = openStore(dir / "ca.db");
