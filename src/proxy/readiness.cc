@@ -146,10 +146,13 @@ void ReadinessLoop::runOnce(LoopTimer::Clock::time_point until) {
   const int max = static_cast<int>(events.size());
   int wait_ms = timeout();
   int n = 0;
-  const auto wait_start = adaptive_ ? LoopTimer::Clock::now() : LoopTimer::Clock::time_point();
-  if (busy_poll_.count() > 0 && wait_ms != 0 &&
-      (!adaptive_ || (budget_.worthPolling() && backoff_.shouldPoll()))) {
-    n = poll(events.data(), max, deadline);
+  const bool polls = busy_poll_.count() > 0 && wait_ms != 0 &&
+                     (!adaptive_ || (budget_.worthPolling() && backoff_.shouldPoll()));
+  // One clock read for both: where the wait starts (PollBudget) and the poll's.
+  const auto wait_start =
+      adaptive_ || polls ? LoopTimer::Clock::now() : LoopTimer::Clock::time_point();
+  if (polls) {
+    n = poll(events.data(), max, deadline, wait_start);
     if (n == 0 && wait_ms > 0)
       wait_ms = timeout();  // the poll took some of it
   }
@@ -176,10 +179,11 @@ void ReadinessLoop::runOnce(LoopTimer::Clock::time_point until) {
     runDueTimers();
 }
 
-int ReadinessLoop::poll(epoll_event* events, int max, LoopTimer::Clock::time_point deadline) {
+int ReadinessLoop::poll(epoll_event* events, int max, LoopTimer::Clock::time_point deadline,
+                        LoopTimer::Clock::time_point start) {
   // A fixed budget is a PollBudget whose minimum and maximum are the same.
   const auto length = std::chrono::duration_cast<LoopTimer::Clock::duration>(budget_.budget());
-  const auto until = std::min(LoopTimer::Clock::now() + length, deadline);
+  const auto until = std::min(start + length, deadline);
   int n = 0;
   do {
     n = epoll_wait(epoll_fd_, events, max, 0);

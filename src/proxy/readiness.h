@@ -275,8 +275,10 @@ class ReadinessLoop {
   // most until `until`), then the timers that are due.
   void runOnce(LoopTimer::Clock::time_point until);
   void runDueTimers();
-  // Polls epoll for up to the budget (not past `deadline`): the events seen.
-  int poll(epoll_event* events, int max, LoopTimer::Clock::time_point deadline);
+  // Polls epoll for up to the budget from `start` (not past `deadline`): the
+  // events seen.
+  int poll(epoll_event* events, int max, LoopTimer::Clock::time_point deadline,
+           LoopTimer::Clock::time_point start);
   void add(Readiness& r);
   void remove(Readiness& r);
 
