@@ -136,20 +136,20 @@ class TransportCollectable final : public prometheus::Collectable {
 // once grew by every row under steady load; docs/CA.md "State").
 class StoreCollectable final : public prometheus::Collectable {
  public:
-  void setSource(std::function<StoreFileSizes()> source) {
+  void setSource(std::function<store::FileSizes()> source) {
     std::lock_guard lock(mu_);
     source_ = std::move(source);
   }
 
   std::vector<prometheus::MetricFamily> Collect() const override {
-    std::function<StoreFileSizes()> source;
+    std::function<store::FileSizes()> source;
     {
       std::lock_guard lock(mu_);
       source = source_;
     }
     if (!source)
       return {};
-    StoreFileSizes sizes = source();
+    store::FileSizes sizes = source();
     std::vector<prometheus::MetricFamily> out;
     auto gauge = [&](const char* name, const char* help, uint64_t v) {
       prometheus::MetricFamily f{name, help, prometheus::MetricType::Gauge, {}};
@@ -168,7 +168,7 @@ class StoreCollectable final : public prometheus::Collectable {
 
  private:
   mutable std::mutex mu_;
-  std::function<StoreFileSizes()> source_;  // guarded by mu_
+  std::function<store::FileSizes()> source_;  // guarded by mu_
 };
 
 }  // namespace
@@ -349,7 +349,7 @@ void CaMetrics::setReady(bool ready) {
 void CaMetrics::setTransportSource(std::function<rpc::GrpcServerStats()> source) {
   impl_->transport->setSource(std::move(source));
 }
-void CaMetrics::setStoreSource(std::function<StoreFileSizes()> source) {
+void CaMetrics::setStoreSource(std::function<store::FileSizes()> source) {
   impl_->store->setSource(std::move(source));
 }
 

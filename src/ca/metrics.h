@@ -11,14 +11,9 @@
 #include "ca/policy.h"
 #include "common/clock.h"
 #include "rpc/grpc_server.h"
+#include "store/store.h"
 
 namespace meshid::ca {
-
-// The store's files on disk, in bytes.
-struct StoreFileSizes {
-  uint64_t database = 0;
-  uint64_t wal = 0;
-};
 
 class CaMetrics {
  public:
@@ -45,7 +40,7 @@ class CaMetrics {
   // Where the meshid_ca_grpc_* families come from; unset, they are absent.
   void setTransportSource(std::function<rpc::GrpcServerStats()> source);
   // Where meshid_ca_store_*_bytes come from (read when scraped); unset, absent.
-  void setStoreSource(std::function<StoreFileSizes()> source);
+  void setStoreSource(std::function<store::FileSizes()> source);
 
   // Prometheus text exposition format, for /metrics.
   std::string serialize() const;

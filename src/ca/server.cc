@@ -123,10 +123,7 @@ Result<void> CaServerImpl::init() {
   }
   fs::permissions(config_.state_dir, fs::perms::owner_all, ec);
   MESHID_ASSIGN_OR_RETURN(store_, store::SqliteStore::open(config_.databasePath()));
-  metrics_.setStoreSource([s = store_.get()] {
-    auto f = s->fileSizes();
-    return StoreFileSizes{f.database, f.wal};
-  });
+  metrics_.setStoreSource([s = store_.get()] { return s->fileSizes(); });
   MESHID_ASSIGN_OR_RETURN(auto material, loadSigner());
   authority_ = std::make_unique<LocalAuthority>(config_.signer.type, material);
   bundle_ = std::make_unique<TrustBundle>(config_.trust_domain, *store_, clock_);

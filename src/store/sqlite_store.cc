@@ -258,7 +258,7 @@ void SqliteStore::startCheckpointer(const std::filesystem::path& path,
       [db, restart_frames] { checkpointRound(db, restart_frames); });
 }
 
-SqliteStore::FileSizes SqliteStore::fileSizes() const {
+FileSizes SqliteStore::fileSizes() const {
   auto size = [](const std::filesystem::path& p) -> uint64_t {
     std::error_code ec;
     uintmax_t n = std::filesystem::file_size(p, ec);

@@ -54,12 +54,8 @@ class SqliteStore final : public Store {
   Result<PruneResult> pruneExpired(SystemTime expired_before, uint64_t max_rows) override;
   Result<int> schemaVersion() override;
 
-  // The database file and its WAL, in bytes (0 for a file that is not there):
-  // what the store takes on disk, for /metrics and /debug/ca.
-  struct FileSizes {
-    uint64_t database = 0;
-    uint64_t wal = 0;
-  };
+  // The database file and its WAL as they are on disk, for /metrics and
+  // /debug/ca.
   FileSizes fileSizes() const;
 
  private:

@@ -12,6 +12,13 @@
 
 namespace meshid::store {
 
+// What a store that keeps files takes on disk, in bytes (0 for a file that is
+// not there): SqliteStore's database and its WAL.
+struct FileSizes {
+  uint64_t database = 0;
+  uint64_t wal = 0;
+};
+
 struct IssuanceRecord {
   std::string serial;  // lowercase hex, unique
   std::string spiffe_id;

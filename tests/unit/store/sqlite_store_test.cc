@@ -328,7 +328,7 @@ TEST(SqliteStore, FileSizesAreTheFilesOnDisk) {
   auto store = orThrow(SqliteStore::open(dir / "ca.db", {.checkpoint_interval = 1h}), "open");
   std::mt19937_64 rng(3);
   MESHID_ASSERT_OK(recordAll(*store, randomRows(rng, 200)));
-  SqliteStore::FileSizes sizes = store->fileSizes();
+  FileSizes sizes = store->fileSizes();
   EXPECT_EQ(sizes.database, fs::file_size(dir / "ca.db"));
   EXPECT_EQ(sizes.wal, fs::file_size(dir / "ca.db-wal"));
   EXPECT_GT(sizes.wal, 200u * 64);  // the rows are in the WAL, not yet copied
