@@ -81,103 +81,87 @@ class CitadelCollectable final : public prometheus::Collectable {
   std::map<std::string, double> sign_errors_;  // guarded by mu_
 };
 
-// meshid_ca_grpc_*: the transport's own counts, read when scraped.
-class TransportCollectable final : public prometheus::Collectable {
+// Families read from a source when scraped (`Render` turns what it gives
+// into them); without a source there are none.
+template <class T>
+class ScrapedCollectable final : public prometheus::Collectable {
  public:
-  void setSource(std::function<rpc::GrpcServerStats()> source) {
+  using Render = std::vector<prometheus::MetricFamily> (*)(const T&);
+  explicit ScrapedCollectable(Render render) : render_(render) {}
+
+  void setSource(std::function<T()> source) {
     std::lock_guard lock(mu_);
     source_ = std::move(source);
   }
 
   std::vector<prometheus::MetricFamily> Collect() const override {
-    std::function<rpc::GrpcServerStats()> source;
+    std::function<T()> source;
     {
       std::lock_guard lock(mu_);
       source = source_;
     }
-    if (!source)
-      return {};
-    rpc::GrpcServerStats c = source();
-    std::vector<prometheus::MetricFamily> out;
-    auto one = [&](const char* name, const char* help, prometheus::MetricType type, uint64_t v) {
-      prometheus::MetricFamily f{name, help, type, {}};
-      prometheus::ClientMetric m;
-      if (type == prometheus::MetricType::Counter) {
-        m.counter.value = static_cast<double>(v);
-      } else {
-        m.gauge.value = static_cast<double>(v);
-      }
-      f.metric.push_back(m);
-      out.push_back(std::move(f));
-    };
-    using T = prometheus::MetricType;
-    one("meshid_ca_grpc_connections", "Open client connections to the gRPC port", T::Gauge,
-        c.connections_open);
-    one("meshid_ca_grpc_connections_accepted_total", "Connections accepted on the gRPC port",
-        T::Counter, c.connections_accepted);
-    one("meshid_ca_grpc_handshake_failures_total",
-        "TLS handshakes on the gRPC port that failed or timed out", T::Counter,
-        c.handshakes_failed);
-    one("meshid_ca_grpc_protocol_errors_total", "HTTP/2 errors that ended a connection", T::Counter,
-        c.protocol_errors);
-    one("meshid_ca_grpc_calls_refused_total",
-        "Calls answered by the transport itself: unknown method, foreign content type, "
-        "malformed or oversized message",
-        T::Counter, c.calls_refused);
-    return out;
+    return source ? render_(source()) : std::vector<prometheus::MetricFamily>{};
   }
 
  private:
+  const Render render_;
   mutable std::mutex mu_;
-  std::function<rpc::GrpcServerStats()> source_;  // guarded by mu_
+  std::function<T()> source_;  // guarded by mu_
 };
 
-// meshid_ca_store_*_bytes: the database's files, read when scraped (the WAL
-// once grew by every row under steady load; docs/CA.md "State").
-class StoreCollectable final : public prometheus::Collectable {
- public:
-  void setSource(std::function<store::FileSizes()> source) {
-    std::lock_guard lock(mu_);
-    source_ = std::move(source);
+// A family of one unlabelled counter or gauge.
+prometheus::MetricFamily single(const char* name, const char* help, prometheus::MetricType type,
+                                uint64_t v) {
+  prometheus::MetricFamily f{name, help, type, {}};
+  prometheus::ClientMetric m;
+  if (type == prometheus::MetricType::Counter) {
+    m.counter.value = static_cast<double>(v);
+  } else {
+    m.gauge.value = static_cast<double>(v);
   }
+  f.metric.push_back(m);
+  return f;
+}
 
-  std::vector<prometheus::MetricFamily> Collect() const override {
-    std::function<store::FileSizes()> source;
-    {
-      std::lock_guard lock(mu_);
-      source = source_;
-    }
-    if (!source)
-      return {};
-    store::FileSizes sizes = source();
-    std::vector<prometheus::MetricFamily> out;
-    auto gauge = [&](const char* name, const char* help, uint64_t v) {
-      prometheus::MetricFamily f{name, help, prometheus::MetricType::Gauge, {}};
-      prometheus::ClientMetric m;
-      m.gauge.value = static_cast<double>(v);
-      f.metric.push_back(m);
-      out.push_back(std::move(f));
-    };
-    gauge("meshid_ca_store_database_bytes", "Size of the CA's SQLite database file",
-          sizes.database);
-    gauge("meshid_ca_store_wal_bytes",
-          "Size of the database's write-ahead log file (bounded: it starts over once copied)",
-          sizes.wal);
-    return out;
-  }
+// meshid_ca_grpc_*: the transport's own counts.
+std::vector<prometheus::MetricFamily> transportFamilies(const rpc::GrpcServerStats& c) {
+  using T = prometheus::MetricType;
+  return {single("meshid_ca_grpc_connections", "Open client connections to the gRPC port", T::Gauge,
+                 c.connections_open),
+          single("meshid_ca_grpc_connections_accepted_total",
+                 "Connections accepted on the gRPC port", T::Counter, c.connections_accepted),
+          single("meshid_ca_grpc_handshake_failures_total",
+                 "TLS handshakes on the gRPC port that failed or timed out", T::Counter,
+                 c.handshakes_failed),
+          single("meshid_ca_grpc_protocol_errors_total", "HTTP/2 errors that ended a connection",
+                 T::Counter, c.protocol_errors),
+          single("meshid_ca_grpc_calls_refused_total",
+                 "Calls answered by the transport itself: unknown method, foreign content type, "
+                 "malformed or oversized message",
+                 T::Counter, c.calls_refused)};
+}
 
- private:
-  mutable std::mutex mu_;
-  std::function<store::FileSizes()> source_;  // guarded by mu_
-};
+// meshid_ca_store_*_bytes: the database's files (the WAL once grew by every
+// row under steady load; docs/CA.md "State").
+std::vector<prometheus::MetricFamily> storeFamilies(const store::FileSizes& sizes) {
+  using T = prometheus::MetricType;
+  return {single("meshid_ca_store_database_bytes", "Size of the CA's SQLite database file",
+                 T::Gauge, sizes.database),
+          single("meshid_ca_store_wal_bytes",
+                 "Size of the database's write-ahead log file (bounded: it starts over once "
+                 "copied)",
+                 T::Gauge, sizes.wal)};
+}
 
 }  // namespace
 
 struct CaMetrics::Impl {
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
   std::shared_ptr<CitadelCollectable> citadel = std::make_shared<CitadelCollectable>();
-  std::shared_ptr<TransportCollectable> transport = std::make_shared<TransportCollectable>();
-  std::shared_ptr<StoreCollectable> store = std::make_shared<StoreCollectable>();
+  std::shared_ptr<ScrapedCollectable<rpc::GrpcServerStats>> transport =
+      std::make_shared<ScrapedCollectable<rpc::GrpcServerStats>>(transportFamilies);
+  std::shared_ptr<ScrapedCollectable<store::FileSizes>> store =
+      std::make_shared<ScrapedCollectable<store::FileSizes>>(storeFamilies);
 
   prometheus::Family<prometheus::Counter>& requests =
       prometheus::BuildCounter()
