@@ -29,6 +29,8 @@ constexpr std::chrono::milliseconds kMaxMillis = std::chrono::hours(24 * 365 * 1
 // handshake holds the client's decoded certificates, ≈ 11.5 kB (measured
 // with a leaf + intermediate chain), so this is about 1.2 GB.
 constexpr size_t kMaxSessionCache = 100'000;
+// Per worker, at ≈ 84 kB each: about 1.7 GB at most.
+constexpr size_t kMaxKeptBuffers = 20'000;
 
 // "auto", 0 for off, or microseconds only ("50us"): a spin longer than a
 // millisecond would be a worker that never sleeps under any traffic.
@@ -235,8 +237,8 @@ Result<ProxyConfig> parse(const YAML::Node& root, const fs::path& base) {
       return Error::invalidArgument("limits.max_connections must be at least 1");
   }
   if (const auto t = root["tls"]) {
-    MESHID_RETURN_IF_ERROR(
-        onlyKeys(t, "tls", {"ciphers", "ticket_key_rotation", "session_cache_size"}));
+    MESHID_RETURN_IF_ERROR(onlyKeys(
+        t, "tls", {"ciphers", "ticket_key_rotation", "session_cache_size", "kept_buffers"}));
     if (t["ciphers"])
       c.ciphers = t["ciphers"].as<std::string>();
     if (t["ticket_key_rotation"]) {
@@ -247,6 +249,10 @@ Result<ProxyConfig> parse(const YAML::Node& root, const fs::path& base) {
       MESHID_ASSIGN_OR_RETURN(
           c.session_cache_size,
           count(t["session_cache_size"], "tls.session_cache_size", kMaxSessionCache));
+    }
+    if (t["kept_buffers"]) {
+      MESHID_ASSIGN_OR_RETURN(c.kept_buffers,
+                              count(t["kept_buffers"], "tls.kept_buffers", kMaxKeptBuffers));
     }
   }
   return c;
@@ -303,7 +309,7 @@ Result<void> checkReloadable(const ProxyConfig& a, const ProxyConfig& b) {
   if (a.max_connections != b.max_connections)
     return needsRestart("limits");
   if (a.ciphers != b.ciphers || a.ticket_key_rotation != b.ticket_key_rotation ||
-      a.session_cache_size != b.session_cache_size)
+      a.session_cache_size != b.session_cache_size || a.kept_buffers != b.kept_buffers)
     return needsRestart("tls");
   if (a.inbound.size() != b.inbound.size() || a.outbound.size() != b.outbound.size())
     return needsRestart("the set of listeners");

@@ -129,10 +129,25 @@ struct ProxyMetrics::Impl {
               "auto sizes it to the waits seen; 0: the workers sleep at once)")
           .Register(*registry)
           .Add({});
+  prometheus::Gauge& tls_buffers_kept =
+      prometheus::BuildGauge()
+          .Name("meshid_proxy_tls_buffers_kept")
+          .Help(
+              "Busy TLS connections keeping OpenSSL's record buffers between records, over the "
+              "workers (at most tls.kept_buffers per worker)")
+          .Register(*registry)
+          .Add({});
+  prometheus::Counter& tls_buffers_released =
+      prometheus::BuildCounter()
+          .Name("meshid_proxy_tls_buffers_released_total")
+          .Help("Kept TLS buffers given back after their connection went quiet")
+          .Register(*registry)
+          .Add({});
   std::mutex mu;
   std::map<std::string, std::unique_ptr<ListenerStats>> listeners;  // guarded by mu
   uint64_t caught_reported = 0;                                     // guarded by mu
   uint64_t missed_reported = 0;                                     // guarded by mu
+  uint64_t released_reported = 0;                                   // guarded by mu
 };
 
 ProxyMetrics::ProxyMetrics() : impl_(std::make_unique<Impl>()) {
@@ -180,19 +195,28 @@ void ProxyMetrics::sessionCache(size_t sessions, uint64_t evicted) {
   impl_->evicted_sessions.Set(static_cast<double>(evicted));
 }
 
+// The workers' totals only grow; each scrape adds what came since the last.
+// Two scrapes may read the workers before either locks, so the later one
+// here can bring the smaller total: that adds nothing. Under the metrics' lock.
+namespace {
+void addSince(prometheus::Counter& c, uint64_t total, uint64_t& reported) {
+  if (total > reported)
+    c.Increment(static_cast<double>(total - reported));
+  reported = std::max(reported, total);
+}
+}  // namespace
+
 void ProxyMetrics::busyPolls(uint64_t caught, uint64_t missed, std::chrono::nanoseconds budget) {
   std::lock_guard lock(impl_->mu);
   impl_->poll_budget.Set(std::chrono::duration<double>(budget).count());
-  // The workers' totals only grow; each scrape adds what came since the
-  // last. Two scrapes may read the workers before either locks, so the
-  // later one here can bring the smaller total: that adds nothing.
-  auto add = [](prometheus::Counter& c, uint64_t total, uint64_t& reported) {
-    if (total > reported)
-      c.Increment(static_cast<double>(total - reported));
-    reported = std::max(reported, total);
-  };
-  add(impl_->polls_caught, caught, impl_->caught_reported);
-  add(impl_->polls_missed, missed, impl_->missed_reported);
+  addSince(impl_->polls_caught, caught, impl_->caught_reported);
+  addSince(impl_->polls_missed, missed, impl_->missed_reported);
+}
+
+void ProxyMetrics::tlsBuffers(size_t kept, uint64_t released) {
+  std::lock_guard lock(impl_->mu);
+  impl_->tls_buffers_kept.Set(static_cast<double>(kept));
+  addSince(impl_->tls_buffers_released, released, impl_->released_reported);
 }
 
 void ProxyMetrics::reload(bool ok) {
@@ -232,7 +256,10 @@ std::string ProxyMetrics::statsJson() const {
                         {"busy_polls",
                          {{"caught", impl_->polls_caught.Value()},
                           {"missed", impl_->polls_missed.Value()},
-                          {"budget_us", std::round(impl_->poll_budget.Value() * 1e9) / 1e3}}}}
+                          {"budget_us", std::round(impl_->poll_budget.Value() * 1e9) / 1e3}}},
+                        {"tls_buffers",
+                         {{"kept", impl_->tls_buffers_kept.Value()},
+                          {"released", impl_->tls_buffers_released.Value()}}}}
       .dump(2);
 }
 

@@ -56,6 +56,9 @@ class ProxyMetrics {
   // The workers' busy-poll totals and their longest current budget
   // (ReadinessLoop::pollStats), set when scraped.
   void busyPolls(uint64_t caught, uint64_t missed, std::chrono::nanoseconds budget);
+  // The workers' kept TLS buffers now and given back so far
+  // (TlsBufferKeeper), set when scraped.
+  void tlsBuffers(size_t kept, uint64_t released);
   void reload(bool ok);
   void configReload(bool ok);
   std::string serialize() const;

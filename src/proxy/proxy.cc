@@ -34,6 +34,7 @@
 #include "proxy/snapshot_store.h"
 #include "proxy/socket_bio.h"
 #include "proxy/socket_fd.h"
+#include "proxy/tls_buffers.h"
 #include "proxy/tls_snapshot.h"
 
 namespace meshid::proxy {
@@ -95,13 +96,14 @@ class BufferPool {
 // One connection's sockets and deadline. The coroutines own it through a
 // shared_ptr; the deadline is its own member, so it never outlives it.
 struct Session : std::enable_shared_from_this<Session> {
-  Session(SocketFd s, BufferPool& pool, ReadinessLoop& readiness)
-      : down(std::move(s)), buffers(pool), loop(readiness) {}
+  Session(SocketFd s, BufferPool& pool, TlsBufferKeeper& keeper, ReadinessLoop& readiness)
+      : down(std::move(s)), buffers(pool), tls_buffers(keeper), loop(readiness) {}
   SocketFd down;  // the peer that connected to us
   SocketFd up;    // where we connect to
   LoopTimer timer;
-  BufferPool& buffers;  // the worker's
-  ReadinessLoop& loop;  // the worker's
+  BufferPool& buffers;           // the worker's
+  TlsBufferKeeper& tls_buffers;  // the worker's
+  ReadinessLoop& loop;           // the worker's
   // After the sockets: they leave the epoll set before their fds close.
   Readiness down_ready;
   Readiness up_ready;
@@ -160,8 +162,12 @@ class TlsSocket {
  public:
   // Binds `ssl` to the socket. Without memory for the BIO the SSL has none
   // and its handshake fails.
-  TlsSocket(int fd, Readiness& ready, SslPtr ssl)
-      : fd_(fd), ready_(ready), bio_state_{fd, &ready, false}, ssl_(std::move(ssl)) {
+  TlsSocket(int fd, Readiness& ready, SslPtr ssl, TlsBufferKeeper& keeper)
+      : fd_(fd),
+        ready_(ready),
+        bio_state_{fd, &ready, false},
+        ssl_(std::move(ssl)),
+        buffer_use_(&keeper, ssl_.get()) {
     if (BIO* bio = newSocketBio(bio_state_))
       SSL_set_bio(ssl_.get(), bio, bio);  // one reference, both directions
   }
@@ -181,6 +187,7 @@ class TlsSocket {
   }
 
   bool drained() const { return !ready_.readReady() && !SSL_has_pending(ssl_.get()); }
+  void noteTraffic(Steady::time_point now) { buffer_use_.noteTraffic(now); }
 
   // True when tryRead() may make progress now; otherwise the pipe awaits
   // waitForRead() itself. A plain asio operation, not a coroutine of ours:
@@ -261,6 +268,7 @@ class TlsSocket {
   Readiness& ready_;          // the session's; the BIO clears it on short reads
   SocketBioState bio_state_;  // before ssl_: the SSL's BIO points here until the SSL is freed
   SslPtr ssl_;
+  TlsBufferUse buffer_use_;  // after ssl_: leaves the keeper before the SSL goes
   bool read_wants_write_ = false;
 };
 
@@ -271,6 +279,7 @@ class PlainSocket {
   PlainSocket(int fd, Readiness& ready) : fd_(fd), ready_(ready) {}  // fd: non-blocking
   bool drained() const { return !ready_.readReady(); }
   bool readable() const { return ready_.readReady(); }
+  void noteTraffic(Steady::time_point) {}
   auto waitForRead(asio::error_code& ec) { return ready_.waitRead(withError(ec)); }
   ptrdiff_t tryRead(char* buf, size_t len) {
     ssize_t n = recvNow(fd_, buf, len, 0);
@@ -343,6 +352,8 @@ awaitable<void> pipe(From& from, To& to, Session& s, prometheus::Counter* counte
       } while (n > 0 && got < kBufferBytes && !from.drained());
       if (got > 0) {
         s.last_activity = s.loop.now();
+        from.noteTraffic(s.last_activity);
+        to.noteTraffic(s.last_activity);
         counter->Increment(static_cast<double>(got));
         if (!co_await to.write(buf.data(), got)) {
           s.abort();
@@ -483,6 +494,9 @@ class ProxyImpl final : public Proxy {
   std::vector<std::unique_ptr<BufferPool>> buffers_;  // one per worker; outlive the workers' frames
   // One per worker; they outlive the workers' frames.
   std::vector<std::unique_ptr<ReadinessLoop>> loops_;
+  // One per worker: after the loops (their sweeps are the loops' timers),
+  // before the workers (their frames' TLS sockets leave them).
+  std::vector<std::unique_ptr<TlsBufferKeeper>> tls_buffers_;
   std::vector<std::unique_ptr<asio::io_context>> workers_;
   std::vector<std::thread> threads_;
   std::vector<std::unique_ptr<ListenerRuntime>> listeners_;
@@ -514,6 +528,8 @@ Result<void> ProxyImpl::init(const CertSourceFactory& sources) {
     if (!loops_.back()->ok())
       return Error::internal(fmt::format("epoll_create1: {}", std::strerror(errno)));
     loops_.back()->setBusyPoll(config_.busy_poll, config_.busy_poll_adaptive, kAutoBusyPollMax);
+    tls_buffers_.push_back(
+        std::make_unique<TlsBufferKeeper>(loops_.back().get(), config_.kept_buffers));
   }
 
   auto bind = [&](ListenerRuntime& l, const std::string& listen) -> Result<void> {
@@ -632,7 +648,8 @@ awaitable<void> ProxyImpl::acceptLoop(ListenerRuntime& l, size_t worker) {
       continue;  // the socket closes here
     }
     setNoDelay(sock.get());
-    auto session = std::make_shared<Session>(std::move(sock), *buffers_[worker], *loops_[worker]);
+    auto session = std::make_shared<Session>(std::move(sock), *buffers_[worker],
+                                             *tls_buffers_[worker], *loops_[worker]);
     if (!session->down_ready.watch(session->loop, session->down.get())) {
       spdlog::warn("listener {}: epoll refused a connection: {}", l.name, std::strerror(errno));
       count(*l.stats, Failure::kOverloaded);
@@ -804,7 +821,7 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
   SSL_set_accept_state(ssl.get());
   if (!l.alpn.empty())
     setAlpnChoices(ssl.get(), &l.alpn);
-  TlsSocket down(s->down.get(), s->down_ready, std::move(ssl));
+  TlsSocket down(s->down.get(), s->down_ready, std::move(ssl), s->tls_buffers);
   auto id = co_await handshakePeer(down, *s, l);
   if (!id)
     co_return;
@@ -850,7 +867,7 @@ awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRun
       slot.replace(nullptr, snapshot->generation);
     SSL_set_ex_data(ssl.get(), slotIndex(), &slot);
   }
-  TlsSocket up(s->up.get(), s->up_ready, std::move(ssl));
+  TlsSocket up(s->up.get(), s->up_ready, std::move(ssl), s->tls_buffers);
   auto id = co_await handshakePeer(up, *s, l);
   if (!id)
     co_return;
@@ -879,6 +896,13 @@ void ProxyImpl::noteScrapedValues() {
     polls.budget = std::max(polls.budget, s.budget);
   }
   metrics_.busyPolls(polls.caught, polls.missed, polls.budget);
+  size_t kept = 0;
+  uint64_t released = 0;
+  for (const auto& k : tls_buffers_) {
+    kept += k->kept();
+    released += k->released();
+  }
+  metrics_.tlsBuffers(kept, released);
 }
 
 // The agent's /certs shape (Envoy's): the bundle's roots as ca_cert, our

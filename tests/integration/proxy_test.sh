@@ -29,6 +29,18 @@ head -c 5000000 /dev/urandom >www/big.bin
 BACKEND=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 start_server backend.log python3 -m http.server "$BACKEND" --bind 127.0.0.1 --directory www
 for ((i = 0; i < 100; i++)); do curl -s -o /dev/null "http://127.0.0.1:$BACKEND/" && break; sleep 0.05; done
+# An echo backend for a keep-alive connection (http.server closes after each answer).
+ECHO=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+start_server echo.log python3 -c "
+import socketserver
+class Echo(socketserver.BaseRequestHandler):
+    def handle(self):
+        while True:
+            d = self.request.recv(65536)
+            if not d: return
+            self.request.sendall(d)
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer(('127.0.0.1', $ECHO), Echo).serve_forever()"
 
 cp server/cert-chain.pem live-chain.pem
 cp server/key.pem live-key.pem
@@ -43,6 +55,7 @@ inbound:
      allow: ["spiffe://$TD/ns/shop/"]}
   - {name: permissive, listen: 127.0.0.1:0, forward: 127.0.0.1:$BACKEND, mode: PERMISSIVE}
   - {name: disable, listen: 127.0.0.1:0, forward: 127.0.0.1:$BACKEND, mode: DISABLE}
+  - {name: echo, listen: 127.0.0.1:0, forward: 127.0.0.1:$ECHO, allow: ["spiffe://$TD/ns/shop/"]}
 YAML
 start_server proxy.log "${PROXY[@]}" --config proxy.yaml
 PROXY_PID=$LAST_SERVER_PID
@@ -117,6 +130,8 @@ outbound:
      expected_ids: [spiffe://$TD/ns/web/sa/web]}
   - {name: sserver, listen: 127.0.0.1:0, destination: 127.0.0.1:$SPORT,
      expected_ids: [spiffe://$TD/ns/web/sa/web]}
+  - {name: echo, listen: 127.0.0.1:0, destination: 127.0.0.1:$(port_of echo),
+     expected_ids: [spiffe://$TD/ns/web/sa/web]}
   - {name: wrongid, listen: 127.0.0.1:0, destination: 127.0.0.1:$STRICT,
      expected_ids: [spiffe://$TD/ns/db/sa/pg]}
   - {name: pinned, listen: 127.0.0.1:0, destination: 127.0.0.1:$STRICT, ca_file: other/root-cert.pem}
@@ -152,6 +167,43 @@ polls=$(curl -s "http://127.0.0.1:$CADMIN/stats" | jq -r '.busy_polls.caught + .
 expect_true "busy_poll 50us: the worker's polls are counted in /stats ($polls)" test "$polls" -gt 0
 expect_eq "busy_poll 50us: /stats says the budget is 50 us" "50" \
   "$(curl -s "http://127.0.0.1:$CADMIN/stats" | jq -r '.busy_polls.budget_us')"
+# A busy keep-alive connection through both proxies keeps OpenSSL's buffers
+# on each TLS side (tls.kept_buffers); quiet for a second, it gives them back
+# and goes on working.
+cat >keepalive.py <<'PY'
+import json, socket, sys, time, urllib.request
+port, admins = int(sys.argv[1]), sys.argv[2:]
+def kept():
+    out = []
+    for a in admins:
+        with urllib.request.urlopen(f"http://127.0.0.1:{a}/stats", timeout=5) as r:
+            t = json.load(r)["tls_buffers"]
+            out.append(f"{int(t['kept'])}/{int(t['released'])}")
+    return " ".join(out)
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+def echo(i):
+    msg = b"%08d" % i * 8
+    s.sendall(msg)
+    got = b""
+    while len(got) < len(msg):
+        got += s.recv(65536)
+    assert got == msg, (got, msg)
+for i in range(40):
+    echo(i)
+print("busy", kept())
+time.sleep(2.6)
+print("quiet", kept())
+for i in range(3):
+    echo(i)
+print("again ok")
+PY
+ka=$(timeout 20 python3 keepalive.py "$(port_of echo client.log)" "$ADMIN" "$CADMIN" 2>&1)
+echo "$ka"
+expect_eq "a busy connection keeps its TLS buffers, inbound and outbound (kept/released)" \
+  "busy 1/0 1/0" "$(grep '^busy' <<<"$ka")"
+expect_eq "quiet for a second, both give them back" "quiet 0/1 0/1" "$(grep '^quiet' <<<"$ka")"
+expect_eq "and the connection goes on" "again ok" "$(grep '^again' <<<"$ka")"
+
 # Half-close: the client sends its request and closes its sending side; the
 # answer must still come back through both proxies.
 check_output_contains "half-close: the answer arrives after the client shut its side" "hello" \
@@ -191,6 +243,9 @@ check_output_contains "the refusal is logged" "refused" cat proxy.log
 curl -s "http://127.0.0.1:$ADMIN/metrics" >metrics.txt
 STDIN=metrics.txt check "proxy /metrics passes promtool check metrics" promtool check metrics
 expect_true "reloads counted" grep -q 'meshid_proxy_certificate_reloads_total{result="refused"} [1-9]' metrics.txt
+expect_true "kept TLS buffers in /metrics" \
+  sh -c "grep -q '^meshid_proxy_tls_buffers_kept 0' metrics.txt &&
+         grep -q '^meshid_proxy_tls_buffers_released_total 1' metrics.txt"
 expect_true "busy polls in /metrics, caught and missed" \
   sh -c "grep -q '^meshid_proxy_busy_polls_total{result=\"caught\"} [0-9]' metrics.txt &&
          grep -q '^meshid_proxy_busy_polls_total{result=\"missed\"} [0-9]' metrics.txt"
