@@ -8,8 +8,9 @@
 // record and direction: at 32 keep-alive connections, keeping them was 1.4 %
 // more requests per CPU-second (docs/PERFORMANCE.md).
 //
-// So a connection keeps its buffers once it is busy (kBusyStreak records in a
-// row, each within kBusyGap of the one before), up to a limit per worker, and
+// So a connection keeps its buffers once it is busy (kBusyStreak transfers in
+// a row, each within kBusyGap of the one before; a transfer is what the pipe
+// reads at once and passes on, one way), up to a limit per worker, and
 // gives them back when it has been quiet for `rest` (the worker's sweep). A
 // connection that only handshakes and exchanges a few records never keeps
 // them.
@@ -35,7 +36,7 @@ class TlsBufferKeeper;
 class TlsBufferUse {
  public:
   using Clock = std::chrono::steady_clock;
-  // Records this close together count as busy...
+  // Transfers this close together count as busy...
   static constexpr Clock::duration kBusyGap = std::chrono::milliseconds(10);
   // ...once this many came in a row (a request and its answer are two).
   static constexpr int kBusyStreak = 8;
