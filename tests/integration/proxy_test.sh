@@ -203,6 +203,11 @@ expect_eq "a busy connection keeps its TLS buffers, inbound and outbound (kept/r
   "busy 1/0 1/0" "$(grep '^busy' <<<"$ka")"
 expect_eq "quiet for a second, both give them back" "quiet 0/1 0/1" "$(grep '^quiet' <<<"$ka")"
 expect_eq "and the connection goes on" "again ok" "$(grep '^again' <<<"$ka")"
+# 43 echoes of 64 bytes each way: the byte counters are exact.
+expect_eq "bytes through the inbound listener, both ways (/stats)" "2752/2752" \
+  "$(stat echo .bytes_in)/$(stat echo .bytes_out)"
+expect_eq "bytes through the outbound listener, both ways (/stats)" "2752/2752" \
+  "$(cstat echo .bytes_in)/$(cstat echo .bytes_out)"
 
 # Half-close: the client sends its request and closes its sending side; the
 # answer must still come back through both proxies.
@@ -243,6 +248,8 @@ check_output_contains "the refusal is logged" "refused" cat proxy.log
 curl -s "http://127.0.0.1:$ADMIN/metrics" >metrics.txt
 STDIN=metrics.txt check "proxy /metrics passes promtool check metrics" promtool check metrics
 expect_true "reloads counted" grep -q 'meshid_proxy_certificate_reloads_total{result="refused"} [1-9]' metrics.txt
+expect_true "bytes in /metrics" \
+  grep -q '^meshid_proxy_bytes_total{direction="inbound",flow="out",listener="echo"} 2752$' metrics.txt
 expect_true "kept TLS buffers in /metrics" \
   sh -c "grep -q '^meshid_proxy_tls_buffers_kept 0' metrics.txt &&
          grep -q '^meshid_proxy_tls_buffers_released_total 1' metrics.txt"
