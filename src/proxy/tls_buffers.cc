@@ -18,19 +18,16 @@ void TlsBufferUse::startKeeping() {
 }
 
 TlsBufferKeeper::~TlsBufferKeeper() {
-  while (head_)
-    forget(*head_);
+  while (!list_.empty())
+    forget(*list_.back());
 }
 
 bool TlsBufferKeeper::admit(TlsBufferUse& use) {
   if (kept() >= limit_)
     return false;
-  const bool was_empty = head_ == nullptr;
-  use.prev_ = nullptr;
-  use.next_ = head_;
-  if (head_)
-    head_->prev_ = &use;
-  head_ = &use;
+  const bool was_empty = list_.empty();
+  use.slot_ = list_.size();
+  list_.push_back(&use);
   kept_.fetch_add(1, std::memory_order_relaxed);
   if (was_empty)
     armSweep(use.last_);
@@ -38,13 +35,10 @@ bool TlsBufferKeeper::admit(TlsBufferUse& use) {
 }
 
 void TlsBufferKeeper::forget(TlsBufferUse& use) {
-  if (use.prev_)
-    use.prev_->next_ = use.next_;
-  else
-    head_ = use.next_;
-  if (use.next_)
-    use.next_->prev_ = use.prev_;
-  use.prev_ = use.next_ = nullptr;
+  TlsBufferUse* last = list_.back();  // takes its place
+  list_[use.slot_] = last;
+  last->slot_ = use.slot_;
+  list_.pop_back();
   use.kept_ = false;
   use.streak_ = 0;
   kept_.fetch_sub(1, std::memory_order_relaxed);
@@ -60,13 +54,13 @@ void TlsBufferKeeper::release(TlsBufferUse& use) {
 }
 
 void TlsBufferKeeper::sweep(Clock::time_point now) {
-  for (TlsBufferUse* u = head_; u;) {
-    TlsBufferUse* next = u->next_;
+  // From the end: a release moves the last one into its place, already seen.
+  for (size_t i = list_.size(); i-- > 0;) {
+    TlsBufferUse* u = list_[i];
     // A record OpenSSL holds but the pipe has not read yet stays with its
     // buffer: freeing it would lose it.
     if (now - u->last_ >= rest_ && SSL_has_pending(u->ssl_) == 0)
       release(*u);
-    u = next;
   }
 }
 
@@ -75,7 +69,7 @@ void TlsBufferKeeper::armSweep(Clock::time_point now) {
     return;
   sweep_timer_.set(*loop_, now + rest_, [this] {
     sweep(loop_->now());
-    if (head_)
+    if (!list_.empty())
       armSweep(loop_->now());
   });
 }

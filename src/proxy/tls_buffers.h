@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "proxy/readiness.h"
 
@@ -68,8 +69,7 @@ class TlsBufferUse {
   Clock::time_point last_{};
   int streak_ = 0;
   bool kept_ = false;
-  TlsBufferUse* prev_ = nullptr;  // the keeper's list while kept
-  TlsBufferUse* next_ = nullptr;
+  size_t slot_ = 0;  // its place in the keeper's list while kept
 };
 
 class TlsBufferKeeper {
@@ -92,14 +92,14 @@ class TlsBufferKeeper {
  private:
   friend class TlsBufferUse;
   bool admit(TlsBufferUse& use);   // false at the limit
-  void forget(TlsBufferUse& use);  // unlinks; the SSL is left as it is
+  void forget(TlsBufferUse& use);  // off the list; the SSL is left as it is
   void release(TlsBufferUse& use);
   void armSweep(Clock::time_point now);
 
   ReadinessLoop* loop_;
   const size_t limit_;
   const Clock::duration rest_;
-  TlsBufferUse* head_ = nullptr;
+  std::vector<TlsBufferUse*> list_;  // the kept ones, in no order
   LoopTimer sweep_timer_;
   std::atomic<size_t> kept_{0};
   std::atomic<uint64_t> released_{0};

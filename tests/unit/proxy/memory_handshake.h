@@ -22,6 +22,23 @@ struct SessionFree {
 };
 using SessionPtr = std::unique_ptr<SSL_SESSION, SessionFree>;
 
+// A server and a client SSL of these contexts joined by an in-memory BIO
+// pair, each in its role; no handshake yet.
+struct BioPair {
+  SslPtr server;
+  SslPtr client;
+};
+inline BioPair joinOverBioPair(SSL_CTX* server_ctx, SSL_CTX* client_ctx) {
+  BioPair p{SslPtr(SSL_new(server_ctx)), SslPtr(SSL_new(client_ctx))};
+  BIO *a = nullptr, *b = nullptr;
+  BIO_new_bio_pair(&a, 0, &b, 0);
+  SSL_set_bio(p.server.get(), a, a);
+  SSL_set_bio(p.client.get(), b, b);
+  SSL_set_accept_state(p.server.get());
+  SSL_set_connect_state(p.client.get());
+  return p;
+}
+
 struct Outcome {
   bool ok = false;
   bool resumed = false;
@@ -34,14 +51,8 @@ struct Outcome {
 // the client's certificates, when not the server's own.
 inline Outcome handshake(const TlsSnapshot& snap, SSL_SESSION* resume, int max_version = 0,
                          const TlsSnapshot* client_snap = nullptr) {
-  SslPtr server(SSL_new(snap.server->native_handle()));
-  SslPtr client(SSL_new((client_snap ? *client_snap : snap).client->native_handle()));
-  BIO *a = nullptr, *b = nullptr;
-  BIO_new_bio_pair(&a, 0, &b, 0);
-  SSL_set_bio(server.get(), a, a);
-  SSL_set_bio(client.get(), b, b);
-  SSL_set_accept_state(server.get());
-  SSL_set_connect_state(client.get());
+  auto [server, client] = joinOverBioPair(
+      snap.server->native_handle(), (client_snap ? *client_snap : snap).client->native_handle());
   if (max_version)
     SSL_set_max_proto_version(client.get(), max_version);
   if (resume)

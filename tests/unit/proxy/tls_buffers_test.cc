@@ -39,14 +39,10 @@ std::shared_ptr<const TlsSnapshot> proxySnapshot(const FakeClock& clock) {
 // A server and a client connected through a BIO pair, handshake done.
 struct Connection {
   explicit Connection(const TlsSnapshot& snap)
-      : server(SSL_new(snap.server->native_handle())),
-        client(SSL_new(snap.client->native_handle())) {
-    BIO *a = nullptr, *b = nullptr;
-    BIO_new_bio_pair(&a, 0, &b, 0);
-    SSL_set_bio(server.get(), a, a);
-    SSL_set_bio(client.get(), b, b);
-    SSL_set_accept_state(server.get());
-    SSL_set_connect_state(client.get());
+      : Connection(
+            testing::joinOverBioPair(snap.server->native_handle(), snap.client->native_handle())) {}
+  explicit Connection(testing::BioPair p)
+      : server(std::move(p.server)), client(std::move(p.client)) {
     bool s_done = false, c_done = false;
     for (int i = 0; i < 20 && !(s_done && c_done); ++i) {
       if (!c_done)
@@ -206,6 +202,31 @@ TEST_F(TlsBuffersTest, AQuietConnectionGivesItsBuffersBack) {
   EXPECT_EQ(c.serverReads(), "again");
   traffic(use, last + 2s, TlsBufferUse::kBusyStreak + 1, 300us);
   EXPECT_TRUE(use.kept());
+}
+
+TEST_F(TlsBuffersTest, ASweepGivesBackTheQuietOnesOnly) {
+  Connection a(*snap_), b(*snap_), c(*snap_), d(*snap_);
+  TlsBufferKeeper keeper(nullptr, 4, 1s);
+  TlsBufferUse ua(&keeper, a.server.get()), ub(&keeper, b.server.get()),
+      uc(&keeper, c.server.get()), ud(&keeper, d.server.get());
+  for (TlsBufferUse* u : {&ua, &ub, &uc, &ud})
+    traffic(*u, t0_, TlsBufferUse::kBusyStreak + 1, 300us);
+  ASSERT_EQ(keeper.kept(), 4u);
+  // b and d stay busy; a and c (first and third kept) go quiet.
+  traffic(ub, t0_ + 900ms, 2, 300us);
+  traffic(ud, t0_ + 900ms, 2, 300us);
+  keeper.sweep(t0_ + 1500ms);
+  EXPECT_FALSE(ua.kept());
+  EXPECT_TRUE(ub.kept());
+  EXPECT_FALSE(uc.kept());
+  EXPECT_TRUE(ud.kept());
+  EXPECT_TRUE(a.releasesBuffers() && c.releasesBuffers());
+  EXPECT_FALSE(b.releasesBuffers() || d.releasesBuffers());
+  EXPECT_EQ(keeper.kept(), 2u);
+  EXPECT_EQ(keeper.released(), 2u);
+  keeper.sweep(t0_ + 2s);
+  EXPECT_EQ(keeper.kept(), 0u);
+  EXPECT_EQ(keeper.released(), 4u);
 }
 
 TEST_F(TlsBuffersTest, ARecordOpensslHoldsIsNeverLost) {
