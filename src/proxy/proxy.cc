@@ -167,7 +167,7 @@ class TlsSocket {
         ready_(ready),
         bio_state_{fd, &ready, false},
         ssl_(std::move(ssl)),
-        buffer_use_(&keeper, ssl_.get()) {
+        buffer_use_(keeper, ssl_.get()) {
     if (BIO* bio = newSocketBio(bio_state_))
       SSL_set_bio(ssl_.get(), bio, bio);  // one reference, both directions
   }

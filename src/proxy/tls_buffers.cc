@@ -6,12 +6,12 @@ namespace meshid::proxy {
 
 TlsBufferUse::~TlsBufferUse() {
   if (kept_)
-    keeper_->forget(*this);
+    keeper_.forget(*this);
 }
 
 void TlsBufferUse::startKeeping() {
   streak_ = 0;
-  if (!keeper_ || !keeper_->admit(*this))
+  if (!keeper_.admit(*this))
     return;  // at the limit: busy again later, asked again then
   SSL_clear_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
   kept_ = true;
@@ -40,7 +40,6 @@ void TlsBufferKeeper::forget(TlsBufferUse& use) {
   last->slot_ = use.slot_;
   list_.pop_back();
   use.kept_ = false;
-  use.streak_ = 0;
   kept_.fetch_sub(1, std::memory_order_relaxed);
 }
 

@@ -42,7 +42,7 @@ class TlsBufferUse {
   // ...once this many came in a row (a request and its answer are two).
   static constexpr int kBusyStreak = 8;
 
-  TlsBufferUse(TlsBufferKeeper* keeper, SSL* ssl) : keeper_(keeper), ssl_(ssl) {}
+  TlsBufferUse(TlsBufferKeeper& keeper, SSL* ssl) : keeper_(keeper), ssl_(ssl) {}
   ~TlsBufferUse();
   TlsBufferUse(const TlsBufferUse&) = delete;
   TlsBufferUse& operator=(const TlsBufferUse&) = delete;
@@ -64,7 +64,7 @@ class TlsBufferUse {
   friend class TlsBufferKeeper;
   void startKeeping();
 
-  TlsBufferKeeper* keeper_;  // null: never keeps
+  TlsBufferKeeper& keeper_;
   SSL* ssl_;
   Clock::time_point last_{};
   int streak_ = 0;

@@ -114,7 +114,7 @@ TEST_F(TlsBuffersTest, TheProxysContextsReleaseBuffersUnlessKept) {
 TEST_F(TlsBuffersTest, ABusyConnectionKeepsItsBuffers) {
   Connection c(*snap_);
   TlsBufferKeeper keeper(nullptr, 4);
-  TlsBufferUse use(&keeper, c.server.get());
+  TlsBufferUse use(keeper, c.server.get());
   traffic(use, t0_, TlsBufferUse::kBusyStreak, 300us);
   EXPECT_FALSE(use.kept());  // the first record starts the streak
   use.noteTraffic(t0_ + TlsBufferUse::kBusyStreak * 300us);
@@ -127,7 +127,7 @@ TEST_F(TlsBuffersTest, AHandshakeAndAFewRoundTripsKeepNothing) {
   // The idle-RSS row's connections make one round trip; even four keep nothing.
   Connection c(*snap_);
   TlsBufferKeeper keeper(nullptr, 4);
-  TlsBufferUse use(&keeper, c.server.get());
+  TlsBufferUse use(keeper, c.server.get());
   traffic(use, t0_, TlsBufferUse::kBusyStreak, 300us);
   EXPECT_FALSE(use.kept());
   EXPECT_TRUE(c.releasesBuffers());
@@ -137,7 +137,7 @@ TEST_F(TlsBuffersTest, AHandshakeAndAFewRoundTripsKeepNothing) {
 TEST_F(TlsBuffersTest, RecordsFarApartNeverKeepBuffers) {
   Connection c(*snap_);
   TlsBufferKeeper keeper(nullptr, 4);
-  TlsBufferUse use(&keeper, c.server.get());
+  TlsBufferUse use(keeper, c.server.get());
   traffic(use, t0_, 100,
           std::chrono::duration_cast<std::chrono::microseconds>(TlsBufferUse::kBusyGap + 1ms));
   EXPECT_FALSE(use.kept());
@@ -152,8 +152,8 @@ TEST_F(TlsBuffersTest, RecordsFarApartNeverKeepBuffers) {
 TEST_F(TlsBuffersTest, NoMoreThanTheLimitKeepBuffers) {
   Connection a(*snap_), b(*snap_), c(*snap_);
   TlsBufferKeeper keeper(nullptr, 2);
-  TlsBufferUse ua(&keeper, a.server.get()), ub(&keeper, b.server.get());
-  auto uc = std::make_unique<TlsBufferUse>(&keeper, c.server.get());
+  TlsBufferUse ua(keeper, a.server.get()), ub(keeper, b.server.get());
+  auto uc = std::make_unique<TlsBufferUse>(keeper, c.server.get());
   for (TlsBufferUse* u : {uc.get(), &ua, &ub})
     traffic(*u, t0_, 2 * TlsBufferUse::kBusyStreak, 300us);
   EXPECT_TRUE(uc->kept());
@@ -172,7 +172,7 @@ TEST_F(TlsBuffersTest, NoMoreThanTheLimitKeepBuffers) {
 TEST_F(TlsBuffersTest, ALimitOfZeroKeepsNone) {
   Connection c(*snap_);
   TlsBufferKeeper keeper(nullptr, 0);
-  TlsBufferUse use(&keeper, c.server.get());
+  TlsBufferUse use(keeper, c.server.get());
   traffic(use, t0_, 10 * TlsBufferUse::kBusyStreak, 300us);
   EXPECT_FALSE(use.kept());
   EXPECT_TRUE(c.releasesBuffers());
@@ -183,7 +183,7 @@ TEST_F(TlsBuffersTest, AQuietConnectionGivesItsBuffersBack) {
   ASSERT_TRUE(c.clientSends("hello"));
   EXPECT_EQ(c.serverReads(), "hello");
   TlsBufferKeeper keeper(nullptr, 4, 1s);
-  TlsBufferUse use(&keeper, c.server.get());
+  TlsBufferUse use(keeper, c.server.get());
   const Time last = traffic(use, t0_, TlsBufferUse::kBusyStreak + 1, 300us);
   ASSERT_TRUE(use.kept());
 
@@ -207,8 +207,8 @@ TEST_F(TlsBuffersTest, AQuietConnectionGivesItsBuffersBack) {
 TEST_F(TlsBuffersTest, ASweepGivesBackTheQuietOnesOnly) {
   Connection a(*snap_), b(*snap_), c(*snap_), d(*snap_);
   TlsBufferKeeper keeper(nullptr, 4, 1s);
-  TlsBufferUse ua(&keeper, a.server.get()), ub(&keeper, b.server.get()),
-      uc(&keeper, c.server.get()), ud(&keeper, d.server.get());
+  TlsBufferUse ua(keeper, a.server.get()), ub(keeper, b.server.get()), uc(keeper, c.server.get()),
+      ud(keeper, d.server.get());
   for (TlsBufferUse* u : {&ua, &ub, &uc, &ud})
     traffic(*u, t0_, TlsBufferUse::kBusyStreak + 1, 300us);
   ASSERT_EQ(keeper.kept(), 4u);
@@ -239,7 +239,7 @@ TEST_F(TlsBuffersTest, ARecordOpensslHoldsIsNeverLost) {
   ASSERT_EQ(SSL_has_pending(c.server.get()), 1);
 
   TlsBufferKeeper keeper(nullptr, 4, 1s);
-  TlsBufferUse use(&keeper, c.server.get());
+  TlsBufferUse use(keeper, c.server.get());
   const Time last = traffic(use, t0_, TlsBufferUse::kBusyStreak + 1, 300us);
   ASSERT_TRUE(use.kept());
   keeper.sweep(last + 1h);
@@ -259,7 +259,7 @@ TEST_F(TlsBuffersTest, AConnectionThatEndsLeavesTheKeeper) {
   TlsBufferKeeper keeper(nullptr, 4, 1s);
   {
     Connection c(*snap_);
-    TlsBufferUse use(&keeper, c.server.get());
+    TlsBufferUse use(keeper, c.server.get());
     traffic(use, t0_, TlsBufferUse::kBusyStreak + 1, 300us);
     ASSERT_EQ(keeper.kept(), 1u);
   }
@@ -274,7 +274,7 @@ TEST_F(TlsBuffersTest, TheWorkersLoopRunsTheSweep) {
   ASSERT_TRUE(loop.ok());
   Connection c(*snap_);
   TlsBufferKeeper keeper(&loop, 4, 20ms);
-  TlsBufferUse use(&keeper, c.server.get());
+  TlsBufferUse use(keeper, c.server.get());
   traffic(use, TlsBufferUse::Clock::now(), TlsBufferUse::kBusyStreak + 1, 1us);
   ASSERT_TRUE(use.kept());
   for (int i = 0; i < 100 && use.kept(); ++i)
