@@ -1,6 +1,7 @@
 #include "proxy/readiness.h"
 
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,6 +9,36 @@
 #include <cerrno>
 
 namespace meshid::proxy {
+namespace {
+
+// Makes the worker's thread one asio knows as running an io_context, for as
+// long as the loop runs. asio recycles the memory of coroutine frames and
+// handlers (and our Waiters) only on such a thread, and the loop resumes the
+// pipes' coroutines outside io_context::poll(): without this every frame of
+// a wait or a write was malloc'd and freed (perf, 32 connections: malloc and
+// free ≈ 2 % of the proxy's CPU). io_context::poll() pushes a context of its
+// own on top while it runs, as it would anyway.
+class WorkerThreadContext : asio::detail::thread_context {
+ public:
+  WorkerThreadContext() : on_stack_(this, info_) {}
+
+ private:
+  asio::detail::thread_info_base info_;  // its cache is freed after it leaves the stack
+  thread_call_stack::context on_stack_;
+};
+
+// epoll_wait(2) without glibc's cancellation-point wrapper, as recvNow and
+// sendNow do (socket_fd.h): the proxy never cancels a thread, and the
+// adaptive busy poll calls it with no timeout again and again (perf, 32
+// connections: the wrapper's __pthread_disable_asynccancel alone was 0.7 %
+// of the proxy's CPU). epoll_pwait with no signal mask is epoll_wait, and
+// every architecture has it.
+int waitForEvents(int epoll_fd, epoll_event* events, int max, int timeout_ms) {
+  return static_cast<int>(
+      ::syscall(SYS_epoll_pwait, epoll_fd, events, max, timeout_ms, nullptr, size_t{0}));
+}
+
+}  // namespace
 
 Readiness::~Readiness() {
   if (!loop_)
@@ -112,6 +143,7 @@ void ReadinessLoop::stop() {
 // The io_context stops when it runs out of work (the last guard going, at
 // the end of an earlier runFor): restarted, and kept in work while we run.
 void ReadinessLoop::run() {
+  WorkerThreadContext asio_thread;
   io_.restart();
   auto work = asio::make_work_guard(io_);
   while (!stopping_.load(std::memory_order_acquire))
@@ -119,6 +151,7 @@ void ReadinessLoop::run() {
 }
 
 void ReadinessLoop::runFor(std::chrono::milliseconds d) {
+  WorkerThreadContext asio_thread;
   io_.restart();
   auto work = asio::make_work_guard(io_);
   const auto until = LoopTimer::Clock::now() + d;
@@ -157,7 +190,7 @@ void ReadinessLoop::runOnce(LoopTimer::Clock::time_point until) {
       wait_ms = timeout();  // the poll took some of it
   }
   if (n == 0)
-    n = epoll_wait(epoll_fd_, events.data(), max, wait_ms);
+    n = waitForEvents(epoll_fd_, events.data(), max, wait_ms);
   now_ = LoopTimer::Clock::now();
   if (adaptive_ && n > 0) {
     budget_.noteWait(now_ - wait_start);
@@ -172,8 +205,10 @@ void ReadinessLoop::runOnce(LoopTimer::Clock::time_point until) {
     }
     static_cast<Readiness*>(events[i].data.ptr)->onEvents(events[i].events, woken_);
   }
-  for (auto& w : woken_)  // only onEvents adds to it, and only above
-    w->runNow();
+  for (auto& w : woken_) {  // only onEvents adds to it, and only above
+    detail::Waiter* waiter = w.get();
+    waiter->runNow(std::move(w));
+  }
   woken_.clear();  // keeps the capacity for the next round
   if (!timers_.empty())
     runDueTimers();
@@ -186,7 +221,7 @@ int ReadinessLoop::poll(epoll_event* events, int max, LoopTimer::Clock::time_poi
   const auto until = std::min(start + length, deadline);
   int n = 0;
   do {
-    n = epoll_wait(epoll_fd_, events, max, 0);
+    n = waitForEvents(epoll_fd_, events, max, 0);
   } while (n == 0 && LoopTimer::Clock::now() < until);
   auto& counter = n > 0 ? caught_ : missed_;
   counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);

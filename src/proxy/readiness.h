@@ -38,6 +38,8 @@
 #include <asio/any_io_executor.hpp>
 #include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>
+#include <asio/detail/thread_context.hpp>
+#include <asio/detail/thread_info_base.hpp>
 #include <asio/error.hpp>
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
@@ -57,10 +59,26 @@ class ReadinessLoop;
 
 namespace detail {
 // A stored completion handler: a socket wait's, or an event's.
+//
+// Its memory comes from asio's per-thread recycler, as asio's own handlers'
+// does: a keep-alive request stores and ends a wait on each side, and malloc
+// with free for them was ≈ 0.5 % of the proxy's CPU (perf, 32 connections).
+// Off a worker (no WorkerThreadContext, below) it is plain new and delete.
 struct Waiter {
   virtual ~Waiter() = default;
   virtual void complete(asio::error_code ec) = 0;  // posts the handler
-  virtual void runNow() = 0;                       // calls it here, on the worker
+  // Calls the handler here, on the worker, after `self` (this) was freed:
+  // the handler's next wait then gets this memory back from the recycler.
+  virtual void runNow(std::unique_ptr<Waiter> self) = 0;
+
+  static void* operator new(std::size_t size) {
+    return asio::detail::thread_info_base::allocate(
+        asio::detail::thread_context::top_of_thread_call_stack(), size);
+  }
+  static void operator delete(void* p, std::size_t size) {
+    asio::detail::thread_info_base::deallocate(
+        asio::detail::thread_context::top_of_thread_call_stack(), p, size);
+  }
 };
 template <class Handler>
 struct WaiterFor final : Waiter {
@@ -69,8 +87,9 @@ struct WaiterFor final : Waiter {
   void complete(asio::error_code ec) override {
     asio::post(executor, [h = std::move(handler), ec]() mutable { std::move(h)(ec); });
   }
-  void runNow() override {
+  void runNow(std::unique_ptr<Waiter> self) override {
     Handler h = std::move(handler);
+    self.reset();  // `this` is gone from here on
     std::move(h)(asio::error_code());
   }
   Handler handler;

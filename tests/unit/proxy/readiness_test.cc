@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace meshid::proxy {
 namespace {
@@ -115,6 +116,38 @@ TEST_F(ReadinessTest, APeerFinThatCameWithTheLastBytesIsNotLost) {
   auto done = waitReadOutcome();
   ASSERT_TRUE(done);
   EXPECT_EQ(readNow(), "<eof>");
+}
+
+// The pipe's shape: the handler an edge ends starts the next wait on the
+// same side (its own waiter is freed by then), and it runs where asio
+// recycles memory, so neither its waiter nor its coroutine frames are
+// malloc'd. Outside the loop the thread is asio's no more.
+TEST_F(ReadinessTest, AHandlerAnEdgeEndsWaitsAgainOnAThreadAsioRecyclesMemoryOn) {
+  EXPECT_EQ(readNow(), "<again>");
+  int ended = 0;
+  std::vector<bool> on_asio_thread;
+  std::string got;
+  std::function<void(asio::error_code)> next = [&](asio::error_code ec) {
+    ASSERT_FALSE(ec);
+    ++ended;
+    on_asio_thread.push_back(asio::detail::thread_context::top_of_thread_call_stack() != nullptr);
+    got += readNow();
+    if (ended < 3)
+      ready_.waitRead(next);
+  };
+  ready_.waitRead(next);
+  for (const char* part : {"a", "b", "c"}) {
+    runBriefly();
+    peerSends(part);
+    auto until = std::chrono::steady_clock::now() + 2s;
+    const int before = ended;
+    while (ended == before && std::chrono::steady_clock::now() < until)
+      loop_->runFor(10ms);
+  }
+  EXPECT_EQ(ended, 3);
+  EXPECT_EQ(got, "abc");
+  EXPECT_EQ(on_asio_thread, std::vector<bool>({true, true, true}));
+  EXPECT_EQ(asio::detail::thread_context::top_of_thread_call_stack(), nullptr);
 }
 
 // Busy polling changes how the loop waits for an edge, not what it does
