@@ -105,6 +105,6 @@ for m in $MODES; do
       awk -v q="$q" 'BEGIN { exit !(q > 1) }' && wins=$((wins + 1))
     done
     med=$(calc %.3f "$(printf '%s\n' "${ratios[@]}" | median)")
-    echo "$m per CPU-second $x/$y: median $med, $x better in $wins of $ROUNDS rounds (${ratios[*]})"
+    echo "$m per CPU-second $x/$y: median $med, $x better in $wins of $ROUNDS rounds (sign test p $(sign_p "$wins" "$ROUNDS")): ${ratios[*]}"
   done
 done

@@ -26,7 +26,8 @@
 #   RR_CONNS (32), IDLE_CONNS (1000), BULK_MB (1024), ROUNDS (1): the whole
 #   set again; each cell then shows the round with the median value and
 #   [min–max] over the rounds, and a last table pairs meshid with each other
-#   system round by round (the s_time cross-check runs in round 1 only).
+#   system round by round, with the one-sided sign test's p for its count of
+#   rounds won (the s_time cross-check runs in round 1 only).
 #   Within a round each row runs on all systems back to back, each freshly
 #   started, in an order that rotates from round to round: this VM's speed
 #   drifts over minutes, so two systems' numbers in a row are seconds apart.
@@ -593,7 +594,8 @@ ratio_row idle "idle RSS (lower is better)"
 if ((ROUNDS > 1)); then
   echo
   echo "Round by round: each row's systems ran back to back, so each round pairs them. Median over the rounds"
-  echo "of meshid / other, and in how many rounds meshid was the better of the two:"
+  echo "of meshid / other, in how many rounds meshid was the better of the two, and the one-sided sign test's p"
+  echo "for that many (the chance of it if the two were equal; 0.05 or less: ahead beyond the noise):"
   echo
   echo "| row |$(for o in $SYSTEMS; do [[ $o == meshid || $o == direct ]] || printf ' %s |' "$o"; done)"
   echo "|---|$(for o in $SYSTEMS; do [[ $o == meshid || $o == direct ]] || printf -- '---|'; done)"
@@ -622,7 +624,7 @@ if ((ROUNDS > 1)); then
       any=1
       local med
       med=$(printf '%s\n' "${ratios[@]}" | median)
-      line+=" $(calc %.2f "$med")× ($wins of ${#ratios[@]}) |"
+      line+=" $(calc %.2f "$med")× ($wins of ${#ratios[@]}, p $(sign_p "$wins" "${#ratios[@]}")) |"
     done
     [[ -n $any ]] && echo "$line"
     return 0

@@ -45,6 +45,16 @@ kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2" | head -1; }  # KEY LINE
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }  # FORMAT EXPR
 # The median of the numbers on stdin, one per line.
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# The one-sided sign test: how likely `wins` or more of `n` paired rounds are
+# when the two systems are equal (each round a coin toss), e.g. 10 of 12:
+# 0.019. Small means "better beyond this VM's round-to-round noise"; 0.5 and
+# up means the rounds say nothing. Ties count as losses (conservative).
+sign_p() {  # WINS N
+  awk -v w="$1" -v n="$2" 'BEGIN {
+    c = 1; p = 0
+    for (k = 0; k <= n; k++) { if (k >= w) p += c; c = c * (n - k) / (k + 1) }
+    printf "%.3f", p / 2 ^ n }'
+}
 
 # The mesh's certificates (ECDSA P-256 root + intermediate + leaves) from
 # MESHID: ca/, server/ (spiffe://example.org/ns/web/sa/web), client/, and
