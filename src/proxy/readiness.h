@@ -63,7 +63,8 @@ namespace detail {
 // Its memory comes from asio's per-thread recycler, as asio's own handlers'
 // does: a keep-alive request stores and ends a wait on each side, and malloc
 // with free for them was ≈ 0.5 % of the proxy's CPU (perf, 32 connections).
-// Off a worker (no WorkerThreadContext, below) it is plain new and delete.
+// Off a worker's loop (no WorkerThreadContext, readiness.cc) it is plain new
+// and delete.
 struct Waiter {
   virtual ~Waiter() = default;
   virtual void complete(asio::error_code ec) = 0;  // posts the handler
