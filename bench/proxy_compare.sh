@@ -595,7 +595,8 @@ if ((ROUNDS > 1)); then
   echo
   echo "Round by round: each row's systems ran back to back, so each round pairs them. Median over the rounds"
   echo "of meshid / other, in how many rounds meshid was the better of the two, and the one-sided sign test's p"
-  echo "for that many (the chance of it if the two were equal; 0.05 or less: ahead beyond the noise):"
+  echo "for that many (the chance of it if the two were equal and the rounds independent; this VM's drift"
+  echo "makes rounds of one run alike, so a lead should also hold in another run):"
   echo
   echo "| row |$(for o in $SYSTEMS; do [[ $o == meshid || $o == direct ]] || printf ' %s |' "$o"; done)"
   echo "|---|$(for o in $SYSTEMS; do [[ $o == meshid || $o == direct ]] || printf -- '---|'; done)"

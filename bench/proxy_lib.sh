@@ -48,7 +48,11 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 # The one-sided sign test: how likely `wins` or more of `n` paired rounds are
 # when the two systems are equal (each round a coin toss), e.g. 10 of 12:
 # 0.019. Small means "better beyond this VM's round-to-round noise"; 0.5 and
-# up means the rounds say nothing. Ties count as losses (conservative).
+# up means the rounds say nothing. Ties count as losses (conservative). It
+# takes the rounds as independent, and they are not quite: this VM's speed
+# drifts over minutes, so rounds of one run resemble each other (two 15-round
+# runs 20 minutes apart: 14 of 15 and 8 of 15). Trust a lead that holds
+# across runs.
 sign_p() {  # WINS N
   awk -v w="$1" -v n="$2" 'BEGIN {
     c = 1; p = 0
