@@ -23,7 +23,7 @@ TlsBufferKeeper::~TlsBufferKeeper() {
 }
 
 bool TlsBufferKeeper::admit(TlsBufferUse& use) {
-  if (kept() >= limit_)
+  if (list_.size() >= limit_)
     return false;
   const bool was_empty = list_.empty();
   use.slot_ = list_.size();
