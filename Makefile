@@ -49,21 +49,17 @@ sanitize-test: deps $(SANITIZE_DIR)/build.ninja
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) --timeout 300
 
 # clang 14 cannot build the proxy's event loop (C++20 coroutines with
-# libstdc++): the proxy's integration tests run again with meshid-proxy built
-# by GCC with ASan/UBSan, while the CA and certificates come from the regular
-# build. (Its unit tests run in sanitize-test.)
+# libstdc++): the proxy's integration tests run again with the proxy built by
+# GCC with ASan/UBSan, meshid-proxy and `meshid proxy` (its SDS client is
+# gRPC), while the CA and the agent come from the regular build
+# (scripts/sanitize_proxy.sh). Its unit tests run in sanitize-test.
 $(SANITIZE_GCC_DIR)/build.ninja:
 	cmake -S . -B $(SANITIZE_GCC_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMESHID_SANITIZE=ON \
 	  -DBUILD_TESTING=OFF
 
 sanitize-proxy: build $(SANITIZE_GCC_DIR)/build.ninja
-	cmake --build $(SANITIZE_GCC_DIR) -j $(JOBS) --target meshid-proxy
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  PROXY_BIN=$(CURDIR)/$(SANITIZE_GCC_DIR)/meshid-proxy bash tests/integration/proxy_test.sh $(BUILD_DIR)/meshid
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  PROXY_BIN=$(CURDIR)/$(SANITIZE_GCC_DIR)/meshid-proxy bash tests/integration/proxy_rotation_test.sh $(BUILD_DIR)/meshid
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  PROXY_BIN=$(CURDIR)/$(SANITIZE_GCC_DIR)/meshid-proxy bash tests/integration/proxy_runtime_test.sh $(BUILD_DIR)/meshid
+	cmake --build $(SANITIZE_GCC_DIR) -j $(JOBS) --target meshid-proxy meshid
+	scripts/sanitize_proxy.sh $(SANITIZE_GCC_DIR) $(BUILD_DIR)
 
 # meshid built by GCC with ThreadSanitizer: the CA under its transport and
 # server tests and under load, the proxy under its mTLS and runtime tests

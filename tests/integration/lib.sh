@@ -32,10 +32,15 @@ if [[ $# -lt 1 || ! -x "$1" ]]; then
   exit 2
 fi
 MESHID=$(realpath "$1")
-# The proxy under test, for the proxy scripts: `meshid proxy`, or PROXY_BIN
-# (make sanitize-proxy passes a meshid-proxy built with GCC's sanitizers).
-PROXY=("${PROXY_BIN:-$MESHID}")
-[[ -n ${PROXY_BIN:-} ]] || PROXY+=(proxy)
+# The proxy under test, for the proxy scripts: `meshid proxy`; or
+# `$PROXY_MESHID proxy`, another meshid binary's proxy (make sanitize-proxy:
+# one built with GCC's sanitizers, SDS client included); or PROXY_BIN, a
+# meshid-proxy (no gRPC, so certificates from files only).
+if [[ -n ${PROXY_BIN:-} ]]; then
+  PROXY=("$PROXY_BIN")
+else
+  PROXY=("${PROXY_MESHID:-$MESHID}" proxy)
+fi
 export MESHID
 CMD_TIMEOUT=10
 SERVER_LIFETIME=60  # a server that outlives the script by accident dies on its own

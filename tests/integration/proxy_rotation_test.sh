@@ -23,7 +23,7 @@ CLIENT_ID=spiffe://$TD/ns/client/sa/curl
 write_ca_config 0
 start_ca ca.log || finish
 write_agent_config 5s "  - {spiffe_id: $SERVER_ID, file_sink: {dir: server},
-     selectors: {uid: $(id -u), path: $(readlink -f "$MESHID")}}
+     selectors: {uid: $(id -u), path: $(readlink -f "${PROXY[0]}")}}
   - {spiffe_id: $CLIENT_ID, file_sink: {dir: client}}"
 start_agent agent.log agent.yaml || finish
 expect_true "agent wrote both identities" wait_ready 10

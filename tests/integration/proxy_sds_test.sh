@@ -39,7 +39,7 @@ admin_listen: 127.0.0.1:0
 workers: 1
 inbound: [{name: in, listen: 127.0.0.1:0, forward: 127.0.0.1:$BACKEND}]
 YAML
-start_server a.log "$M" proxy --config a.yaml
+start_server a.log "${PROXY[@]}" --config a.yaml
 wait_for_log a.log "meshid proxy running" || { cat a.log; finish; }
 IN=$(grep -oE 'in=inbound:STRICT:[0-9]+' a.log | grep -oE '[0-9]+$')
 AADMIN=$(grep -oE 'admin=127\.0\.0\.1:[0-9]+' a.log | cut -d: -f2)
@@ -70,11 +70,11 @@ workers: 1
 inbound: [{name: in, listen: 127.0.0.1:0, forward: 127.0.0.1:$BACKEND}]
 YAML
 mkdir -p sock
-start_server b.log "$M" proxy --config b.yaml   # before the agent exists
+start_server b.log "${PROXY[@]}" --config b.yaml   # before the agent exists
 sleep 1
 expect_lacks "B: no listener without a certificate" "$(cat b.log)" "meshid proxy running"
 start_ca ca.log || finish
-write_agent_config 1h "  - {spiffe_id: spiffe://$TD/ns/web/sa/web, selectors: {uid: $(id -u), path: $(readlink -f "$M")}}
+write_agent_config 1h "  - {spiffe_id: spiffe://$TD/ns/web/sa/web, selectors: {uid: $(id -u), path: $(readlink -f "${PROXY[0]}")}}
   - {spiffe_id: spiffe://$TD/ns/client/sa/curl, file_sink: {dir: curl}}"
 start_agent agent.log agent.yaml || finish
 for ((i = 0; i < 200; i++)); do grep -q "meshid proxy running" b.log && break; sleep 0.05; done
@@ -98,5 +98,5 @@ admin_listen: 127.0.0.1:0
 inbound: [{name: in, listen: 127.0.0.1:0, forward: 127.0.0.1:$BACKEND}]
 YAML
 check_fails_with "C: no SDS server: a clear error, not a silent wait" 1 \
-  "no certificate from the agent's SDS socket" "$M" proxy --config c.yaml
+  "no certificate from the agent's SDS socket" "${PROXY[@]}" --config c.yaml
 finish
