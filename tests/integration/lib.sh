@@ -49,6 +49,7 @@ PASSED=0
 FAILED=0
 FINISHED=0
 SERVER_PIDS=()
+SERVER_LOGS=()  # start_server's, read by finish for sanitizer reports
 RC=0
 OUT=""
 ERR=""
@@ -254,6 +255,7 @@ start_server() {
   shift
   timeout -k 2 "$SERVER_LIFETIME" "$@" </dev/null >"$log" 2>&1 &
   SERVER_PIDS+=("$!")
+  SERVER_LOGS+=("$(realpath -m "$log")")
   LAST_SERVER_PID=$!
 }
 
@@ -341,9 +343,29 @@ start_ca() {  # start_ca LOG [CONFIG [VAR=VALUE...]]: CONFIG defaults to ca.yaml
   return 1
 }
 
+# A server built with a sanitizer that reports, at exit above all (a leak, a
+# use after free in teardown), still ends as stopped servers do: only its log
+# tells, and the log goes with $TMP. So every server's log is read here, and
+# each report counts as a failure.
+_check_sanitizer_reports() {
+  local log
+  local -A seen=()
+  for log in "${SERVER_LOGS[@]}"; do
+    [[ -f $log && -z ${seen[$log]:-} ]] || continue
+    seen[$log]=1
+    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|: runtime error: |WARNING: ThreadSanitizer' "$log"; then
+      echo "FAIL: a sanitizer reported in the server log $(basename "$log")"
+      grep -m 1 -A 30 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|: runtime error: |WARNING: ThreadSanitizer' "$log" |
+        sed 's/^/  log| /'
+      FAILED=$((FAILED + 1))
+    fi
+  done
+}
+
 finish() {
   FINISHED=1
   _stop_servers
+  _check_sanitizer_reports
   echo "$PASSED passed, $FAILED failed"
   [[ $FAILED -eq 0 ]] || exit 1
   exit 0
