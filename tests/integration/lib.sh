@@ -348,15 +348,14 @@ start_ca() {  # start_ca LOG [CONFIG [VAR=VALUE...]]: CONFIG defaults to ca.yaml
 # tells, and the log goes with $TMP. So every server's log is read here, and
 # each report counts as a failure.
 _check_sanitizer_reports() {
-  local log
+  local log report='ERROR: (AddressSanitizer|LeakSanitizer)|: runtime error: |WARNING: ThreadSanitizer'
   local -A seen=()
   for log in "${SERVER_LOGS[@]}"; do
     [[ -f $log && -z ${seen[$log]:-} ]] || continue
     seen[$log]=1
-    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|: runtime error: |WARNING: ThreadSanitizer' "$log"; then
+    if grep -qE "$report" "$log"; then
       echo "FAIL: a sanitizer reported in the server log $(basename "$log")"
-      grep -m 1 -A 30 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|: runtime error: |WARNING: ThreadSanitizer' "$log" |
-        sed 's/^/  log| /'
+      grep -m 1 -A 30 -E "$report" "$log" | sed 's/^/  log| /'
       FAILED=$((FAILED + 1))
     fi
   done
