@@ -138,6 +138,13 @@ echo "$HEAD $ROOTS" | sds > "$S/roots"
 echo "$HEAD $CERT" | sds > "$S/cert"
 echo "$HEAD resources { $SECRET { name: \"other\" generic_secret { secret { filename: \"/etc/passwd\" } } } }" | sds > "$S/other"
 
+# TLS 1.3 records: a control byte (fuzz_tls13_records.cc), then a record
+# header and body, or application data to seal.
+S=$(seeds tls13_records)
+printf '\000\027\003\003\000\021ABCDEFGHIJKLMNOPQ' > "$S/record"
+printf '\001GET / HTTP/1.1\r\nHost: x\r\n\r\n' > "$S/data"
+printf '\123\027\003\003\100\001' > "$S/too-long"
+
 # gRPC request bodies: an empty message, a short one, a compressed flag, a
 # torn prefix, two messages.
 S=$(seeds grpc_wire)
@@ -171,6 +178,7 @@ run fuzz_agent_config "$WORK/agent_config" || failed=1
 run fuzz_proxy_config "$WORK/proxy_config" || failed=1
 run fuzz_proxy_authz "$WORK/proxy_authz" || failed=1
 run fuzz_inbound_sniff "$WORK/inbound_sniff" || failed=1
+run fuzz_tls13_records "$WORK/tls13_records" || failed=1
 run fuzz_sds_response "$WORK/sds_response" || failed=1
 run fuzz_grpc_wire "$WORK/grpc_wire" || failed=1
 if ((failed)); then echo "fuzz: a target failed"; exit 1; fi

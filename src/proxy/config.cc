@@ -238,7 +238,8 @@ Result<ProxyConfig> parse(const YAML::Node& root, const fs::path& base) {
   }
   if (const auto t = root["tls"]) {
     MESHID_RETURN_IF_ERROR(onlyKeys(
-        t, "tls", {"ciphers", "ticket_key_rotation", "session_cache_size", "kept_buffers"}));
+        t, "tls",
+        {"ciphers", "ticket_key_rotation", "session_cache_size", "kept_buffers", "record_layer"}));
     if (t["ciphers"])
       c.ciphers = t["ciphers"].as<std::string>();
     if (t["ticket_key_rotation"]) {
@@ -253,6 +254,14 @@ Result<ProxyConfig> parse(const YAML::Node& root, const fs::path& base) {
     if (t["kept_buffers"]) {
       MESHID_ASSIGN_OR_RETURN(c.kept_buffers,
                               count(t["kept_buffers"], "tls.kept_buffers", kMaxKeptBuffers));
+    }
+    if (t["record_layer"]) {
+      const std::string layer = t["record_layer"].as<std::string>();
+      if (layer != "meshid" && layer != "openssl") {
+        return Error::invalidArgument(
+            fmt::format("tls.record_layer: \"{}\" is not meshid (the default) or openssl", layer));
+      }
+      c.own_record_layer = layer == "meshid";
     }
   }
   return c;
@@ -309,7 +318,8 @@ Result<void> checkReloadable(const ProxyConfig& a, const ProxyConfig& b) {
   if (a.max_connections != b.max_connections)
     return needsRestart("limits");
   if (a.ciphers != b.ciphers || a.ticket_key_rotation != b.ticket_key_rotation ||
-      a.session_cache_size != b.session_cache_size || a.kept_buffers != b.kept_buffers)
+      a.session_cache_size != b.session_cache_size || a.kept_buffers != b.kept_buffers ||
+      a.own_record_layer != b.own_record_layer)
     return needsRestart("tls");
   if (a.inbound.size() != b.inbound.size() || a.outbound.size() != b.outbound.size())
     return needsRestart("the set of listeners");

@@ -101,6 +101,10 @@ struct ProxyConfig {
   // (TlsBufferKeeper): each holds up to ≈ 84 kB until it has been quiet
   // for a second; 0: every connection frees them at once.
   size_t kept_buffers = 256;
+  // TLS 1.3 records after the handshake go through the proxy's own record
+  // layer (tls13_stream.h) instead of OpenSSL's ("meshid", the default), or
+  // stay with OpenSSL ("openssl"). The handshake is OpenSSL's either way.
+  bool own_record_layer = true;
 };
 
 // The parts of a new config that a running proxy takes without a restart:

@@ -63,6 +63,13 @@ struct ProxyMetrics::Impl {
           .Name("meshid_proxy_resumed_handshakes_total")
           .Help("Handshakes that resumed a TLS session, by listener")
           .Register(*registry);
+  prometheus::Family<prometheus::Counter>& record_layer =
+      prometheus::BuildCounter()
+          .Name("meshid_proxy_record_layer_connections_total")
+          .Help(
+              "TLS 1.3 connections whose records moved from OpenSSL to the proxy's own record "
+              "layer after the handshake (tls.record_layer), by listener")
+          .Register(*registry);
   prometheus::Family<prometheus::Counter>& plaintext =
       prometheus::BuildCounter()
           .Name("meshid_proxy_plaintext_connections_total")
@@ -168,6 +175,7 @@ ListenerStats& ProxyMetrics::listener(const std::string& name, std::string_view 
     slot->active = &impl_->active.Add(l);
     slot->handshakes = &impl_->handshakes.Add(l);
     slot->resumed = &impl_->resumed.Add(l);
+    slot->record_layer = &impl_->record_layer.Add(l);
     slot->plaintext = &impl_->plaintext.Add(l);
     auto in = l, out = l;
     in["flow"] = "in";
@@ -239,6 +247,7 @@ std::string ProxyMetrics::statsJson() const {
                      {"active_connections", s->active->Value()},
                      {"handshakes", s->handshakes->Value()},
                      {"resumed_handshakes", s->resumed->Value()},
+                     {"record_layer_connections", s->record_layer->Value()},
                      {"plaintext_connections", s->plaintext->Value()},
                      {"bytes_in", s->bytes_in->Value()},
                      {"bytes_out", s->bytes_out->Value()}};

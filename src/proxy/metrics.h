@@ -38,6 +38,8 @@ struct ListenerStats {
   prometheus::Gauge* active;
   prometheus::Counter* handshakes;
   prometheus::Counter* resumed;  // of those, resumed sessions
+  // TLS 1.3 connections whose records moved to the proxy's record layer
+  prometheus::Counter* record_layer;
   prometheus::Counter* plaintext;
   prometheus::Counter* bytes_in;   // from the downstream peer
   prometheus::Counter* bytes_out;  // to the downstream peer

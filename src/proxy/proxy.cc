@@ -27,6 +27,7 @@
 #include "pki/certificate.h"
 #include "pki/chain.h"
 #include "pki/envoy_cert_details.h"
+#include "proxy/buffer_pool.h"
 #include "proxy/cert_source.h"
 #include "proxy/inbound_sniff.h"
 #include "proxy/metrics.h"
@@ -34,6 +35,8 @@
 #include "proxy/snapshot_store.h"
 #include "proxy/socket_bio.h"
 #include "proxy/socket_fd.h"
+#include "proxy/tls13_handoff.h"
+#include "proxy/tls13_stream.h"
 #include "proxy/tls_buffers.h"
 #include "proxy/tls_snapshot.h"
 
@@ -44,9 +47,7 @@ using asio::awaitable;
 using asio::ip::tcp;
 using Steady = std::chrono::steady_clock;
 
-// Up to four full TLS records: what arrived together leaves in one write.
-constexpr size_t kBufferBytes = 64 * 1024;
-constexpr size_t kSpareBuffers = 8;  // per worker
+constexpr size_t kBufferBytes = BufferPool::kUsableBytes;
 constexpr ptrdiff_t kWouldBlock = -1;
 
 auto withError(asio::error_code& ec) {
@@ -57,41 +58,6 @@ struct SslDeleter {
   void operator()(SSL* s) const { SSL_free(s); }
 };
 using SslPtr = std::unique_ptr<SSL, SslDeleter>;
-
-// One worker's pipe buffers. A pipe takes one when data arrives and gives it
-// back before it waits again, so an idle connection holds none and a busy
-// one does not malloc and free 64 KiB for every arrival. Touched only on its
-// worker's thread: no lock.
-class BufferPool {
- public:
-  class Lease {
-   public:
-    Lease(BufferPool& pool, std::unique_ptr<char[]> buf) : pool_(pool), buf_(std::move(buf)) {}
-    Lease(const Lease&) = delete;
-    Lease& operator=(const Lease&) = delete;
-    ~Lease() { pool_.giveBack(std::move(buf_)); }
-    char* data() const { return buf_.get(); }
-
-   private:
-    BufferPool& pool_;
-    std::unique_ptr<char[]> buf_;
-  };
-
-  Lease take() {
-    if (spare_.empty())
-      return Lease(*this, std::unique_ptr<char[]>(new char[kBufferBytes]));
-    auto buf = std::move(spare_.back());
-    spare_.pop_back();
-    return Lease(*this, std::move(buf));
-  }
-
- private:
-  void giveBack(std::unique_ptr<char[]> buf) {
-    if (spare_.size() < kSpareBuffers)
-      spare_.push_back(std::move(buf));
-  }
-  std::vector<std::unique_ptr<char[]>> spare_;
-};
 
 // One connection's sockets and deadline. The coroutines own it through a
 // shared_ptr; the deadline is its own member, so it never outlives it.
@@ -149,45 +115,75 @@ void clearTlsErrors() {
     ERR_clear_error();
 }
 
-// TLS on a non-blocking socket with OpenSSL driving the fd itself through
-// our socket BIO (socket_bio.h): no BIO pair and no copy, and SSL_shutdown
-// can send close_notify (half-close) while the other direction keeps reading.
+// TLS on a non-blocking socket. OpenSSL does the handshake, driving the fd
+// itself through our socket BIO (socket_bio.h): no BIO pair and no copy, and
+// SSL_shutdown can send close_notify (half-close) while the other direction
+// keeps reading. A TLS 1.3 connection's records then move to the proxy's
+// own record layer (tls13_stream.h) at the first point OpenSSL holds none
+// (tls13_handoff.h); until then, and for good with TLS 1.2, OpenSSL carries
+// them.
 //
 // The pipe's reading side (TlsSocket and PlainSocket have the same shape):
 // readable() says whether tryRead() may make progress now, waitForRead()
 // waits until it may; tryRead() never blocks; drained() says that the last read emptied the socket,
 // so the next one would only get EAGAIN. The socket is waited for only then: with read-ahead
-// OpenSSL can hold whole records the socket will never signal again.
+// OpenSSL (or the record layer) can hold whole records the socket will never signal again.
 class TlsSocket {
  public:
   // Binds `ssl` to the socket. Without memory for the BIO the SSL has none
-  // and its handshake fails.
-  TlsSocket(int fd, Readiness& ready, SslPtr ssl, TlsBufferKeeper& keeper)
+  // and its handshake fails. `handoffs`: hand TLS 1.3 records over to the
+  // record layer after the handshake (the context must have
+  // Tls13Handoff::enable'd) and count each there; null: OpenSSL keeps them.
+  TlsSocket(int fd, Readiness& ready, SslPtr ssl, TlsBufferKeeper& keeper, BufferPool& pool,
+            Tls13Stream::Role role, prometheus::Counter* handoffs)
       : fd_(fd),
         ready_(ready),
         bio_state_{fd, &ready, false},
         ssl_(std::move(ssl)),
-        buffer_use_(keeper, ssl_.get()) {
+        buffer_use_(keeper, ssl_.get()),
+        pool_(pool),
+        role_(role),
+        handoffs_(handoffs) {
     if (BIO* bio = newSocketBio(bio_state_))
       SSL_set_bio(ssl_.get(), bio, bio);  // one reference, both directions
+    if (handoffs_)
+      handoff_ = std::make_unique<Tls13Handoff>(ssl_.get());
   }
   TlsSocket(const TlsSocket&) = delete;
   TlsSocket& operator=(const TlsSocket&) = delete;
   SSL* ssl() const { return ssl_.get(); }
+  bool ownRecords() const { return stream_ != nullptr; }
 
   awaitable<bool> handshake() {
     for (;;) {
       clearTlsErrors();
       int r = SSL_do_handshake(ssl_.get());
       if (r == 1)
-        co_return true;
+        break;
       if (!co_await waitFor(SSL_get_error(ssl_.get(), r)))
         co_return false;
     }
+    if (handoff_) {
+      if (handoff_->never(role_)) {
+        handoff_.reset();
+      } else {
+        // OpenSSL's buffer then empties at the end of a record.
+        SSL_set_read_ahead(ssl_.get(), 0);
+        tryHandoff();
+      }
+    }
+    co_return true;
   }
 
-  bool drained() const { return !ready_.readReady() && !SSL_has_pending(ssl_.get()); }
-  void noteTraffic(Steady::time_point now) { buffer_use_.noteTraffic(now); }
+  bool drained() const {
+    if (stream_)
+      return !ready_.readReady() && !stream_->hasRecord();
+    return !ready_.readReady() && !SSL_has_pending(ssl_.get());
+  }
+  void noteTraffic(Steady::time_point now) {
+    if (!stream_)
+      buffer_use_.noteTraffic(now);
+  }
 
   // True when tryRead() may make progress now; otherwise the pipe awaits
   // waitForRead() itself. A plain asio operation, not a coroutine of ours:
@@ -204,6 +200,10 @@ class TlsSocket {
   // Bytes read now; kWouldBlock when a whole record is not there yet; 0 at
   // the end of the stream (close_notify or EOF) or on error.
   ptrdiff_t tryRead(char* buf, size_t len) {
+    if (handoff_)
+      tryHandoff();
+    if (stream_)
+      return readRecords(buf, len);
     clearTlsErrors();
     size_t n = 0;
     if (SSL_read_ex(ssl_.get(), buf, len, &n) == 1)
@@ -220,6 +220,12 @@ class TlsSocket {
   }
 
   awaitable<bool> write(const char* buf, size_t len) {
+    if (handoff_)
+      tryHandoff();
+    if (stream_)
+      co_return co_await writeRecords(buf, len);
+    writing_ = true;
+    bool ok = true;
     while (len > 0) {
       clearTlsErrors();
       size_t n = 0;
@@ -228,14 +234,34 @@ class TlsSocket {
         len -= n;
         continue;
       }
-      if (!co_await waitFor(SSL_get_error(ssl_.get(), 0)))
-        co_return false;
+      if (!co_await waitFor(SSL_get_error(ssl_.get(), 0))) {
+        ok = false;
+        break;
+      }
     }
-    co_return true;
+    writing_ = false;
+    co_return ok;
   }
 
   // Sends close_notify without waiting for the peer's (TLS half-close).
   awaitable<void> shutdownSend() {
+    if (stream_) {
+      writing_ = true;
+      char alert[Tls13Stream::kAlertRecordBytes];
+      const size_t n = stream_->sealAlert(alert);
+      // No co_await inside `&&` (GCC 12; see pipe()).
+      bool sent = co_await sendControl();
+      if (sent && n > 0)
+        sent = co_await sendAll(alert, n);
+      if (sent && n > 0) {
+        // As SSL_shutdown would have noted: else SSL_free takes the session
+        // for a broken one and drops it from the caches (no resumption).
+        SSL_set_shutdown(ssl_.get(), SSL_get_shutdown(ssl_.get()) | SSL_SENT_SHUTDOWN);
+      }
+      writing_ = false;
+      ::shutdown(fd_, SHUT_WR);
+      co_return;
+    }
     for (int i = 0; i < 4; ++i) {
       clearTlsErrors();
       int r = SSL_shutdown(ssl_.get());
@@ -248,6 +274,155 @@ class TlsSocket {
   }
 
  private:
+  // Moves the records to the record layer when OpenSSL holds none now; with
+  // a write of OpenSSL's still going out (the other direction's coroutine
+  // waits in write()) they stay until a later call.
+  void tryHandoff() {
+    if (writing_ || read_wants_write_)
+      return;
+    if (handoff_->never(role_)) {
+      handoff_.reset();
+      return;
+    }
+    auto keys = handoff_->keys(role_);
+    if (!keys)
+      return;
+    stream_ = Tls13Stream::create(role_, *keys, pool_);
+    handoff_.reset();  // without a stream (no memory) OpenSSL goes on alone
+    if (stream_) {
+      buffer_use_.stop();
+      handoffs_->Increment();
+    }
+  }
+
+  ptrdiff_t readRecords(char* buf, size_t len) {
+    if (!writing_ && !flushControl())
+      return readWantsWrite();
+    for (;;) {
+      const Tls13Stream::ReadResult r = stream_->read(buf, len);
+      // A KeyUpdate answer leaves now, unless a write in progress takes it.
+      if (!writing_ && !flushControl() && r.bytes == 0)
+        return readWantsWrite();
+      switch (r.status) {
+        case Tls13Stream::Status::kData:
+          return static_cast<ptrdiff_t>(r.bytes);
+        case Tls13Stream::Status::kEnd:
+          SSL_set_shutdown(ssl_.get(), SSL_get_shutdown(ssl_.get()) | SSL_RECEIVED_SHUTDOWN);
+          return 0;
+        case Tls13Stream::Status::kError:
+          refuse();
+          return 0;
+        case Tls13Stream::Status::kNeedMore:
+          break;
+      }
+      if (!ready_.readReady()) {
+        stream_->releaseIdleInput();
+        return kWouldBlock;
+      }
+      const std::span<char> space = stream_->inputSpace();
+      const ssize_t n = recvNow(fd_, space.data(), space.size(), 0);
+      if (n < 0 && wouldBlock(errno)) {
+        ready_.readDrained();
+        stream_->releaseIdleInput();
+        return kWouldBlock;
+      }
+      if (n <= 0)
+        return 0;  // EOF without close_notify (truncation), or an error
+      if (static_cast<size_t>(n) < space.size())
+        ready_.readDrained();
+      stream_->received(static_cast<size_t>(n));
+    }
+  }
+
+  ptrdiff_t readWantsWrite() {
+    read_wants_write_ = true;
+    ready_.writeBlocked();
+    return kWouldBlock;
+  }
+
+  // The fatal alert for what the peer sent, if it can leave at once; the
+  // connection ends either way.
+  void refuse() {
+    spdlog::debug("TLS record layer: {}", stream_->error());
+    if (writing_)
+      return;
+    char alert[Tls13Stream::kAlertRecordBytes];
+    if (const size_t n = stream_->sealAlert(alert); n > 0 && flushControl())
+      (void)sendNow(fd_, alert, n);
+  }
+
+  // Sends what the record layer must send first, without waiting; false
+  // while some of it is left.
+  bool flushControl() {
+    while (!stream_->control().empty()) {
+      const std::span<const char> c = stream_->control();
+      const ssize_t n = sendNow(fd_, c.data(), c.size());
+      if (n < 0 && wouldBlock(errno))
+        return false;
+      // An error: the connection is going; the next read or write finds out.
+      stream_->controlSent(n < 0 ? c.size() : static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  awaitable<bool> sendControl() {
+    while (!stream_->control().empty()) {
+      const std::span<const char> c = stream_->control();
+      std::string copy(c.data(), c.size());  // a few dozen bytes
+      stream_->controlSent(c.size());
+      if (!co_await sendAll(copy.data(), copy.size()))
+        co_return false;
+    }
+    co_return true;
+  }
+
+  // Seals as much as fits in one pool buffer (64 KiB and the records'
+  // overhead), after any KeyUpdate answer the reading side made, and sends it.
+  awaitable<bool> writeRecords(const char* buf, size_t len) {
+    writing_ = true;
+    BufferPool::Lease out = pool_.take();
+    bool ok = true;
+    while (ok && (len > 0 || !stream_->control().empty())) {
+      const std::span<const char> c = stream_->control();
+      std::memcpy(out.data(), c.data(), c.size());
+      size_t size = c.size();
+      stream_->controlSent(c.size());
+      size_t consumed = 0;
+      const size_t sealed =
+          stream_->seal({buf, len}, out.data() + size, BufferPool::kBufferBytes - size, &consumed);
+      if (sealed == 0 && len > 0) {
+        spdlog::debug("TLS record layer: {}", stream_->error());
+        ok = false;
+        break;
+      }
+      size += sealed;
+      buf += consumed;
+      len -= consumed;
+      ok = co_await sendAll(out.data(), size);
+    }
+    writing_ = false;
+    co_return ok;
+  }
+
+  awaitable<bool> sendAll(const char* p, size_t len) {
+    while (len > 0) {
+      const ssize_t n = sendNow(fd_, p, len);
+      if (n >= 0) {
+        p += n;
+        len -= static_cast<size_t>(n);
+        continue;
+      }
+      if (!wouldBlock(errno))
+        co_return false;
+      ready_.writeBlocked();
+      asio::error_code ec;
+      co_await ready_.waitWrite(withError(ec));
+      if (ec)
+        co_return false;
+    }
+    co_return true;
+  }
+
   // OpenSSL says "want" only after the socket said EAGAIN, in this handler:
   // no edge can have come since.
   awaitable<bool> waitFor(int ssl_error) {
@@ -269,7 +444,13 @@ class TlsSocket {
   SocketBioState bio_state_;  // before ssl_: the SSL's BIO points here until the SSL is freed
   SslPtr ssl_;
   TlsBufferUse buffer_use_;  // after ssl_: leaves the keeper before the SSL goes
+  BufferPool& pool_;         // the worker's
+  Tls13Stream::Role role_;
+  prometheus::Counter* handoffs_;
+  std::unique_ptr<Tls13Handoff> handoff_;  // after ssl_: detaches before the SSL goes
+  std::unique_ptr<Tls13Stream> stream_;    // once the records moved
   bool read_wants_write_ = false;
+  bool writing_ = false;  // a write() or shutdownSend() is under way
 };
 
 // The plaintext side, with the same shape as TlsSocket. Writes go straight
@@ -821,7 +1002,9 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
   SSL_set_accept_state(ssl.get());
   if (!l.alpn.empty())
     setAlpnChoices(ssl.get(), &l.alpn);
-  TlsSocket down(s->down.get(), s->down_ready, std::move(ssl), s->tls_buffers);
+  TlsSocket down(s->down.get(), s->down_ready, std::move(ssl), s->tls_buffers, s->buffers,
+                 Tls13Stream::Role::kServer,
+                 config_.own_record_layer ? l.stats->record_layer : nullptr);
   auto id = co_await handshakePeer(down, *s, l);
   if (!id)
     co_return;
@@ -867,7 +1050,9 @@ awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRun
       slot.replace(nullptr, snapshot->generation);
     SSL_set_ex_data(ssl.get(), slotIndex(), &slot);
   }
-  TlsSocket up(s->up.get(), s->up_ready, std::move(ssl), s->tls_buffers);
+  TlsSocket up(s->up.get(), s->up_ready, std::move(ssl), s->tls_buffers, s->buffers,
+               Tls13Stream::Role::kClient,
+               config_.own_record_layer ? l.stats->record_layer : nullptr);
   auto id = co_await handshakePeer(up, *s, l);
   if (!id)
     co_return;

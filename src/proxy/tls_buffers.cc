@@ -9,6 +9,14 @@ TlsBufferUse::~TlsBufferUse() {
     keeper_.forget(*this);
 }
 
+void TlsBufferUse::stop() {
+  stopped_ = true;
+  if (kept_)
+    keeper_.forget(*this);
+  SSL_set_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
+  SSL_free_buffers(ssl_);
+}
+
 void TlsBufferUse::startKeeping() {
   streak_ = 0;
   if (!keeper_.admit(*this))

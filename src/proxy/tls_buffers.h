@@ -49,6 +49,8 @@ class TlsBufferUse {
 
   // Data went through this connection at `now` (the worker's loop time).
   void noteTraffic(Clock::time_point now) {
+    if (stopped_)
+      return;
     const bool close = now - last_ < kBusyGap;
     last_ = now;
     if (kept_)
@@ -59,6 +61,9 @@ class TlsBufferUse {
       startKeeping();
   }
   bool kept() const { return kept_; }
+  // The SSL no longer carries records (they moved to the proxy's record
+  // layer): its buffers go now and it leaves the keeper for good.
+  void stop();
 
  private:
   friend class TlsBufferKeeper;
@@ -69,6 +74,7 @@ class TlsBufferUse {
   Clock::time_point last_{};
   int streak_ = 0;
   bool kept_ = false;
+  bool stopped_ = false;
   size_t slot_ = 0;  // its place in the keeper's list while kept
 };
 

@@ -8,6 +8,7 @@
 #include "pki/certificate.h"
 #include "pki/chain.h"
 #include "pki/key.h"
+#include "proxy/tls13_handoff.h"
 
 namespace meshid::proxy {
 namespace {
@@ -237,6 +238,12 @@ Result<std::shared_ptr<const TlsSnapshot>> buildSnapshot(const ProxyConfig& conf
       return pinned.error().wrap(fmt::format("outbound {} ca_file", o.name));
     MESHID_ASSIGN_OR_RETURN(snap->pinned_clients[o.name],
                             makeContext(m, *pinned, false, config.ciphers, new_session));
+  }
+  if (config.own_record_layer) {
+    Tls13Handoff::enable(snap->server->native_handle());
+    Tls13Handoff::enable(snap->client->native_handle());
+    for (auto& [name, ctx] : snap->pinned_clients)
+      Tls13Handoff::enable(ctx->native_handle());
   }
   snap->leaf_chain_pem = std::string(chain_pem);
   snap->bundle_pem = std::string(bundle_pem);

@@ -40,6 +40,7 @@ outbound:
   ASSERT_EQ(c->outbound.size(), 1u);
   EXPECT_EQ(c->outbound[0].ca_file, "/etc/meshid/pin.pem");
   EXPECT_EQ(c->kept_buffers, 256u);  // the default
+  EXPECT_TRUE(c->own_record_layer);  // the default
 }
 
 // Adaptive unless set otherwise; a fixed budget in microseconds only, at
@@ -101,6 +102,8 @@ TEST(ProxyConfig, MistakesAreRefusedWithTheReason) {
            {kHead + in + "}]\ntls: {session_cache_size: -1}", "tls.session_cache_size must be"},
            {kHead + in + "}]\ntls: {kept_buffers: 20001}", "tls.kept_buffers must be"},
            {kHead + in + "}]\ntls: {kept_buffers: many}", "from 0 to 20000"},
+           {kHead + in + "}]\ntls: {record_layer: gnutls}",
+            "is not meshid (the default) or openssl"},
            {"trust_domain: example.org\ncertificates: {sds: {certificate: default}}\n" + in + "}]",
             "needs socket"},
            {"trust_domain: example.org\ncertificates: {sds: {socket: s, certificate: A, "
@@ -139,7 +142,7 @@ trust_domain: example.org
 certificates:
   sds: {socket: run/agent.sock, initial_fetch_timeout: 5s}
 inbound: [{name: a, listen: 1.2.3.4:1, forward: 1.2.3.4:2, alpn: [h2, http/1.1]}]
-tls: {ticket_key_rotation: 10m, session_cache_size: 0, kept_buffers: 0}
+tls: {ticket_key_rotation: 10m, session_cache_size: 0, kept_buffers: 0, record_layer: openssl}
 )",
                             "/etc/meshid");
   MESHID_ASSERT_OK(c);
@@ -152,6 +155,7 @@ tls: {ticket_key_rotation: 10m, session_cache_size: 0, kept_buffers: 0}
   EXPECT_EQ(c->ticket_key_rotation, 10min);
   EXPECT_EQ(c->session_cache_size, 0u);
   EXPECT_EQ(c->kept_buffers, 0u);
+  EXPECT_FALSE(c->own_record_layer);
 }
 
 TEST(ProxyConfig, AReloadTakesModesAllowListsAndExpectedIdsOnly) {
@@ -179,6 +183,7 @@ outbound: [{name: out, listen: 1.2.3.4:3, destination: 1.2.3.4:4, expected_ids: 
            {"tls: {ciphers: ECDHE-ECDSA-AES128-GCM-SHA256}", "tls"},
            {"tls: {session_cache_size: 10}", "tls"},
            {"tls: {kept_buffers: 10}", "tls"},
+           {"tls: {record_layer: openssl}", "tls"},
            {"busy_poll: 50us", "busy_poll"},
            {"busy_poll: 0", "busy_poll"},
            {"busy_poll: 5us", "busy_poll"},  // auto's budget, but fixed
