@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the proxy built by GCC with ASan and UBSan (make sanitize-proxy) under
 # its integration tests; the CA and the agent come from the regular build.
-#  - meshid-proxy (no gRPC, certificates from files): the mTLS and runtime
-#    tests.
+#  - meshid-proxy (no gRPC, certificates from files): the mTLS, runtime and
+#    TLS 1.3 record-layer tests.
 #  - `meshid proxy` from the same sanitized build, whose SDS client (gRPC)
 #    meshid-proxy leaves out: the SDS test (a scripted server and the real
 #    agent) and the rotation test, where the server-side proxy takes its
@@ -33,6 +33,7 @@ run() {  # NAME, then env assignments for the test
 }
 run proxy_test PROXY_BIN="$SAN/meshid-proxy"
 run proxy_runtime_test PROXY_BIN="$SAN/meshid-proxy"
+run proxy_record_layer_test PROXY_BIN="$SAN/meshid-proxy"
 run proxy_sds_test PROXY_MESHID="$SAN/meshid"
 run proxy_rotation_test PROXY_MESHID="$SAN/meshid"
 
