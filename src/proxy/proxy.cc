@@ -259,7 +259,7 @@ class TlsSocket {
     if (stream_) {
       writing_ = true;
       char alert[Tls13Stream::kAlertRecordBytes];
-      const size_t n = stream_->sealAlert(alert);
+      const size_t n = stream_->failed() ? 0 : stream_->sealAlert(alert);
       // No co_await inside `&&` (GCC 12; see pipe()).
       bool sent = co_await sendControl();
       if (sent && n > 0)

@@ -274,7 +274,9 @@ size_t Tls13Stream::seal(std::span<const char> in, char* out, size_t cap, size_t
 }
 
 size_t Tls13Stream::sealAlert(char* out) {
-  const bool fatal = final_ == Status::kError && alert_ != 0;
+  if (final_ == Status::kError && alert_ == 0)
+    return 0;  // the peer's fatal alert: nothing is sent after it
+  const bool fatal = final_ == Status::kError;
   const char alert[2] = {static_cast<char>(fatal ? 2 : 1), static_cast<char>(fatal ? alert_ : 0)};
   if (!writer_->seal(kAlertType, alert, out))
     return 0;

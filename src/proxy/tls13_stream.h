@@ -86,11 +86,15 @@ class Tls13Stream {
   // `consumed`: the bytes of `in` they hold. 0 with an error() on failure.
   size_t seal(std::span<const char> in, char* out, size_t cap, size_t* consumed);
   // A close_notify alert, or the fatal alert for error() when there is one,
-  // into `out` (room for kAlertRecordBytes). Returns its size; 0 if it cannot.
+  // into `out` (room for kAlertRecordBytes). Returns its size; 0 if it cannot
+  // or must not (after the peer's fatal alert).
   static constexpr size_t kAlertRecordBytes = 2 + RecordCipher::kOverheadBytes;
   size_t sealAlert(char* out);
 
   const std::string& error() const { return error_; }
+  // The stream ended on an error (ours to report, or the peer's alert):
+  // nothing more may be sent, close_notify included (RFC 8446 §6.2).
+  bool failed() const { return final_ == Status::kError; }
   uint64_t keyUpdatesReceived() const { return key_updates_received_; }
   uint64_t keyUpdatesSent() const { return key_updates_sent_; }
 

@@ -319,6 +319,7 @@ TEST_F(Tls13StreamTest, CloseNotifyBothWays) {
   SSL_shutdown(l.peer.get());
   EXPECT_EQ(l.streamReads(), "last words");
   EXPECT_EQ(l.last, Status::kEnd);
+  EXPECT_FALSE(l.stream->failed());  // close_notify may still be sent back
   char buf[16];
   EXPECT_EQ(l.stream->read(buf, sizeof buf).status, Status::kEnd);  // it stays
 
@@ -394,6 +395,7 @@ TEST_P(Tls13StreamHostileTest, EndsTheStreamWithTheRightAlert) {
   EXPECT_EQ(l.streamReads(), GetParam().delivered);
   EXPECT_EQ(l.last, Status::kError);
   EXPECT_NE(l.stream->error().find(GetParam().error), std::string::npos) << l.stream->error();
+  EXPECT_TRUE(l.stream->failed());
   char buf[8];
   EXPECT_EQ(l.stream->read(buf, sizeof buf).status, Status::kError);  // it stays
 
@@ -471,6 +473,8 @@ TEST(Tls13StreamContent, WhatTheInnerPlaintextMayAndMayNotBe) {
     Pair p;  // a fatal alert from the peer
     EXPECT_EQ(p.feed(21, std::string("\x02\x28", 2), nullptr).status, Status::kError);
     EXPECT_NE(p.reader->error().find("alert 40"), std::string::npos);
+    char alert[Tls13Stream::kAlertRecordBytes];
+    EXPECT_EQ(p.reader->sealAlert(alert), 0u);  // nothing answers a fatal alert
   }
   {
     Pair p;  // user_canceled is not the end; close_notify follows
