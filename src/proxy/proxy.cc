@@ -115,6 +115,27 @@ void clearTlsErrors() {
     ERR_clear_error();
 }
 
+// Sends all of `p` on the non-blocking socket `fd`, waiting only when it is
+// full; false on an error or when the wait was aborted.
+awaitable<bool> sendAll(int fd, Readiness& ready, const char* p, size_t len) {
+  while (len > 0) {
+    const ssize_t n = sendNow(fd, p, len);
+    if (n >= 0) {
+      p += n;
+      len -= static_cast<size_t>(n);
+      continue;
+    }
+    if (!wouldBlock(errno))
+      co_return false;
+    ready.writeBlocked();
+    asio::error_code ec;
+    co_await ready.waitWrite(withError(ec));
+    if (ec)
+      co_return false;
+  }
+  co_return true;
+}
+
 // TLS on a non-blocking socket. OpenSSL does the handshake, driving the fd
 // itself through our socket BIO (socket_bio.h): no BIO pair and no copy, and
 // SSL_shutdown can send close_notify (half-close) while the other direction
@@ -424,24 +445,7 @@ class TlsSocket {
     co_return ok;
   }
 
-  awaitable<bool> sendAll(const char* p, size_t len) {
-    while (len > 0) {
-      const ssize_t n = sendNow(fd_, p, len);
-      if (n >= 0) {
-        p += n;
-        len -= static_cast<size_t>(n);
-        continue;
-      }
-      if (!wouldBlock(errno))
-        co_return false;
-      ready_.writeBlocked();
-      asio::error_code ec;
-      co_await ready_.waitWrite(withError(ec));
-      if (ec)
-        co_return false;
-    }
-    co_return true;
-  }
+  awaitable<bool> sendAll(const char* p, size_t len) { return proxy::sendAll(fd_, ready_, p, len); }
 
   // OpenSSL says "want" only after the socket said EAGAIN, in this handler:
   // no edge can have come since.
@@ -495,24 +499,7 @@ class PlainSocket {
       ready_.readDrained();
     return n;
   }
-  awaitable<bool> write(const char* buf, size_t len) {
-    while (len > 0) {
-      ssize_t n = sendNow(fd_, buf, len);
-      if (n >= 0) {
-        buf += n;
-        len -= static_cast<size_t>(n);
-        continue;
-      }
-      if (!wouldBlock(errno))
-        co_return false;
-      ready_.writeBlocked();
-      asio::error_code ec;
-      co_await ready_.waitWrite(withError(ec));
-      if (ec)
-        co_return false;
-    }
-    co_return true;
-  }
+  awaitable<bool> write(const char* buf, size_t len) { return sendAll(fd_, ready_, buf, len); }
   awaitable<void> shutdownSend() {
     ::shutdown(fd_, SHUT_WR);
     co_return;

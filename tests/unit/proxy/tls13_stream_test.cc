@@ -31,13 +31,7 @@ using namespace std::chrono_literals;
 using Role = Tls13Stream::Role;
 using Status = Tls13Stream::Status;
 
-std::shared_ptr<const TlsSnapshot> proxySnapshot(const FakeClock& clock, bool own_records = true) {
-  ProxyConfig config{orThrow(pki::TrustDomain::parse("example.org"))};
-  config.own_record_layer = own_records;
-  auto ca = pki::testing::TestCa::create({.now = clock.now() - 1h});
-  auto pem = testing::proxyPem(ca, "spiffe://example.org/ns/a/sa/b", clock.now() - 1min);
-  return orThrow(buildSnapshot(config, pem.chain, pem.key, pem.bundle, clock, 1));
-}
+using testing::proxySnapshot;
 
 // Everything one side's BIO of the pair has to read: what the other side wrote.
 std::string drain(BIO* bio) {

@@ -28,13 +28,7 @@ using meshid::testing::orThrow;
 using namespace std::chrono_literals;
 using Time = TlsBufferUse::Clock::time_point;
 
-// The snapshot reads `clock` (its session cache): it must outlive it.
-std::shared_ptr<const TlsSnapshot> proxySnapshot(const FakeClock& clock) {
-  ProxyConfig config{orThrow(pki::TrustDomain::parse("example.org"))};
-  auto ca = pki::testing::TestCa::create({.now = clock.now() - 1h});
-  auto pem = testing::proxyPem(ca, "spiffe://example.org/ns/a/sa/b", clock.now() - 1min);
-  return orThrow(buildSnapshot(config, pem.chain, pem.key, pem.bundle, clock, 1));
-}
+using testing::proxySnapshot;
 
 // A server and a client connected through a BIO pair, handshake done.
 struct Connection {
