@@ -196,7 +196,7 @@ class TlsSocket {
         co_return false;
     }
     if (handoff_) {
-      if (handoff_->never(role_)) {
+      if (handoff_->never()) {
         handoff_.reset();
       } else {
         // OpenSSL's buffer then empties at the end of a record.
@@ -279,17 +279,19 @@ class TlsSocket {
   awaitable<void> shutdownSend() {
     if (stream_) {
       writing_ = true;
+      // What the reading side owes first (a KeyUpdate answer), then
+      // close_notify, in one send; nothing after a fatal alert.
+      const std::span<const char> owed = stream_->control();
+      std::string out(owed.data(), owed.size());
+      stream_->controlSent(owed.size());
       char alert[Tls13Stream::kAlertRecordBytes];
       const size_t n = stream_->failed() ? 0 : stream_->sealAlert(alert);
-      // No co_await inside `&&` (GCC 12; see pipe()).
-      bool sent = co_await sendControl();
-      if (sent && n > 0)
-        sent = co_await sendAll(alert, n);
-      if (sent && n > 0) {
+      out.append(alert, n);
+      const bool sent = co_await sendAll(out.data(), out.size());
+      if (sent && n > 0 && ssl_) {
         // As SSL_shutdown would have noted: else SSL_free takes the session
         // for a broken one and drops it from the caches (no resumption).
-        if (ssl_)
-          SSL_set_shutdown(ssl_.get(), SSL_get_shutdown(ssl_.get()) | SSL_SENT_SHUTDOWN);
+        SSL_set_shutdown(ssl_.get(), SSL_get_shutdown(ssl_.get()) | SSL_SENT_SHUTDOWN);
       }
       writing_ = false;
       ::shutdown(fd_, SHUT_WR);
@@ -313,7 +315,7 @@ class TlsSocket {
   void tryHandoff() {
     if (writing_ || read_wants_write_)
       return;
-    if (handoff_->never(role_)) {
+    if (handoff_->never()) {
       handoff_.reset();
       return;
     }
@@ -404,17 +406,6 @@ class TlsSocket {
       stream_->controlSent(n < 0 ? c.size() : static_cast<size_t>(n));
     }
     return true;
-  }
-
-  awaitable<bool> sendControl() {
-    while (!stream_->control().empty()) {
-      const std::span<const char> c = stream_->control();
-      std::string copy(c.data(), c.size());  // a few dozen bytes
-      stream_->controlSent(c.size());
-      if (!co_await sendAll(copy.data(), copy.size()))
-        co_return false;
-    }
-    co_return true;
   }
 
   // Seals as much as fits in one pool buffer (64 KiB and the records'

@@ -1,5 +1,6 @@
 #include "proxy/tls13_handoff.h"
 
+#include <openssl/crypto.h>
 #include <openssl/ssl.h>
 
 #include <array>
@@ -14,34 +15,19 @@ int handoffIndex() {
   return index;
 }
 
-int hexValue(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 // The secret of a key log line "LABEL <client random> <secret>" (NSS's
-// format, which OpenSSL writes); empty when the line is not of that shape.
-TrafficSecret secretOf(std::string_view line) {
-  const size_t random_end = line.find(' ', line.find(' ') + 1);
+// format, which OpenSSL writes; the secret ends the line); empty when the
+// line is not of that shape.
+TrafficSecret secretOf(const char* line) {
+  const std::string_view l(line);
+  const size_t random_end = l.find(' ', l.find(' ') + 1);
   if (random_end == std::string_view::npos)
     return {};
-  const std::string_view hex = line.substr(random_end + 1);
   std::array<uint8_t, TrafficSecret::kMaxBytes> bytes{};
-  if (hex.size() % 2 != 0 || hex.size() / 2 > bytes.size() || hex.empty())
+  size_t len = 0;
+  if (OPENSSL_hexstr2buf_ex(bytes.data(), bytes.size(), &len, line + random_end + 1, '\0') != 1)
     return {};
-  for (size_t i = 0; i < hex.size() / 2; ++i) {
-    const int hi = hexValue(hex[2 * i]);
-    const int lo = hexValue(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0)
-      return {};
-    bytes[i] = static_cast<uint8_t>(hi * 16 + lo);
-  }
-  TrafficSecret s(std::span<const uint8_t>(bytes.data(), hex.size() / 2));
+  TrafficSecret s(std::span<const uint8_t>(bytes.data(), len));
   OPENSSL_cleanse(bytes.data(), bytes.size());
   return s;
 }
@@ -73,9 +59,9 @@ void Tls13Handoff::onKeylog(const SSL* ssl, const char* line) {
     return;
   const std::string_view l(line);
   if (l.starts_with("CLIENT_TRAFFIC_SECRET_0 "))
-    self->client_secret_ = secretOf(l);
+    self->client_secret_ = secretOf(line);
   else if (l.starts_with("SERVER_TRAFFIC_SECRET_0 "))
-    self->server_secret_ = secretOf(l);
+    self->server_secret_ = secretOf(line);
 }
 
 // For each protected record OpenSSL reports its inner content type
@@ -104,7 +90,7 @@ void Tls13Handoff::onMessage(int write_p, int, int content_type, const void* buf
   }
 }
 
-bool Tls13Handoff::never(Tls13Stream::Role) const {
+bool Tls13Handoff::never() const {
   if (key_update_ || SSL_get_key_update_type(ssl_) != SSL_KEY_UPDATE_NONE)
     return true;
   if (!SSL_is_init_finished(ssl_))
@@ -116,7 +102,7 @@ bool Tls13Handoff::never(Tls13Stream::Role) const {
 }
 
 std::optional<Tls13Stream::Keys> Tls13Handoff::keys(Tls13Stream::Role role) const {
-  if (!watching_ || !SSL_is_init_finished(ssl_) || never(role) || !read_app_ || !write_app_)
+  if (!watching_ || !SSL_is_init_finished(ssl_) || never() || !read_app_ || !write_app_)
     return std::nullopt;
   if (role == Tls13Stream::Role::kClient && app_data_read_ == 0)
     return std::nullopt;

@@ -44,7 +44,7 @@ class Tls13Handoff {
   // the handshake) reach OpenSSL's session callback first.
   std::optional<Tls13Stream::Keys> keys(Tls13Stream::Role role) const;
   // Whether the connection can never move (TLS 1.2, a CCM suite, a KeyUpdate).
-  bool never(Tls13Stream::Role role) const;
+  bool never() const;
   void stop();
 
  private:

@@ -81,9 +81,10 @@ bool hkdfExpandLabel(Tls13Suite suite, std::span<const uint8_t> secret, std::str
   info.push_back(static_cast<uint8_t>(context.size()));
   info.append(context.begin(), context.end());
 
-  EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
+  // Fetched once, not for each of a handoff's four derivations (each fetch
+  // takes the provider store's lock); never freed, as OpenSSL's own are not.
+  static EVP_KDF* const kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
   EVP_KDF_CTX* ctx = kdf ? EVP_KDF_CTX_new(kdf) : nullptr;
-  EVP_KDF_free(kdf);
   if (!ctx)
     return false;
   int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
