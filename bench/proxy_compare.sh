@@ -32,6 +32,10 @@
 #   started, in an order that rotates from round to round: this VM's speed
 #   drifts over minutes, so two systems' numbers in a row are seconds apart.
 #   Single rounds can still be far apart; use 3 or more for published numbers.
+#   INTERLEAVE (1): the rows the load's core bounds (rr, rr1, bulk) run all
+#   systems at once and take turns within one load run instead: SLICE (0.5)
+#   seconds each for rr and rr1, SLICE_MB (64) MiB each for bulk, until each
+#   has had SECONDS or BULK_MB; INTERLEAVE=0 runs them back to back too.
 # Final numbers: hold the build lock for the whole run,
 #   flock /tmp/meshid-build.lock bash bench/proxy_compare.sh build
 set -euo pipefail
@@ -45,6 +49,9 @@ ROUNDS=${ROUNDS:-1}
 RR_CONNS=${RR_CONNS:-32}
 IDLE_CONNS=${IDLE_CONNS:-1000}
 BULK_MB=${BULK_MB:-1024}
+INTERLEAVE=${INTERLEAVE:-1}
+SLICE=${SLICE:-0.5}
+SLICE_MB=${SLICE_MB:-64}
 M="$BUILD/meshid"
 LOAD="$BUILD/bench/meshid_tls_load"
 [[ -x $M && -x $LOAD ]] || { echo "need $M and $LOAD (ninja -C $BUILD meshid_tls_load)" >&2; exit 1; }
@@ -278,13 +285,17 @@ row_hs() {  # SYS ROW [--resume]: new connections, each counted after an echo
 }
 
 row_rr() {  # SYS ROW CONNS
-  local sys=$1 row=$2 conns=$3 out n target pid_args=()
+  local sys=$1 row=$2 conns=$3 out target pid_args=()
   target=${port[$sys]}
   [[ $sys != direct ]] && pid_args=(--pids "$(sys_pids)")
   local tls=("${TLS[@]}")
   [[ $sys == direct ]] && tls=()
   out=$(load "$sys" rr --connect "127.0.0.1:$target" "${tls[@]}" --conns "$conns" --seconds "$SECS" \
     "${pid_args[@]}")
+  put_rr "$sys" "$row" "$out"
+}
+put_rr() {  # SYS ROW LINE: the load generator's rr line into the tables
+  local sys=$1 row=$2 out=$3 n
   n=$(kv requests "$out")
   if [[ -z $n ]] || ! errors_ok "$out" "$n"; then
     fail_row "$row" "$sys" "${out:0:200}"
@@ -359,11 +370,15 @@ row_sys() {  # SYS
 }
 
 row_bulk() {  # SYS
-  local sys=$1 out mbs cpu pid_args=() tls=("${TLS[@]}")
+  local sys=$1 out pid_args=() tls=("${TLS[@]}")
   [[ $sys != direct ]] && pid_args=(--pids "$(sys_pids)")
   [[ $sys == direct ]] && tls=()
   out=$(load "$sys" bulk --connect "127.0.0.1:${port[$sys]}" "${tls[@]}" \
     --bytes $((BULK_MB * 1024 * 1024)) "${pid_args[@]}")
+  put_bulk "$sys" "$out"
+}
+put_bulk() {  # SYS LINE: the load generator's bulk line into the tables
+  local sys=$1 out=$2 mbs cpu
   mbs=$(kv mb_per_s "$out")
   [[ -n $mbs ]] || { fail_row bulk "$sys" "${out:0:200}"; return; }
   cpu=$(kv cpu_s "$out")
@@ -375,6 +390,73 @@ row_bulk() {  # SYS
     per=$(calc %.0f "$BULK_MB * 1.048576 / $cpu")
     put bulk-cpu "$sys" "$per" "$per"
   fi
+}
+
+# The rows that the load's core bounds (requests/s at RR_CONNS and one
+# connection, bulk) with INTERLEAVE=1: every system up at once and one load
+# run in which they take turns, SLICE seconds (rr) or SLICE_MB (bulk) each,
+# until each has had SECS seconds or BULK_MB. Back-to-back runs of a few
+# seconds each put this VM's drift (±10 % over seconds) between two systems;
+# turns of half a second spread it over all of them alike.
+interleaved() { [[ $INTERLEAVE == 1 && ($1 == rr || $1 == rr1 || $1 == bulk) ]]; }
+run_interleaved() {  # ROW SYSTEMS...
+  local row=$1 sys started=() targets=() spid=()
+  shift
+  for sys in "$@"; do
+    if [[ -n ${BROKEN[$sys]:-} ]]; then
+      fail_keys "$row" "$sys" "${BROKEN[$sys]}"
+    elif [[ $sys == direct ]]; then
+      targets+=(--target "direct 127.0.0.1:$BACKEND - plain")
+    elif ! start_system "$sys"; then
+      BROKEN[$sys]="did not start: $(tail -1 "$sys.log")"
+      fail_keys "$row" "$sys" "${BROKEN[$sys]}"
+    else
+      started+=("$sys")
+      spid+=("$SYS_PID")
+    fi
+  done
+  local i reason
+  for i in "${!started[@]}"; do
+    sys=${started[$i]}
+    SYS_PID=${spid[$i]}
+    if [[ -z ${CHECKED[$sys]:-} ]]; then  # once per round: it verifies client certificates
+      reason=$(check_verifies "${port[$sys]}")
+      CHECKED[$sys]=1
+      if [[ -n $reason ]]; then
+        BROKEN[$sys]=$reason
+        fail_keys "$row" "$sys" "$reason"
+        continue
+      fi
+    fi
+    targets+=(--target "$sys 127.0.0.1:${port[$sys]} $(sys_pids) tls")
+  done
+  local out=""
+  if ((${#targets[@]} > 0)); then
+    case $row in
+      rr) out=$(taskset -c 1 "$LOAD" rr "${targets[@]}" "${TLS[@]}" --conns "$RR_CONNS" \
+        --seconds "$SECS" --slice "$SLICE" 2>&1) || true ;;
+      rr1) out=$(taskset -c 1 "$LOAD" rr "${targets[@]}" "${TLS[@]}" --conns 1 \
+        --seconds "$SECS" --slice "$SLICE" 2>&1) || true ;;
+      bulk) out=$(taskset -c 1 "$LOAD" bulk "${targets[@]}" "${TLS[@]}" \
+        --bytes $((BULK_MB * 1024 * 1024)) --slice-bytes $((SLICE_MB * 1024 * 1024)) 2>&1) || true ;;
+    esac
+  fi
+  for i in "${!started[@]}"; do
+    SYS_PID=${spid[$i]}
+    stop_system
+  done
+  local line
+  for sys in "$@"; do
+    [[ -n ${BROKEN[$sys]:-} ]] && continue
+    line=$(sed -n "s/^target=$sys //p" <<<"$out" | tail -1)
+    [[ -n $line ]] || line="no result: $(tail -1 <<<"$out")"
+    raw "$sys: $line"
+    if [[ $row == bulk ]]; then
+      put_bulk "$sys" "$line"
+    else
+      put_rr "$sys" "$row" "$line"
+    fi
+  done
 }
 
 # openssl s_time with the same accounting: how many of the connections it
@@ -452,6 +534,11 @@ for ROUND in $(seq "$ROUNDS"); do
   declare -A CHECKED=() BROKEN=()
   for row in $ROWS; do
     [[ $row == stime ]] && ((ROUND > 1)) && continue  # a cross-check: once is enough
+    if interleaved "$row"; then
+      run_interleaved "$row" "${ORDER[@]}"
+      [[ $row == rr || $row == rr1 ]] && added_latency "$row"
+      continue
+    fi
     for sys in "${ORDER[@]}"; do
       if [[ -n ${BROKEN[$sys]:-} ]]; then
         fail_keys "$row" "$sys" "${BROKEN[$sys]}"
@@ -593,7 +680,12 @@ ratio_row idle "idle RSS (lower is better)"
 
 if ((ROUNDS > 1)); then
   echo
-  echo "Round by round: each row's systems ran back to back, so each round pairs them. Median over the rounds"
+  if [[ $INTERLEAVE == 1 ]]; then
+    echo "Round by round: each row's systems ran back to back (rows 3 and 4: in turns of one load run), so each"
+    echo "round pairs them. Median over the rounds"
+  else
+    echo "Round by round: each row's systems ran back to back, so each round pairs them. Median over the rounds"
+  fi
   echo "of meshid / other, in how many rounds meshid was the better of the two, and the one-sided sign test's p"
   echo "for that many (the chance of it if the two were equal and the rounds independent; this VM's drift"
   echo "makes rounds of one run alike, so a lead should also hold in another run):"

@@ -19,6 +19,12 @@
 //   idle   opens C connections (handshake + one round trip to the backend
 //          each), prints "ready", holds them for --seconds.
 //
+// rr and bulk take --target "NAME HOST:PORT PIDS|- tls|plain" (repeated)
+// instead of --connect: the systems are loaded in turns (--slice seconds for
+// rr, --slice-bytes for bulk) within one run, each turn ending once its
+// requests in flight have come back, and one result line per system, starting
+// "target=NAME", sums its turns. A drift of the machine's speed then falls on
+// all of them alike instead of on whichever ran in a slower minute.
 // Without --cert/--key/--ca the client speaks plaintext (the direct baseline).
 // With --pids, the CPU (utime + stime) of those processes over the measured
 // window is reported, so set-up outside the window is not charged to them.
@@ -74,6 +80,9 @@ struct Options {
   bool tls12 = false;
   bool resume = false;
   std::vector<int> pids;
+  std::vector<std::string> targets;            // interleaved systems (rr, bulk)
+  double slice = 0.5;                          // rr: seconds per turn
+  uint64_t slice_bytes = 64ull * 1024 * 1024;  // bulk: bytes per turn
 };
 
 [[noreturn]] void die(const std::string& what) {
@@ -121,7 +130,12 @@ sockaddr_in parseEndpoint(const std::string& hostport) {
   if (colon == std::string::npos ||
       inet_pton(AF_INET, hostport.substr(0, colon).c_str(), &sa.sin_addr) != 1)
     die("not an IPv4 host:port: " + hostport);
-  sa.sin_port = htons(static_cast<uint16_t>(std::stoi(hostport.substr(colon + 1))));
+  std::string port = hostport.substr(colon + 1);
+  char* end = nullptr;
+  long v = std::strtol(port.c_str(), &end, 10);
+  if (port.empty() || *end != '\0' || v <= 0 || v > 65535)
+    die("not a port: " + hostport);
+  sa.sin_port = htons(static_cast<uint16_t>(v));
   return sa;
 }
 
@@ -198,6 +212,38 @@ double percentile(std::vector<uint32_t>& v, double p) {
   return v[i];
 }
 
+// A system the load goes to: --connect (no name), or one --target.
+struct Endpoint {
+  std::string name;
+  sockaddr_in to{};
+  SSL_CTX* ctx = nullptr;  // null = plaintext
+  std::vector<int> pids;   // whose CPU is reported
+
+  // The start of its result line.
+  std::string prefix() const { return name.empty() ? "" : "target=" + name + " "; }
+};
+
+// "NAME HOST:PORT PIDS|- tls|plain", PIDS comma-separated.
+Endpoint parseTarget(const std::string& spec, SSL_CTX* ctx) {
+  std::istringstream in(spec);
+  std::string name, hostport, pids, mode, extra;
+  if (!(in >> name >> hostport >> pids >> mode) || (in >> extra) ||
+      (mode != "tls" && mode != "plain"))
+    die("--target wants \"NAME HOST:PORT PIDS|- tls|plain\", got \"" + spec + "\"");
+  if (mode == "tls" && !ctx)
+    die("--target " + name + ": tls needs --cert, --key and --ca");
+  Endpoint e{name, parseEndpoint(hostport), mode == "tls" ? ctx : nullptr, {}};
+  std::istringstream list(pids == "-" ? "" : pids);
+  for (std::string pid; std::getline(list, pid, ',');) {
+    char* end = nullptr;
+    long v = std::strtol(pid.c_str(), &end, 10);
+    if (pid.empty() || *end != '\0' || v <= 0 || v > INT32_MAX)
+      die("--target " + name + ": not a process id: \"" + pid + "\"");
+    e.pids.push_back(static_cast<int>(v));
+  }
+  return e;
+}
+
 // ---------------------------------------------------------------------------
 // Blocking connections (bulk, idle)
 
@@ -248,30 +294,59 @@ Link openLink(const sockaddr_in& to, SSL_CTX* ctx) {
   return l;
 }
 
-int runBulk(const Options& o, SSL_CTX* ctx) {
-  Link l = openLink(parseEndpoint(o.connect), ctx);
-  std::vector<char> buf(kBufSize, 'x');
+// One sink message of n bytes through l, answered once the backend has it all.
+bool sink(Link& l, const std::vector<char>& buf, uint64_t bytes) {
   char header[9] = {kSinkTag};
   for (int i = 0; i < 8; ++i)
-    header[1 + i] = static_cast<char>(o.bytes >> (56 - 8 * i));
-  double cpu0 = cpuSeconds(o.pids);
-  auto t0 = Clock::now();
+    header[1 + i] = static_cast<char>(bytes >> (56 - 8 * i));
   bool ok = l.writeAll(header, sizeof header);
-  for (uint64_t left = o.bytes; ok && left > 0;) {
+  for (uint64_t left = bytes; ok && left > 0;) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(left, buf.size()));
     ok = l.writeAll(buf.data(), n);
     left -= n;
   }
   char ack = 0;
-  ok = ok && l.readAll(&ack, 1) && ack == kSinkAck;  // the backend has it all
-  double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  double cpu = cpuSeconds(o.pids) - cpu0;
-  if (!ok)
-    die("bulk transfer broke off: " + sslErrors());
-  // The suite is printed so that a run shows every system did the same crypto.
-  const char* suite = l.ssl ? SSL_get_cipher_name(l.ssl.get()) : "none";
-  std::printf("mode=bulk bytes=%llu secs=%.3f mb_per_s=%.1f cpu_s=%.2f cipher=%s\n",
-              static_cast<unsigned long long>(o.bytes), secs, o.bytes / secs / 1e6, cpu, suite);
+  return ok && l.readAll(&ack, 1) && ack == kSinkAck;
+}
+
+// --bytes through each endpoint's connection. With several, they take turns
+// of --slice-bytes, so a drift of this VM's speed falls on all of them alike.
+int runBulk(const Options& o, const std::vector<Endpoint>& endpoints) {
+  struct Run {
+    Link link;
+    uint64_t sent = 0;
+    double secs = 0, cpu = 0;
+  };
+  std::vector<Run> runs;
+  for (const auto& e : endpoints)
+    runs.push_back({openLink(e.to, e.ctx)});
+  std::vector<char> buf(kBufSize, 'x');
+  uint64_t turn = endpoints.size() == 1 ? o.bytes : std::max<uint64_t>(1, o.slice_bytes);
+  for (bool more = true; more;) {
+    more = false;
+    for (size_t i = 0; i < runs.size(); ++i) {
+      auto& r = runs[i];
+      uint64_t n = std::min(turn, o.bytes - r.sent);
+      if (n == 0)
+        continue;
+      double cpu0 = cpuSeconds(endpoints[i].pids);
+      auto t0 = Clock::now();
+      if (!sink(r.link, buf, n))
+        die(endpoints[i].prefix() + "bulk transfer broke off: " + sslErrors());
+      r.secs += std::chrono::duration<double>(Clock::now() - t0).count();
+      r.cpu += cpuSeconds(endpoints[i].pids) - cpu0;
+      r.sent += n;
+      more = true;
+    }
+  }
+  for (size_t i = 0; i < runs.size(); ++i) {
+    auto& r = runs[i];
+    // The suite is printed so that a run shows every system did the same crypto.
+    const char* suite = r.link.ssl ? SSL_get_cipher_name(r.link.ssl.get()) : "none";
+    std::printf("%smode=bulk bytes=%llu secs=%.3f mb_per_s=%.1f cpu_s=%.2f cipher=%s\n",
+                endpoints[i].prefix().c_str(), static_cast<unsigned long long>(o.bytes), r.secs,
+                static_cast<double>(o.bytes) / r.secs / 1e6, r.cpu, suite);
+  }
   return 0;
 }
 
@@ -292,12 +367,16 @@ int runIdle(const Options& o, SSL_CTX* ctx) {
 
 enum class Step { kConnecting, kHandshaking, kSending, kReceiving };
 
+struct Target;
+
 struct Conn {
+  Target* target = nullptr;
   Fd fd;
   SslPtr ssl;
   SslSessionPtr session;  // the newest one this slot got, offered with --resume
   Step step = Step::kConnecting;
   size_t done = 0;  // bytes of the current request sent or of its echo read
+  bool in_flight = false;
   Clock::time_point sent_at;
 };
 
@@ -315,63 +394,132 @@ struct Totals {
   std::vector<uint32_t> latencies_us;
 };
 
+// An endpoint's connections and counts in a run.
+struct Target : Endpoint {
+  std::vector<Conn> conns;
+  Totals totals;
+  bool active = false;    // its connections may start requests
+  bool counting = false;  // in a measured slice: completions count
+  int in_flight = 0;
+  double secs = 0, cpu = 0;  // measured, summed over its slices
+};
+
 enum class Io { kDone, kWait, kFailed };
 
 class Loop {
  public:
-  Loop(const Options& o, SSL_CTX* ctx, bool new_conn_per_request)
+  Loop(const Options& o, std::vector<Target>& targets, bool new_conn_per_request)
       : o_(o),
-        ctx_(ctx),
+        targets_(targets),
         per_request_(new_conn_per_request),
-        to_(parseEndpoint(o.connect)),
         epoll_(epoll_create1(0)),
         request_(o.size, 'E'),
         reply_(o.size, 0) {}
 
   int run(const char* mode) {
-    conns_.resize(static_cast<size_t>(o_.conns));
-    for (auto& c : conns_)
-      start(c);
-    auto begin = Clock::now();
-    auto window_start = begin + std::chrono::duration_cast<Clock::duration>(
-                                    std::chrono::duration<double>(o_.warmup));
-    auto end = window_start + std::chrono::duration_cast<Clock::duration>(
-                                  std::chrono::duration<double>(o_.seconds));
-    double cpu0 = 0;
-    bool in_window = false;
-    std::vector<epoll_event> events(256);
-    for (auto now = begin; now < end; now = Clock::now()) {
-      if (!in_window && now >= window_start) {
-        in_window = true;
-        counting_ = true;
-        window_start = now;
-        cpu0 = cpuSeconds(o_.pids);
+    for (auto& t : targets_) {
+      t.conns.resize(static_cast<size_t>(o_.conns));
+      for (auto& c : t.conns) {
+        c.target = &t;
+        start(c);
       }
-      int n = epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), 50);
-      for (int i = 0; i < n; ++i)
-        drive(*static_cast<Conn*>(events[static_cast<size_t>(i)].data.ptr));
     }
-    double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
-    double cpu = cpuSeconds(o_.pids) - cpu0;
-    auto& t = totals_;
-    std::printf(
-        "mode=%s conns=%d secs=%.3f handshakes=%llu resumed=%llu requests=%llu "
-        "per_s=%.1f p50_us=%.0f p99_us=%.0f cpu_s=%.2f errors=%llu",
-        mode, o_.conns, secs, static_cast<unsigned long long>(t.handshakes),
-        static_cast<unsigned long long>(t.resumed), static_cast<unsigned long long>(t.requests),
-        static_cast<double>(per_request_ ? t.handshakes : t.requests) / secs,
-        percentile(t.latencies_us, 0.50), percentile(t.latencies_us, 0.99), cpu,
-        static_cast<unsigned long long>(t.errors));
-    if (!t.first_error.empty())
-      std::printf(" first_error=\"%s\"", t.first_error.c_str());
-    std::printf("\n");
+    if (targets_.size() == 1) {
+      // One continuous window after the warm-up, as a client would run.
+      activate(targets_[0]);
+      window(targets_[0], o_.warmup, false);
+      window(targets_[0], o_.seconds, true);
+    } else {
+      // Interleaved: each target in turn gets a slice while the others idle,
+      // so a drift of this VM's speed falls on all of them alike.
+      for (auto& t : targets_)
+        slice(t, o_.warmup, false);
+      for (bool more = true; more;) {
+        more = false;
+        for (auto& t : targets_) {
+          double left = o_.seconds - t.secs;
+          if (left <= 1e-3)
+            continue;
+          slice(t, std::min(left, o_.slice), true);
+          more = true;
+        }
+      }
+    }
+    for (auto& t : targets_) {
+      auto& r = t.totals;
+      std::printf(
+          "%smode=%s conns=%d secs=%.3f handshakes=%llu resumed=%llu requests=%llu "
+          "per_s=%.1f p50_us=%.0f p99_us=%.0f cpu_s=%.2f errors=%llu",
+          t.prefix().c_str(), mode, o_.conns, t.secs, static_cast<unsigned long long>(r.handshakes),
+          static_cast<unsigned long long>(r.resumed), static_cast<unsigned long long>(r.requests),
+          static_cast<double>(per_request_ ? r.handshakes : r.requests) / t.secs,
+          percentile(r.latencies_us, 0.50), percentile(r.latencies_us, 0.99), t.cpu,
+          static_cast<unsigned long long>(r.errors));
+      if (!r.first_error.empty())
+        std::printf(" first_error=\"%s\"", r.first_error.c_str());
+      std::printf("\n");
+    }
     return 0;
   }
 
  private:
+  // Runs the loop for `secs` with t active; a counted window adds its time
+  // and t's CPU to t's totals.
+  void window(Target& t, double secs, bool count) {
+    auto begin = Clock::now();
+    double cpu0 = count ? cpuSeconds(t.pids) : 0;
+    t.counting = count;
+    auto end =
+        begin + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(secs));
+    pump([&] { return Clock::now() >= end; });
+    if (count) {
+      t.secs += std::chrono::duration<double>(Clock::now() - begin).count();
+      t.cpu += cpuSeconds(t.pids) - cpu0;
+    }
+  }
+
+  // A window, then no new requests until those in flight have come back
+  // (counted with the slice), so the next target starts on an idle system.
+  void slice(Target& t, double secs, bool count) {
+    auto begin = Clock::now();
+    double cpu0 = count ? cpuSeconds(t.pids) : 0;
+    t.counting = count;
+    activate(t);
+    auto end =
+        begin + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(secs));
+    pump([&] { return Clock::now() >= end; });
+    t.active = false;
+    auto give_up = Clock::now() + std::chrono::seconds(10);
+    pump([&] { return t.in_flight == 0 || Clock::now() >= give_up; });
+    if (t.in_flight > 0)
+      die("target " + t.name + ": requests still in flight 10 s after its slice");
+    t.counting = false;
+    if (count) {
+      t.secs += std::chrono::duration<double>(Clock::now() - begin).count();
+      t.cpu += cpuSeconds(t.pids) - cpu0;
+    }
+  }
+
+  void activate(Target& t) {
+    t.active = true;
+    for (auto& c : t.conns)
+      if (c.step == Step::kSending && c.done == 0)
+        drive(c);  // parked after its last echo or its handshake
+  }
+
+  template <typename Done>
+  void pump(Done done) {
+    epoll_event events[256];
+    while (!done()) {
+      int n = epoll_wait(epoll_.get(), events, 256, 50);
+      for (int i = 0; i < n; ++i)
+        drive(*static_cast<Conn*>(events[i].data.ptr));
+    }
+  }
+
   void start(Conn& c) {
     c.ssl.reset();
-    c.fd = openSocket(to_, true);
+    c.fd = openSocket(c.target->to, true);
     c.step = Step::kConnecting;
     c.done = 0;
     if (c.fd.get() < 0)
@@ -382,10 +530,15 @@ class Loop {
   }
 
   void fail(Conn& c, const std::string& why) {
-    if (counting_)
-      ++totals_.errors;
-    if (totals_.first_error.empty())
-      totals_.first_error = why;
+    auto& t = *c.target;
+    if (t.counting)
+      ++t.totals.errors;
+    if (t.totals.first_error.empty())
+      t.totals.first_error = why;
+    if (c.in_flight) {
+      c.in_flight = false;
+      --t.in_flight;
+    }
     c.session.reset();  // a broken session is not offered again
     c.fd.reset();
     // A refused or dead server would otherwise be retried in a tight loop.
@@ -427,11 +580,11 @@ class Loop {
       errno = err;
       return Io::kFailed;
     }
-    if (!ctx_) {
+    if (!c.target->ctx) {
       c.step = Step::kSending;
       return Io::kDone;
     }
-    c.ssl.reset(SSL_new(ctx_));
+    c.ssl.reset(SSL_new(c.target->ctx));
     SSL_set_fd(c.ssl.get(), c.fd.get());
     SSL_set_app_data(c.ssl.get(), &c);
     if (o_.resume && c.session) {
@@ -454,8 +607,15 @@ class Loop {
   }
 
   Io send(Conn& c) {
-    if (c.done == 0)
+    if (c.done == 0) {
+      if (!c.target->active)
+        return Io::kWait;  // parked until its target's next slice
       c.sent_at = Clock::now();
+      if (!c.in_flight) {
+        c.in_flight = true;
+        ++c.target->in_flight;
+      }
+    }
     const char* p = request_.data() + c.done;
     size_t left = request_.size() - c.done;
     long w =
@@ -488,24 +648,27 @@ class Loop {
   }
 
   void completed(Conn& c) {
-    if (counting_) {
-      ++totals_.requests;
-      totals_.latencies_us.push_back(static_cast<uint32_t>(
+    auto& t = *c.target;
+    if (t.counting) {
+      ++t.totals.requests;
+      t.totals.latencies_us.push_back(static_cast<uint32_t>(
           std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - c.sent_at).count()));
     }
+    c.in_flight = false;
+    --t.in_flight;
     c.done = 0;
     c.step = Step::kSending;
     if (!per_request_)
       return;
     if (c.ssl) {
       // Counted only now, after the echo: the server surely finished it.
-      if (counting_) {
-        ++totals_.handshakes;
-        totals_.resumed += SSL_session_reused(c.ssl.get()) ? 1 : 0;
+      if (t.counting) {
+        ++t.totals.handshakes;
+        t.totals.resumed += SSL_session_reused(c.ssl.get()) ? 1 : 0;
       }
       SSL_shutdown(c.ssl.get());  // close_notify, as a polite client sends
-    } else if (counting_) {
-      ++totals_.handshakes;  // plaintext: a connection, no handshake
+    } else if (t.counting) {
+      ++t.totals.handshakes;  // plaintext: a connection, no handshake
     }
     start(c);  // adding the new socket to epoll reports it once connected
   }
@@ -521,14 +684,10 @@ class Loop {
   }
 
   const Options& o_;
-  SSL_CTX* ctx_;
+  std::vector<Target>& targets_;
   bool per_request_;
-  sockaddr_in to_;
   Fd epoll_;
   std::string request_, reply_;
-  std::vector<Conn> conns_;
-  Totals totals_;
-  bool counting_ = false;
 };
 
 // ---------------------------------------------------------------------------
@@ -685,7 +844,7 @@ int main(int argc, char** argv) {
                             std::pair{"bulk", "one connection, --bytes one way"},
                             std::pair{"idle", "hold --conns connections for --seconds"}}) {
     auto* c = app.add_subcommand(name, help);
-    c->add_option("--connect", o.connect, "host:port")->required();
+    c->add_option("--connect", o.connect, "host:port");
     c->add_option("--cert", o.cert, "client certificate chain (PEM); none = plaintext");
     c->add_option("--key", o.key, "client key (PEM)");
     c->add_option("--ca", o.ca, "roots that verify the server");
@@ -698,6 +857,14 @@ int main(int argc, char** argv) {
     c->add_flag("--tls1_2", o.tls12, "offer TLS 1.2 only");
     c->add_flag("--resume", o.resume, "hs: resume each slot's newest session");
     c->add_option("--pids", o.pids, "processes whose CPU to report")->delimiter(',');
+    if (std::string(name) == "rr" || std::string(name) == "bulk") {
+      c->add_option("--target", o.targets,
+                    "instead of --connect, repeated: \"NAME HOST:PORT PIDS|- tls|plain\"; "
+                    "the systems take turns");
+      c->add_option("--slice", o.slice, "rr with --target: seconds per turn")
+          ->check(CLI::PositiveNumber);
+      c->add_option("--slice-bytes", o.slice_bytes, "bulk with --target: bytes per turn");
+    }
     clients.push_back(c);
   }
   CLI11_PARSE(app, argc, argv);
@@ -710,11 +877,20 @@ int main(int argc, char** argv) {
   if (o.cert.empty() != o.key.empty() || o.cert.empty() != o.ca.empty())
     die("--cert, --key and --ca go together");
   SslCtxPtr ctx = makeClientCtx(o);
-  if (clients[0]->parsed())
-    return Loop(o, ctx.get(), true).run("hs");
-  if (clients[1]->parsed())
-    return Loop(o, ctx.get(), false).run("rr");
+  bool has_connect = o.connect != "127.0.0.1:0";
+  if (has_connect == !o.targets.empty())
+    die("give either --connect or --target");
+  std::vector<Endpoint> endpoints;
+  if (has_connect)
+    endpoints.push_back({"", parseEndpoint(o.connect), ctx.get(), o.pids});
+  for (const auto& spec : o.targets)
+    endpoints.push_back(parseTarget(spec, ctx.get()));
   if (clients[2]->parsed())
-    return runBulk(o, ctx.get());
-  return runIdle(o, ctx.get());
+    return runBulk(o, endpoints);
+  if (clients[3]->parsed())
+    return runIdle(o, ctx.get());
+  std::vector<Target> targets(endpoints.size());
+  for (size_t i = 0; i < endpoints.size(); ++i)
+    static_cast<Endpoint&>(targets[i]) = endpoints[i];
+  return Loop(o, targets, clients[0]->parsed()).run(clients[0]->parsed() ? "hs" : "rr");
 }
