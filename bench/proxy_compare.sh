@@ -179,6 +179,18 @@ check_verifies() {  # PORT -> reason on failure
   [[ -z $(echo_through "$p" -cert foreign/cert-chain.pem -key foreign/key.pem) ]] ||
     echo "accepted a client certificate from a foreign CA"
 }
+# Once per round, before a system's first row: a system that does not verify
+# client certificates is marked broken and its row failed (false).
+verified_once() {  # ROW SYS
+  local reason
+  [[ -n ${CHECKED[$2]:-} ]] && return 0
+  CHECKED[$2]=1
+  reason=$(check_verifies "${port[$2]}")
+  [[ -z $reason ]] && return 0
+  BROKEN[$2]=$reason
+  fail_keys "$1" "$2" "$reason"
+  return 1
+}
 
 # --- results ----------------------------------------------------------------
 # Per round: V[row|sys|round] is what the table prints, N[row|sys|round] the
@@ -415,19 +427,11 @@ run_interleaved() {  # ROW SYSTEMS...
       spid+=("$SYS_PID")
     fi
   done
-  local i reason
+  local i
   for i in "${!started[@]}"; do
     sys=${started[$i]}
     SYS_PID=${spid[$i]}
-    if [[ -z ${CHECKED[$sys]:-} ]]; then  # once per round: it verifies client certificates
-      reason=$(check_verifies "${port[$sys]}")
-      CHECKED[$sys]=1
-      if [[ -n $reason ]]; then
-        BROKEN[$sys]=$reason
-        fail_keys "$row" "$sys" "$reason"
-        continue
-      fi
-    fi
+    verified_once "$row" "$sys" || continue
     targets+=(--target "$sys 127.0.0.1:${port[$sys]} $(sys_pids) tls")
   done
   local out=""
@@ -550,15 +554,9 @@ for ROUND in $(seq "$ROUNDS"); do
           fail_keys "$row" "$sys" "${BROKEN[$sys]}"
           continue
         fi
-        if [[ -z ${CHECKED[$sys]:-} ]]; then  # once per round: it verifies client certificates
-          reason=$(check_verifies "${port[$sys]}")
-          CHECKED[$sys]=1
-          if [[ -n $reason ]]; then
-            BROKEN[$sys]=$reason
-            fail_keys "$row" "$sys" "$reason"
-            stop_system
-            continue
-          fi
+        if ! verified_once "$row" "$sys"; then
+          stop_system
+          continue
         fi
       fi
       run_row "$row" "$sys"
