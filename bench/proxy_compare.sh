@@ -179,6 +179,14 @@ check_verifies() {  # PORT -> reason on failure
   [[ -z $(echo_through "$p" -cert foreign/cert-chain.pem -key foreign/key.pem) ]] ||
     echo "accepted a client certificate from a foreign CA"
 }
+# Starts SYS for ROW; one that does not start is marked broken and the row
+# failed (false).
+started_for() {  # ROW SYS
+  start_system "$2" && return 0
+  BROKEN[$2]="did not start: $(tail -1 "$2.log")"
+  fail_keys "$1" "$2" "${BROKEN[$2]}"
+  return 1
+}
 # Once per round, before a system's first row: a system that does not verify
 # client certificates is marked broken and its row failed (false).
 verified_once() {  # ROW SYS
@@ -419,10 +427,7 @@ run_interleaved() {  # ROW SYSTEMS...
       fail_keys "$row" "$sys" "${BROKEN[$sys]}"
     elif [[ $sys == direct ]]; then
       targets+=(--target "direct 127.0.0.1:$BACKEND - plain")
-    elif ! start_system "$sys"; then
-      BROKEN[$sys]="did not start: $(tail -1 "$sys.log")"
-      fail_keys "$row" "$sys" "${BROKEN[$sys]}"
-    else
+    elif started_for "$row" "$sys"; then
       started+=("$sys")
       spid+=("$SYS_PID")
     fi
@@ -549,11 +554,7 @@ for ROUND in $(seq "$ROUNDS"); do
         continue
       fi
       if [[ $sys != direct ]]; then
-        if ! start_system "$sys"; then
-          BROKEN[$sys]="did not start: $(tail -1 "$sys.log")"
-          fail_keys "$row" "$sys" "${BROKEN[$sys]}"
-          continue
-        fi
+        started_for "$row" "$sys" || continue
         if ! verified_once "$row" "$sys"; then
           stop_system
           continue

@@ -150,6 +150,14 @@ struct Link {
     deliver(raw, wire);
     return peerReads();
   }
+  // The stream's alert record, through to the peer: what the peer read then.
+  std::string streamSendsAlert() {
+    char alert[Tls13Stream::kAlertRecordBytes];
+    const size_t n = stream->sealAlert(alert);
+    EXPECT_EQ(n, sizeof alert);
+    deliver(raw, std::string(alert, n));
+    return peerReads();
+  }
   std::string peerReads() {
     std::string out;
     std::vector<char> buf(1 << 16);
@@ -317,10 +325,7 @@ TEST_F(Tls13StreamTest, CloseNotifyBothWays) {
   char buf[16];
   EXPECT_EQ(l.stream->read(buf, sizeof buf).status, Status::kEnd);  // it stays
 
-  char alert[Tls13Stream::kAlertRecordBytes];
-  ASSERT_EQ(l.stream->sealAlert(alert), sizeof alert);
-  deliver(l.raw, std::string(alert, sizeof alert));
-  EXPECT_EQ(l.peerReads(), "");
+  EXPECT_EQ(l.streamSendsAlert(), "");
   EXPECT_EQ(l.peer_error, SSL_ERROR_ZERO_RETURN);
 }
 
@@ -393,10 +398,7 @@ TEST_P(Tls13StreamHostileTest, EndsTheStreamWithTheRightAlert) {
   char buf[8];
   EXPECT_EQ(l.stream->read(buf, sizeof buf).status, Status::kError);  // it stays
 
-  char alert[Tls13Stream::kAlertRecordBytes];
-  ASSERT_EQ(l.stream->sealAlert(alert), sizeof alert);
-  deliver(l.raw, std::string(alert, sizeof alert));
-  EXPECT_EQ(l.peerReads(), "");
+  EXPECT_EQ(l.streamSendsAlert(), "");
   EXPECT_EQ(l.peer_error, SSL_ERROR_SSL);  // a fatal alert, not a clean close
 }
 
